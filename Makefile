@@ -1,0 +1,27 @@
+# Two set-up commands: `make demo` and `make test`. Both create .venv when missing and reuse it.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint clean-venv
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	# The CPU torch wheel first: a bare `torch` would pull a multi-GB CUDA build here.
+	$(BIN)/pip install --quiet "torch==2.13.0"
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python jobs/generate.py examples/prompts.parquet --out outputs/demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check llmgan jobs tests
+
+clean-venv:
+	rm -rf $(VENV)

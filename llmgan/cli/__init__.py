@@ -1,0 +1,1 @@
+"""The `llmgan` command line (the only package that imports typer)."""

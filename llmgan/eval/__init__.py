@@ -1,0 +1,1 @@
+"""Evaluation independent of the discriminator: attribute classifier and image-quality figures."""

@@ -1,0 +1,1 @@
+"""The text-conditioned GAN: networks, losses, augmentation, training step, checkpoints, sampling."""
