@@ -1,0 +1,199 @@
+"""The prompts-file contract: validate a Parquet prompts file and read it in bounded-memory row ranges.
+
+Contract (DESIGN.md): required string column `prompt` (name overridable); optional unique `id` (default: the
+row number), integer `n` (images for this prompt) and `seed`; every other column is carried into each image's
+metadata. File-level problems raise UserError before anything is written; row-level problems (null, empty or
+whitespace-only prompt, invalid n) are returned per row so the job can record them and go on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from llmgan.errors import StorageError, UserError
+from llmgan.io.storage import Storage
+
+MAX_N_PER_PROMPT = 10_000
+MAX_PROMPT_CHARS = 2_000
+MAX_ID_CHARS = 200
+
+
+@dataclass
+class PromptRow:
+    """One valid prompt row."""
+
+    row: int
+    id: str
+    prompt: str
+    n: int | None  # None: use the job's --n-per-prompt
+    seed: int | None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class RejectedRow:
+    row: int
+    id: str
+    reason: str
+
+
+def _is_string(t: Any) -> bool:
+    import pyarrow as pa
+
+    return pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t)
+
+
+def _is_int(t: Any) -> bool:
+    import pyarrow as pa
+
+    return pa.types.is_integer(t)
+
+
+def _id_hash(value: str) -> int:
+    return int.from_bytes(hashlib.blake2b(value.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "little")
+
+
+class PromptsFile:
+    """A validated prompts Parquet file (local or s3://). Opening it checks the schema, not the rows."""
+
+    def __init__(self, url: str, storage: Storage | None = None, prompt_column: str = "prompt") -> None:
+        import pyarrow.parquet as pq
+
+        self.url = url
+        self.storage = storage or Storage()
+        self.prompt_column = prompt_column
+        try:
+            self._file = pq.ParquetFile(self.storage.open_input(url))
+        except StorageError as exc:
+            msg = str(exc)
+            if msg.startswith("not found"):
+                raise UserError(f"prompts file not found: {url}") from None
+            raise
+        except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for non-Parquet bytes
+            raise UserError(f"prompts file {url} is not a readable Parquet file ({type(exc).__name__})") from None
+        schema = self._file.schema_arrow
+        self.columns: list[str] = list(schema.names)
+        if prompt_column not in self.columns:
+            raise UserError(
+                f"prompts file {url} has no column {prompt_column!r}; columns: {', '.join(self.columns) or '(none)'}"
+            )
+        checks = [(prompt_column, _is_string, "string")]
+        checks += [("id", lambda t: _is_string(t) or _is_int(t), "string or integer")]
+        checks += [("n", _is_int, "integer"), ("seed", _is_int, "integer")]
+        for name, ok, wanted in checks:
+            if name in self.columns and not ok(schema.field(name).type):
+                raise UserError(
+                    f"prompts file column {name!r} must be {wanted}, found {schema.field(name).type}"
+                )
+        self.extra_columns = [c for c in self.columns if c not in (prompt_column, "id", "n", "seed")]
+        self.num_rows: int = self._file.metadata.num_rows
+        self._row_group_starts = np.cumsum([0] + [self._file.metadata.row_group(i).num_rows
+                                                  for i in range(self._file.num_row_groups)])
+
+    def iter_column(self, name: str, batch_size: int = 65_536) -> Iterator[Any]:
+        """Stream one column as pyarrow arrays (reads only that column)."""
+        for batch in self._file.iter_batches(batch_size=batch_size, columns=[name]):
+            yield batch.column(0)
+
+    def check_ids(self) -> None:
+        """Fail with one line if ids are null or repeat. Memory: 8 bytes per row (hashes), not the ids."""
+        if "id" not in self.columns:
+            return
+        hashes = np.empty(self.num_rows, dtype=np.uint64)
+        pos = 0
+        for arr in self.iter_column("id"):
+            if arr.null_count:
+                raise UserError(f"prompts file column 'id' has {arr.null_count} null value(s); ids must be set")
+            for v in arr.to_pylist():
+                hashes[pos] = _id_hash(str(v))
+                pos += 1
+        order = np.sort(hashes)
+        dup = np.flatnonzero(order[1:] == order[:-1])
+        if dup.size:
+            # confirm with the real values (a 64-bit hash collision is not a duplicate)
+            suspects = set(order[dup].tolist())
+            seen: dict[str, int] = {}
+            for arr in self.iter_column("id"):
+                for v in arr.to_pylist():
+                    s = str(v)
+                    if _id_hash(s) in suspects:
+                        seen[s] = seen.get(s, 0) + 1
+                        if seen[s] > 1:
+                            raise UserError(f"prompts file has duplicate id {s[:80]!r}; ids must be unique")
+
+    def image_counts(self, default_n: int, batch_size: int = 65_536) -> Iterator[np.ndarray]:
+        """Per-row image counts in row order (invalid or missing n -> its default/0), streamed in batches."""
+        if "n" not in self.columns:
+            remaining = self.num_rows
+            while remaining > 0:
+                k = min(batch_size, remaining)
+                yield np.full(k, default_n, dtype=np.int64)
+                remaining -= k
+            return
+        for arr in self.iter_column("n", batch_size):
+            vals = arr.to_numpy(zero_copy_only=False)
+            counts = np.where(np.isnan(vals.astype(float)), default_n, vals).astype(np.int64)
+            counts[(counts < 1) | (counts > MAX_N_PER_PROMPT)] = 0  # rejected rows produce no image
+            yield counts
+
+    def read_range(self, start: int, stop: int) -> tuple[list[PromptRow], list[RejectedRow]]:
+        """Rows [start, stop), validated. Reads only the row groups that overlap the range."""
+        if not 0 <= start <= stop <= self.num_rows:
+            raise ValueError(f"row range [{start}, {stop}) outside 0..{self.num_rows}")
+        first = int(np.searchsorted(self._row_group_starts, start, side="right") - 1)
+        rows: list[PromptRow] = []
+        rejected: list[RejectedRow] = []
+        if start == stop:
+            return rows, rejected
+        row_base = int(self._row_group_starts[first])
+        for rg in range(first, self._file.num_row_groups):
+            if row_base >= stop:
+                break
+            table = self._file.read_row_group(rg)
+            lo, hi = max(start - row_base, 0), min(stop - row_base, table.num_rows)
+            if hi > lo:
+                self._validate(table.slice(lo, hi - lo).to_pylist(), row_base + lo, rows, rejected)
+            row_base += table.num_rows
+        return rows, rejected
+
+    def _validate(self, records: list[dict], first_row: int, rows: list[PromptRow], rejected: list[RejectedRow]) -> None:
+        for offset, rec in enumerate(records):
+            row = first_row + offset
+            pid = str(rec["id"]) if rec.get("id") is not None else str(row)
+            prompt = rec.get(self.prompt_column)
+            n = rec.get("n")
+            reason = None
+            if prompt is None:
+                reason = "null prompt"
+            elif not prompt.strip():
+                reason = "empty prompt"
+            elif len(prompt) > MAX_PROMPT_CHARS:
+                reason = f"prompt longer than {MAX_PROMPT_CHARS} characters"
+            elif n is not None and not 1 <= n <= MAX_N_PER_PROMPT:
+                reason = f"invalid n={n} (must be 1..{MAX_N_PER_PROMPT})"
+            elif len(pid) > MAX_ID_CHARS:
+                reason = f"id longer than {MAX_ID_CHARS} characters"
+            if reason:
+                rejected.append(RejectedRow(row=row, id=pid[:MAX_ID_CHARS], reason=reason))
+                continue
+            extra = {c: rec[c] for c in self.extra_columns}
+            rows.append(PromptRow(row=row, id=pid, prompt=" ".join(prompt.split()), n=n, seed=rec.get("seed"), extra=extra))
+
+    def iter_ranges(self, batch_rows: int) -> Iterator[tuple[list[PromptRow], list[RejectedRow]]]:
+        """The whole file in consecutive validated batches of `batch_rows` rows."""
+        for start in range(0, self.num_rows, batch_rows):
+            yield self.read_range(start, min(start + batch_rows, self.num_rows))
+
+
+def open_prompts(url: str, storage: Storage | None = None, prompt_column: str = "prompt") -> PromptsFile:
+    """Open and fully validate a prompts file (schema, then ids); raises UserError with one line."""
+    pf = PromptsFile(url, storage=storage, prompt_column=prompt_column)
+    if pf.num_rows == 0:
+        raise UserError(f"prompts file {url} has no rows")
+    pf.check_ids()
+    return pf

@@ -1,0 +1,1 @@
+"""llmgan test suite."""
