@@ -1,0 +1,220 @@
+"""The bulk generation job on Ray: plan shards, stream them through expander and generator actor pools
+(Ray Data map_batches), write each shard from a task, retry failed shards, then summarise.
+
+The driver holds the shard plan (one small record per shard) and per-shard stats, never prompts or images.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import pickle
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import ray
+
+from llmgan.errors import UserError
+from llmgan.io.identity import content_identity
+from llmgan.io.prompts import open_prompts
+from llmgan.io.storage import Storage, join
+from llmgan.job.config import GenerateConfig
+from llmgan.job.manifest import (
+    SUCCESS_FILE,
+    build_manifest,
+    prepare_output,
+    redact_url,
+    summarize,
+    write_contact_sheet,
+)
+from llmgan.job.plan import ShardSpec, make_plan
+from llmgan.job.shards import committed_shards, write_shard
+
+log = logging.getLogger("llmgan.generate")
+
+
+class JobFailed(Exception):
+    """Shards still failing after the allowed retries; the message names them and how to resume."""
+
+
+def _set_threads(num_cpus: float) -> None:
+    import torch
+
+    torch.set_num_threads(max(1, int(num_cpus)))
+
+
+def _guarded(stage: Callable[[Any], Any], payload: bytes) -> bytes:
+    """Run a stage on one pickled shard; a failure becomes an error record, so one bad shard cannot sink
+    the whole dataset and the driver can retry it."""
+    obj = pickle.loads(payload)
+    if isinstance(obj, dict) and "error" in obj:
+        return payload
+    try:
+        return pickle.dumps(stage(obj))
+    except Exception as exc:  # noqa: BLE001 - reported per shard, retried by the driver
+        index = getattr(obj, "index", None)
+        if index is None:
+            index = obj.spec.index
+        return pickle.dumps({"error": f"{type(exc).__name__}: {exc}"[:500], "shard": index})
+
+
+class ExpandActor:
+    def __init__(self, cfg: GenerateConfig) -> None:
+        from llmgan.job.stages import ShardExpander
+
+        _set_threads(cfg.expander.num_cpus)
+        self.stage = ShardExpander(cfg)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list[bytes]]:
+        return {"payload": [_guarded(self.stage, p) for p in batch["payload"]]}
+
+
+class GenerateActor:
+    def __init__(self, cfg: GenerateConfig) -> None:
+        from llmgan.job.stages import ShardGenerator
+
+        _set_threads(cfg.generator.num_cpus)
+        self.stage = ShardGenerator(cfg)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list[bytes]]:
+        return {"payload": [_guarded(self.stage, p) for p in batch["payload"]]}
+
+
+def _write(batch: dict[str, np.ndarray], out: str, fmt: str, job_id: str, endpoint: str | None) -> dict[str, list[str]]:
+    storage = Storage(endpoint)
+    rows = []
+    for payload in batch["payload"]:
+        obj = pickle.loads(payload)
+        if isinstance(obj, dict):
+            rows.append(json.dumps(obj))
+            continue
+        try:
+            rows.append(json.dumps(write_shard(storage, out, obj, fmt, job_id)))
+        except Exception as exc:  # noqa: BLE001
+            rows.append(json.dumps({"error": f"{type(exc).__name__}: {exc}"[:500], "shard": obj.index}))
+    return {"stats": rows}
+
+
+def connect_ray() -> None:
+    """Join the cluster given by RAY_ADDRESS / `ray job submit`, else start a local Ray."""
+    if not ray.is_initialized():
+        ray.init(logging_level=logging.WARNING, log_to_driver=True, include_dashboard=False,
+                 configure_logging=True)
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False
+    ctx.print_on_execution_start = False
+
+
+def _run_pass(cfg: GenerateConfig, todo: list[ShardSpec], job_id: str,
+              on_shard: Callable[[dict[str, Any]], None]) -> list[dict[str, Any]]:
+    """One streaming pass over `todo`; returns the error records of shards that failed."""
+    ds = ray.data.from_items([{"payload": pickle.dumps(s)} for s in todo], override_num_blocks=len(todo))
+    for actor, res in ((ExpandActor, cfg.expander), (GenerateActor, cfg.generator)):
+        ds = ds.map_batches(
+            actor, fn_constructor_args=(cfg,), batch_size=1, batch_format="numpy",
+            concurrency=(res.min_actors, res.max_actors), num_cpus=res.num_cpus, num_gpus=res.num_gpus,
+        )
+    ds = ds.map_batches(_write, fn_kwargs={"out": cfg.out, "fmt": cfg.format, "job_id": job_id,
+                                           "endpoint": cfg.s3_endpoint},
+                        batch_size=1, batch_format="numpy", num_cpus=0.1, max_retries=cfg.max_retries)
+    failures = []
+    for row in ds.iter_rows():
+        stats = json.loads(row["stats"])
+        if "error" in stats:
+            log.warning("shard %05d failed: %s", stats["shard"], stats["error"])
+            failures.append(stats)
+        else:
+            on_shard(stats)
+    return failures
+
+
+def _models(cfg: GenerateConfig, storage: Storage) -> dict[str, Any]:
+    """Identities of the models: any change of weights makes a different job."""
+    from llmgan.gan.inference import default_checkpoint_path
+
+    ckpt = cfg.ckpt or default_checkpoint_path()
+    models: dict[str, Any] = {"gan": {"path": cfg.ckpt or "default", "identity": content_identity(ckpt, storage)}}
+    config = json.loads(storage.read_text(join(ckpt, "config.json")))
+    encoder = config.get("text_encoder") or "default"
+    models["text_encoder"] = {"path": encoder}
+    if cfg.expand:
+        from llmgan.text.expander import resolve_lm
+
+        name, local = resolve_lm(cfg.lm)
+        models["lm"] = {"path": cfg.lm or "default", "identity": content_identity(str(local) if local else name)}
+    return models
+
+
+def run_generate(cfg: GenerateConfig, progress: bool = True) -> dict[str, Any]:
+    """Run (or resume) a generation job; returns the `_SUCCESS.json` summary."""
+    t_start = time.perf_counter()
+    storage = Storage(cfg.s3_endpoint)
+    prompts = open_prompts(cfg.prompts, storage, cfg.prompt_column)  # bad input fails here, nothing written
+    plan = make_plan(prompts, cfg.n_per_prompt, cfg.shard_size)
+    try:
+        models = _models(cfg, storage)
+    except FileNotFoundError as exc:
+        raise UserError(f"model not found: {exc}") from None
+    run_settings = {k: v for k, v in cfg.to_dict().items() if k not in cfg.output_settings()}
+    run_settings["s3_endpoint"] = redact_url(cfg.s3_endpoint)
+    manifest = build_manifest(
+        cfg.output_settings(), run_settings, models,
+        {"url": redact_url(cfg.prompts), "rows": prompts.num_rows, "columns": prompts.columns},
+        {"shards": len(plan), "planned_images": sum(s.planned_images for s in plan)},
+    )
+    resuming = prepare_output(storage, cfg.out, manifest, cfg.overwrite)
+    done = committed_shards(storage, cfg.out)
+    todo = [s for s in plan if s.index not in done]
+    planned = sum(s.planned_images for s in todo)
+    log.info("%s: %d shards planned, %d already committed, %d to run (%d images)",
+             "resuming" if resuming else "starting", len(plan), len(done), len(todo), planned)
+    images_done = 0
+    if todo:
+        connect_ray()
+        reporter = _Progress(planned, enabled=progress)
+        t_run = time.perf_counter()
+
+        def on_shard(stats: dict[str, Any]) -> None:
+            nonlocal images_done
+            images_done += stats["images"]
+            reporter.update(stats, time.perf_counter() - t_run)
+
+        failures: list[dict[str, Any]] = []
+        for attempt in range(cfg.max_retries + 1):
+            failures = _run_pass(cfg, todo, manifest["job_id"], on_shard)
+            if not failures:
+                break
+            failed_ids = {f["shard"] for f in failures}
+            todo = [s for s in todo if s.index in failed_ids]
+            log.warning("retrying %d failed shard(s) (attempt %d of %d)", len(todo), attempt + 2, cfg.max_retries + 1)
+        if failures:
+            names = ", ".join(f"{f['shard']:05d}" for f in failures[:5])
+            raise JobFailed(f"{len(failures)} shard(s) failed after {cfg.max_retries} retries (shards {names}: "
+                            f"{failures[0]['error']}); rerun the same command to resume")
+    summary = summarize(storage, cfg.out, len(plan), time.perf_counter() - t_start, images_done)
+    summary["job_id"] = manifest["job_id"]
+    summary["output"] = redact_url(cfg.out)
+    summary["contact_sheet"] = write_contact_sheet(storage, cfg.out, cfg.contact_sheet_size)
+    storage.write_text(join(cfg.out, SUCCESS_FILE), json.dumps(summary, indent=1, sort_keys=True))
+    return summary
+
+
+class _Progress:
+    """One line on stderr per finished shard: images done, images/s, where the time goes."""
+
+    def __init__(self, total: int, enabled: bool) -> None:
+        self.total, self.enabled, self.done = total, enabled, 0
+        self.stage_s: dict[str, float] = {}
+
+    def update(self, stats: dict[str, Any], elapsed: float) -> None:
+        self.done += stats["images"]
+        for k, v in stats["seconds"].items():
+            self.stage_s[k] = self.stage_s.get(k, 0.0) + v
+        if self.enabled:
+            rate = self.done / elapsed if elapsed > 0 else 0.0
+            stages = " ".join(f"{k}={v:.1f}s" for k, v in sorted(self.stage_s.items()))
+            print(f"[llmgan] shard {stats['shard']:05d} done: {self.done}/{self.total} images "
+                  f"({rate:.1f} img/s) | {stages}", file=sys.stderr, flush=True)

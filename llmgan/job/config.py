@@ -1,0 +1,97 @@
+"""Settings of a bulk generation job, validated once; which of them decide the output's bytes."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+from llmgan.errors import UserError
+from llmgan.io.storage import is_s3
+
+FORMATS = ("webdataset", "parquet")
+
+# Settings that change what is written: a rerun into the same folder must agree on all of them.
+OUTPUT_DEFINING = (
+    "prompts", "prompt_column", "n_per_prompt", "variants", "expand", "best_of", "truncation", "seed",
+    "shard_size", "format", "temperature", "top_p",
+)
+
+
+@dataclass(frozen=True)
+class StageResources:
+    """Actor pool sizing for one pipeline stage (Ray Data `concurrency=(min, max)`)."""
+
+    min_actors: int = 1
+    max_actors: int = 1
+    num_cpus: float = 1.0
+    num_gpus: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.min_actors < 1:
+            raise UserError(f"min actors must be >= 1, got {self.min_actors}")
+        if self.max_actors < self.min_actors:
+            raise UserError(f"max actors ({self.max_actors}) must be >= min actors ({self.min_actors})")
+        if self.num_cpus < 0 or self.num_gpus < 0:
+            raise UserError("CPUs and GPUs per actor must be >= 0")
+
+
+@dataclass(frozen=True)
+class GenerateConfig:
+    prompts: str
+    out: str = ""  # default: outputs/<prompts file stem>
+    prompt_column: str = "prompt"
+    n_per_prompt: int = 1
+    variants: int = 1
+    expand: bool = True
+    lm: str | None = None
+    ckpt: str | None = None
+    best_of: int = 1
+    truncation: float = 1.0
+    temperature: float = 0.9
+    top_p: float = 0.95
+    seed: int = 0
+    shard_size: int = 1000
+    format: str = "webdataset"
+    batch_size: int = 64
+    s3_endpoint: str | None = None
+    expander: StageResources = StageResources()
+    generator: StageResources = StageResources()
+    max_retries: int = 2
+    overwrite: bool = False
+    contact_sheet_size: int = 64
+
+    def __post_init__(self) -> None:
+        if not self.prompts:
+            raise UserError("prompts: a prompts Parquet file is required")
+        if not self.out:
+            object.__setattr__(self, "out", default_out(self.prompts))
+        checks = [
+            ("n_per_prompt", self.n_per_prompt >= 1, "must be >= 1"),
+            ("variants", self.variants >= 1, "must be >= 1"),
+            ("best_of", 1 <= self.best_of <= 64, "must be 1..64"),
+            ("truncation", 0 < self.truncation <= 2, "must be in (0, 2]"),
+            ("temperature", self.temperature > 0, "must be > 0"),
+            ("top_p", 0 < self.top_p <= 1, "must be in (0, 1]"),
+            ("shard_size", 1 <= self.shard_size <= 1_000_000, "must be 1..1000000"),
+            ("batch_size", 1 <= self.batch_size <= 65_536, "must be 1..65536"),
+            ("max_retries", self.max_retries >= 0, "must be >= 0"),
+            ("seed", 0 <= self.seed < 2**63, "must be a non-negative 63-bit integer"),
+        ]
+        for name, ok, why in checks:
+            if not ok:
+                raise UserError(f"{name.replace('_', '-')} {why}, got {getattr(self, name)!r}")
+        if self.format not in FORMATS:
+            raise UserError(f"format must be one of {', '.join(FORMATS)}, got {self.format!r}")
+
+    def output_settings(self) -> dict:
+        """The settings that decide the output (compared on rerun)."""
+        return {k: getattr(self, k) for k in OUTPUT_DEFINING}
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def default_out(prompts: str) -> str:
+    stem = prompts.rstrip("/").rsplit("/", 1)[-1] if is_s3(prompts) else Path(prompts).name
+    return str(Path("outputs") / (stem.rsplit(".", 1)[0] or "prompts"))

@@ -1,0 +1,168 @@
+"""Job-level files: `_job.json` (written first, checked on rerun), `_SUCCESS.json` and the contact sheet."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+import platform
+import time
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from llmgan import __version__
+from llmgan.errors import UserError
+from llmgan.io.storage import Storage, join
+from llmgan.job.shards import SHARDS_DIR, committed_shards, read_shard_images, read_stats
+
+JOB_FILE = "_job.json"
+SUCCESS_FILE = "_SUCCESS.json"
+CONTACT_SHEET = "contact_sheet.png"
+
+
+def redact_url(url: str | None) -> str | None:
+    """Drop user:password@ and query strings (signed URLs) from a URL before it is written or printed."""
+    if not url or "://" not in url:
+        return url
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+def versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    out = {"llmgan": __version__, "python": platform.python_version()}
+    for pkg in ("torch", "transformers", "ray", "pyarrow"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            pass
+    return out
+
+
+def job_id(settings: dict[str, Any], models: dict[str, Any], prompts: dict[str, Any]) -> str:
+    blob = json.dumps({"settings": settings, "models": models, "prompts": prompts}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def build_manifest(settings: dict[str, Any], run: dict[str, Any], models: dict[str, Any],
+                   prompts: dict[str, Any], plan: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "job_id": job_id(settings, models, prompts),
+        "settings": settings,
+        "models": models,
+        "prompts": prompts,
+        "plan": plan,
+        "run": run,  # concurrency, batch size, endpoint: free to change between reruns
+        "versions": versions(),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def _differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    diffs = []
+    for section in ("settings", "models", "prompts", "plan"):
+        a, b = old.get(section, {}), new.get(section, {})
+        for key in sorted(set(a) | set(b)):
+            if a.get(key) != b.get(key):
+                diffs.append(f"{section}.{key}: {a.get(key)!r} -> {b.get(key)!r}")
+    return diffs
+
+
+def prepare_output(storage: Storage, out: str, manifest: dict[str, Any], overwrite: bool) -> bool:
+    """Write `_job.json` first, or check the existing one. Returns True when resuming an existing job.
+
+    An incompatible existing job is refused unless `overwrite`, which deletes its files first.
+    """
+    storage.check_bucket(out)
+    job_url = join(out, JOB_FILE)
+    if storage.exists(job_url):
+        try:
+            old = json.loads(storage.read_text(job_url))
+        except json.JSONDecodeError:
+            old = {}
+        if old.get("job_id") == manifest["job_id"] and not overwrite:
+            return True
+        if not overwrite:
+            diffs = _differences(old, manifest) or ["unreadable _job.json"]
+            raise UserError(
+                f"{out} holds a different job ({'; '.join(diffs[:3])}); use a new --out or pass --overwrite"
+            )
+        clear_output(storage, out)
+    elif not overwrite and storage.list(join(out, SHARDS_DIR)):
+        raise UserError(f"{out} has shard files but no {JOB_FILE}; use a new --out or pass --overwrite")
+    elif overwrite:
+        clear_output(storage, out)
+    storage.write_text(job_url, json.dumps(manifest, indent=1, sort_keys=True, default=str))
+    return False
+
+
+def clear_output(storage: Storage, out: str) -> None:
+    """Remove what a previous job wrote (only our own file names)."""
+    for name in storage.list(join(out, SHARDS_DIR)):
+        storage.delete(join(out, SHARDS_DIR, name))
+    for name in (SUCCESS_FILE, CONTACT_SHEET, JOB_FILE):
+        storage.delete(join(out, name))
+
+
+def summarize(storage: Storage, out: str, num_shards: int, wall_seconds: float,
+              images_this_run: int) -> dict[str, Any]:
+    """Totals over every committed shard (including ones skipped on this run)."""
+    committed = committed_shards(storage, out)
+    totals: dict[str, Any] = {"images": 0, "prompts": 0, "rejected": 0, "shards": len(committed)}
+    reasons: dict[str, int] = {}
+    expansion: dict[str, int] = {}
+    seconds: dict[str, float] = {}
+    rejected_sample: list[dict[str, Any]] = []
+    for idx in sorted(committed):
+        st = read_stats(storage, committed[idx])
+        totals["images"] += st["images"]
+        totals["prompts"] += st["prompts"]
+        totals["rejected"] += len(st["rejected"])
+        rejected_sample.extend(st["rejected"][: max(0, 20 - len(rejected_sample))])
+        for table, into in ((st["rejected_counts"], reasons), (st["expansion"], expansion), (st["seconds"], seconds)):
+            for k, v in table.items():
+                into[k] = into.get(k, 0) + v
+    return {
+        **totals,
+        "planned_shards": num_shards,
+        "rejected_reasons": reasons,
+        "rejected_sample": rejected_sample,
+        "expansion": expansion,
+        "stage_seconds": {k: round(v, 2) for k, v in seconds.items()},
+        "wall_seconds": round(wall_seconds, 2),
+        "images_this_run": images_this_run,
+        "images_per_second": round(images_this_run / wall_seconds, 2) if wall_seconds > 0 else None,
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def write_contact_sheet(storage: Storage, out: str, count: int) -> str | None:
+    """Tile up to `count` images, taken from the first shards, into contact_sheet.png."""
+    from PIL import Image
+
+    committed = committed_shards(storage, out)
+    pngs: list[bytes] = []
+    for idx in sorted(committed):
+        pngs += read_shard_images(storage, out, read_stats(storage, committed[idx]), count - len(pngs))
+        if len(pngs) >= count:
+            break
+    if not pngs:
+        return None
+    images = [Image.open(io.BytesIO(b)).convert("RGB") for b in pngs]
+    side = max(max(im.size) for im in images)
+    cols = math.ceil(math.sqrt(len(images)))
+    rows = math.ceil(len(images) / cols)
+    pad = max(1, side // 16)
+    sheet = Image.new("RGB", (cols * (side + pad) + pad, rows * (side + pad) + pad), (40, 40, 40))
+    for i, im in enumerate(images):
+        sheet.paste(im, (pad + (i % cols) * (side + pad), pad + (i // cols) * (side + pad)))
+    buf = io.BytesIO()
+    sheet.save(buf, format="PNG")
+    url = join(out, CONTACT_SHEET)
+    storage.write_bytes(url, buf.getvalue())
+    return url

@@ -1,0 +1,63 @@
+"""The shard plan (row ranges of the prompts file) and the seed of every image.
+
+The plan depends only on the prompts file, `n_per_prompt` and `shard_size`, so a rerun computes the same
+shards and can skip the committed ones. Seeds depend only on (job seed or row seed, prompt id, variant,
+image index), never on batching or scheduling, so a redone shard is byte-identical.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from llmgan.io.prompts import PromptsFile
+
+
+@dataclass(frozen=True)
+class ShardSpec:
+    index: int
+    row_start: int
+    row_stop: int
+    planned_images: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.index:05d}"
+
+
+def make_plan(prompts: PromptsFile, n_per_prompt: int, shard_size: int) -> list[ShardSpec]:
+    """Cut the rows into consecutive ranges of about `shard_size` images each (a prompt never splits).
+
+    Streams the `n` column only; memory is one small record per shard.
+    """
+    shards: list[ShardSpec] = []
+    start = row = images = 0
+    for counts in prompts.image_counts(n_per_prompt):
+        for c in counts.tolist():
+            images += c
+            row += 1
+            if images >= shard_size:
+                shards.append(ShardSpec(len(shards), start, row, images))
+                start, images = row, 0
+    if row > start:
+        shards.append(ShardSpec(len(shards), start, row, images))
+    return shards
+
+
+def _h64(*parts: object) -> int:
+    data = "\x1f".join(str(p) for p in parts).encode("utf-8", "surrogatepass")
+    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little") >> 1  # 63-bit
+
+
+def prompt_seed(job_seed: int, prompt_id: str, row_seed: int | None) -> int:
+    """A row's `seed` column wins; otherwise the seed derives from (job seed, prompt id)."""
+    return _h64("prompt", row_seed) if row_seed is not None else _h64("prompt", job_seed, prompt_id)
+
+
+def image_seed(base: int, variant: int, index: int) -> int:
+    return _h64("image", base, variant, index)
+
+
+def caption_seed(job_seed: int) -> int:
+    """Seed handed to the caption expander (which derives per-(prompt id, variant) streams from it)."""
+    return _h64("caption", job_seed)

@@ -1,0 +1,184 @@
+"""Shard files: write one shard's data, index and stats (stats last = committed), and read them back.
+
+Layout under OUTPUT/shards/: {shard}.tar (WebDataset: {key}.png, {key}.json, {key}.txt) or {shard}.parquet
+(Hugging Face `datasets` Image feature), {shard}.index.parquet (one row per image), {shard}.stats.json.
+Every file is written atomically and deterministically (fixed tar headers, fixed order), so a redone shard
+is byte-identical to the first attempt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import tarfile
+from dataclasses import dataclass, field
+from typing import Any
+
+from llmgan.io.storage import Storage, join
+
+SHARDS_DIR = "shards"
+STATS_SUFFIX = ".stats.json"
+
+
+@dataclass
+class ImageRecord:
+    key: str
+    png: bytes
+    caption: str
+    meta: dict[str, Any]  # prompt, prompt_id, seed, variant, score, extra columns ...
+
+
+@dataclass
+class ShardResult:
+    """Everything a finished shard needs to be written; produced by the generator stage."""
+
+    index: int
+    row_start: int
+    row_stop: int
+    records: list[ImageRecord] = field(default_factory=list)
+    rejected: list[dict[str, Any]] = field(default_factory=list)  # {row, id, reason}
+    expansion: dict[str, int] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return f"{self.index:05d}"
+
+
+def shard_url(out: str, name: str, suffix: str) -> str:
+    return join(out, SHARDS_DIR, f"{name}{suffix}")
+
+
+def image_key(shard: int, i: int) -> str:
+    """Keys are made by us, never from user ids, so they cannot escape the output prefix."""
+    return f"{shard:05d}_{i:06d}"
+
+
+def _tar_bytes(records: list[ImageRecord]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        for rec in records:
+            members = (
+                (f"{rec.key}.png", rec.png),
+                (f"{rec.key}.json", json.dumps(rec.meta, sort_keys=True, ensure_ascii=False, default=str).encode()),
+                (f"{rec.key}.txt", rec.caption.encode("utf-8")),
+            )
+            for name, data in members:
+                info = tarfile.TarInfo(name)
+                info.size, info.mtime, info.mode = len(data), 0, 0o644
+                info.uname = info.gname = ""
+                tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def _parquet_bytes(table: Any) -> bytes:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, compression="zstd")
+    return sink.getvalue().to_pybytes()
+
+
+def _images_table(records: list[ImageRecord]) -> Any:
+    """Parquet data file that Hugging Face `datasets` decodes as an Image feature."""
+    import pyarrow as pa
+
+    table = pa.table({
+        "key": [r.key for r in records],
+        "image": pa.array([{"bytes": r.png, "path": f"{r.key}.png"} for r in records],
+                          pa.struct([("bytes", pa.binary()), ("path", pa.string())])),
+        "caption": [r.caption for r in records],
+        "json": [json.dumps(r.meta, sort_keys=True, ensure_ascii=False, default=str) for r in records],
+    })
+    features = {
+        "key": {"dtype": "string", "_type": "Value"},
+        "image": {"_type": "Image"},
+        "caption": {"dtype": "string", "_type": "Value"},
+        "json": {"dtype": "string", "_type": "Value"},
+    }
+    return table.replace_schema_metadata({"huggingface": json.dumps({"info": {"features": features}})})
+
+
+def _index_table(records: list[ImageRecord]) -> Any:
+    import pyarrow as pa
+
+    def col(name: str, default: Any = None) -> list[Any]:
+        return [r.meta.get(name, default) for r in records]
+
+    return pa.table({
+        "key": pa.array([r.key for r in records], pa.string()),
+        "prompt_id": pa.array([str(v) for v in col("prompt_id")], pa.string()),
+        "prompt": pa.array(col("prompt"), pa.string()),
+        "caption": pa.array([r.caption for r in records], pa.string()),
+        "seed": pa.array(col("seed"), pa.uint64()),
+        "variant": pa.array(col("variant"), pa.int32()),
+        "score": pa.array(col("score"), pa.float32()),
+        "sha256": pa.array([hashlib.sha256(r.png).hexdigest() for r in records], pa.string()),
+        "png_bytes": pa.array([len(r.png) for r in records], pa.int64()),
+    })
+
+
+def write_shard(storage: Storage, out: str, result: ShardResult, fmt: str, job_id: str) -> dict[str, Any]:
+    """Write data + index, then stats (the commit marker). Returns the stats dict."""
+    import time
+
+    t0 = time.perf_counter()
+    if fmt == "webdataset":
+        data_suffix, data = ".tar", _tar_bytes(result.records)
+    else:
+        data_suffix, data = ".parquet", _parquet_bytes(_images_table(result.records))
+    storage.write_bytes(shard_url(out, result.name, data_suffix), data)
+    storage.write_bytes(shard_url(out, result.name, ".index.parquet"), _parquet_bytes(_index_table(result.records)))
+    seconds = dict(result.seconds, write=time.perf_counter() - t0)
+    reasons: dict[str, int] = {}
+    for r in result.rejected:
+        reasons[r["reason"]] = reasons.get(r["reason"], 0) + 1
+    stats = {
+        "shard": result.index,
+        "job_id": job_id,
+        "rows": [result.row_start, result.row_stop],
+        "images": len(result.records),
+        "prompts": len({r.meta.get("prompt_id") for r in result.records}),
+        "rejected": result.rejected,
+        "rejected_counts": reasons,
+        "expansion": result.expansion,
+        "seconds": {k: round(v, 4) for k, v in seconds.items()},
+        "data_file": f"{result.name}{data_suffix}",
+        "data_sha256": hashlib.sha256(data).hexdigest(),
+        "data_bytes": len(data),
+    }
+    storage.write_text(shard_url(out, result.name, STATS_SUFFIX), json.dumps(stats, indent=1, sort_keys=True))
+    return stats
+
+
+def committed_shards(storage: Storage, out: str) -> dict[int, str]:
+    """{shard index: stats URL} for shards whose stats file exists (the commit marker)."""
+    found: dict[int, str] = {}
+    for name in storage.list(join(out, SHARDS_DIR)):
+        if name.endswith(STATS_SUFFIX) and "/" not in name and name[:-len(STATS_SUFFIX)].isdigit():
+            found[int(name[:-len(STATS_SUFFIX)])] = shard_url(out, name[:-len(STATS_SUFFIX)], STATS_SUFFIX)
+    return found
+
+
+def read_stats(storage: Storage, url: str) -> dict[str, Any]:
+    return json.loads(storage.read_text(url))
+
+
+def read_shard_images(storage: Storage, out: str, stats: dict[str, Any], limit: int) -> list[bytes]:
+    """Up to `limit` PNGs of a committed shard (for the contact sheet)."""
+    data = storage.read_bytes(join(out, SHARDS_DIR, stats["data_file"]))
+    if stats["data_file"].endswith(".tar"):
+        pngs = []
+        with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+            for member in tar:
+                if member.name.endswith(".png"):
+                    pngs.append(tar.extractfile(member).read())  # type: ignore[union-attr]
+                    if len(pngs) >= limit:
+                        break
+        return pngs
+    import pyarrow.parquet as pq
+
+    column = pq.read_table(io.BytesIO(data), columns=["image"]).column("image").to_pylist()
+    return [c["bytes"] for c in column[:limit]]

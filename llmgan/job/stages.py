@@ -1,0 +1,134 @@
+"""The two compute stages of generation, per shard, with no Ray: the distributed layer wraps them in actors
+and the single-process baseline calls them directly, so both do exactly the same work.
+
+ShardExpander: prompt rows of a shard -> validated rows -> K captions per prompt -> one work item per image.
+ShardGenerator: work items -> text embeddings (LRU-cached) -> GAN in fixed batches (best-of-N) -> PNG bytes.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from llmgan.io.prompts import PromptsFile
+from llmgan.io.storage import Storage
+from llmgan.job.config import GenerateConfig
+from llmgan.job.plan import ShardSpec, caption_seed, image_seed, prompt_seed
+from llmgan.job.shards import ImageRecord, ShardResult, image_key
+
+
+@dataclass
+class WorkItem:
+    key: str
+    caption: str
+    seed: int
+    meta: dict[str, Any]
+
+
+@dataclass
+class ShardWork:
+    spec: ShardSpec
+    items: list[WorkItem] = field(default_factory=list)
+    rejected: list[dict[str, Any]] = field(default_factory=list)
+    expansion: dict[str, int] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def pick_device(num_gpus: float) -> str:
+    import torch
+
+    return "cuda" if num_gpus > 0 and torch.cuda.is_available() else "cpu"
+
+
+class ShardExpander:
+    """Stage 1. Holds the caption LM (when expansion is on) and an open prompts file."""
+
+    def __init__(self, cfg: GenerateConfig) -> None:
+        self.cfg = cfg
+        self.prompts = PromptsFile(cfg.prompts, Storage(cfg.s3_endpoint), cfg.prompt_column)
+        self.expander = None
+        if cfg.expand:
+            from llmgan.text.expander import CaptionExpander, ExpanderConfig
+
+            self.expander = CaptionExpander(ExpanderConfig(
+                lm=cfg.lm, temperature=cfg.temperature, top_p=cfg.top_p, device=pick_device(cfg.expander.num_gpus),
+            ))
+
+    def __call__(self, spec: ShardSpec) -> ShardWork:
+        cfg = self.cfg
+        t0 = time.perf_counter()
+        rows, rejected = self.prompts.read_range(spec.row_start, spec.row_stop)
+        work = ShardWork(spec=spec, rejected=[vars(r) for r in rejected])
+        t1 = time.perf_counter()
+        variants = cfg.variants if cfg.expand else 1
+        if self.expander is not None and rows:
+            result = self.expander.expand([r.prompt for r in rows], [r.id for r in rows], variants,
+                                          caption_seed(cfg.seed))
+            captions, work.expansion = result.captions, dict(result.stats)
+        else:
+            captions = [[r.prompt] for r in rows]
+        t2 = time.perf_counter()
+        for row, caps in zip(rows, captions):
+            base = prompt_seed(cfg.seed, row.id, row.seed)
+            for j in range(row.n or cfg.n_per_prompt):
+                variant = j % variants
+                seed = image_seed(base, variant, j)
+                meta = {**row.extra, "prompt": row.prompt, "prompt_id": row.id, "row": row.row, "variant": variant,
+                        "index": j, "seed": seed, "caption": caps[variant]}
+                work.items.append(WorkItem(image_key(spec.index, len(work.items)), caps[variant], seed, meta))
+        work.seconds = {"read": t1 - t0, "expand": t2 - t1}
+        return work
+
+
+def encode_png(image: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+class ShardGenerator:
+    """Stage 2. Holds the text encoder (with its caption cache) and the GAN."""
+
+    def __init__(self, cfg: GenerateConfig) -> None:
+        from llmgan.gan.inference import GanModel
+        from llmgan.text.encoder import TextEncoder
+
+        self.cfg = cfg
+        device = pick_device(cfg.generator.num_gpus)
+        storage = Storage(cfg.s3_endpoint)
+        self.gan = GanModel.load(cfg.ckpt, storage=storage, device=device, discriminator=cfg.best_of > 1)
+        self.encoder = TextEncoder(self.gan.text_encoder, device=device)
+        # PNG encoding of batch i overlaps the GAN forward of batch i+1 (zlib releases the GIL).
+        self._png_pool = ThreadPoolExecutor(max_workers=1)
+
+    def __call__(self, work: ShardWork) -> ShardResult:
+        cfg = self.cfg
+        spec = work.spec
+        result = ShardResult(spec.index, spec.row_start, spec.row_stop, rejected=work.rejected,
+                             expansion=work.expansion, seconds=dict(work.seconds))
+        t0 = time.perf_counter()
+        emb = self.encoder.encode([it.caption for it in work.items]) if work.items else None
+        t1 = time.perf_counter()
+        gan_s = 0.0
+        pending: list[tuple[list[WorkItem], np.ndarray, Any]] = []
+        for start in range(0, len(work.items), cfg.batch_size):
+            batch = work.items[start:start + cfg.batch_size]
+            g0 = time.perf_counter()
+            images, scores = self.gan.sample(emb[start:start + len(batch)], [it.seed for it in batch],
+                                             best_of=cfg.best_of, truncation=cfg.truncation)
+            gan_s += time.perf_counter() - g0
+            pending.append((batch, scores, self._png_pool.map(encode_png, list(images))))
+        p0 = time.perf_counter()
+        for batch, scores, pngs in pending:
+            for it, score, png in zip(batch, scores, pngs):
+                meta = dict(it.meta, key=it.key, score=None if np.isnan(score) else round(float(score), 5))
+                result.records.append(ImageRecord(it.key, png, it.caption, meta))
+        result.seconds.update(text=t1 - t0, generate=gan_s, png_wait=time.perf_counter() - p0)
+        return result
