@@ -119,7 +119,7 @@ def _run_pass(cfg: GenerateConfig, todo: list[ShardSpec], job_id: str,
         )
     ds = ds.map_batches(_write, fn_kwargs={"out": cfg.out, "fmt": cfg.format, "job_id": job_id,
                                            "endpoint": cfg.s3_endpoint},
-                        batch_size=1, batch_format="numpy", num_cpus=0.1, max_retries=cfg.max_retries)
+                        batch_size=1, batch_format="numpy", num_cpus=0, max_retries=cfg.max_retries)
     failures = []
     for row in ds.iter_rows():
         stats = json.loads(row["stats"])
