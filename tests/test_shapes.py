@@ -178,3 +178,30 @@ def test_write_dataset_local_and_s3(tmp_path, s3_server, s3_url):
     url = f"{s3_url}/shapes.parquet"
     shapes.write_dataset(t, url, store)
     assert pq.read_table(io.BytesIO(store.read_bytes(url))).equals(t)
+
+
+def test_cli_shapes(tmp_path, s3_server, s3_url):
+    from typer.testing import CliRunner
+
+    from llmgan.cli.app import app
+
+    runner = CliRunner()
+    out = tmp_path / "shapes.parquet"
+    result = runner.invoke(app, ["data", "shapes", "--n", "50", "--out", str(out), "--seed", "4", "--split", "all"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip().startswith("wrote 50 shapes images (32x32, split all, seed 4")
+    assert pq.read_table(out).equals(shapes.generate_shapes(50, seed=4, split="all"))
+    url = f"{s3_url}/cli/shapes.parquet"
+    result = runner.invoke(app, ["data", "shapes", "--n", "5", "--out", url, "--s3-endpoint", s3_server])
+    assert result.exit_code == 0, result.output
+    assert Storage(endpoint=s3_server).exists(url)
+    for args, message in (
+        (["--n", "0", "--out", str(out)], "error: n must be at least 1, got 0"),
+        (["--n", "5", "--out", str(out), "--split", "test"], "error: split must be one of train, heldout, all"),
+        (["--n", "5", "--out", str(tmp_path)], "is a directory"),
+        (["--n", "5", "--out", str(out), "--size", "2"], "error: size must be"),
+    ):
+        bad = runner.invoke(app, ["data", "shapes", *args])
+        assert bad.exit_code == 2, args
+        assert bad.stderr.startswith("error:") and message in bad.stderr
+        assert len(bad.stderr.strip().splitlines()) == 1

@@ -78,6 +78,8 @@ def generate_digits(
 
     if size < 8 or size > 1024:
         raise UserError(f"size must be between 8 and 1024 pixels, got {size}")
+    if seed < 0:
+        raise UserError(f"seed must be non-negative, got {seed}")
     if limit is not None and limit < 1:
         raise UserError(f"limit must be at least 1, got {limit}")
     digits = load_digits()
