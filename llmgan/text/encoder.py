@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 import torch
 
 from llmgan.errors import UserError
-from llmgan.io.storage import Storage
+from llmgan.io.storage import Storage, join
 
 log = logging.getLogger(__name__)
 
@@ -159,6 +159,19 @@ class TextEncoder:
 
 # one table may hold rows of several encoders with different widths, so vectors are variable-length lists
 CACHE_SCHEMA = pa.schema([("encoder", pa.string()), ("caption", pa.string()), ("embedding", pa.list_(pa.float32()))])
+
+
+def embedding_cache_url(dataset_url: str) -> str:
+    """Where a dataset's embedding table lives by default: next to it, '_'-prefixed so readers skip it.
+
+    'data/shapes.parquet' -> 'data/_shapes.parquet.embeddings.parquet'; a folder/prefix gets
+    '<folder>/_embeddings.parquet'.
+    """
+    base = dataset_url.rstrip("/")
+    parent, _, name = base.rpartition("/")
+    if name.lower().endswith((".parquet", ".tar")):
+        return f"{parent}/_{name}.embeddings.parquet" if parent else f"_{name}.embeddings.parquet"
+    return join(base, "_embeddings.parquet")
 
 
 def _read_cache(url: str, storage: Storage) -> pa.Table | None:
