@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import pickle
 import sys
 import time
@@ -46,14 +47,16 @@ def _set_threads(num_cpus: float) -> None:
     torch.set_num_threads(max(1, int(num_cpus)))
 
 
-def _guarded(stage: Callable[[Any], Any], payload: bytes) -> bytes:
+def _guarded(stage: Callable[[Any], Any], name: str, payload: bytes) -> bytes:
     """Run a stage on one pickled shard; a failure becomes an error record, so one bad shard cannot sink
     the whole dataset and the driver can retry it."""
     obj = pickle.loads(payload)
     if isinstance(obj, dict) and "error" in obj:
         return payload
     try:
-        return pickle.dumps(stage(obj))
+        out = stage(obj)
+        out.workers[name] = {"node": ray.get_runtime_context().get_node_id(), "pid": os.getpid()}
+        return pickle.dumps(out)
     except Exception as exc:  # noqa: BLE001 - reported per shard, retried by the driver
         index = getattr(obj, "index", None)
         if index is None:
@@ -69,7 +72,7 @@ class ExpandActor:
         self.stage = ShardExpander(cfg)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list[bytes]]:
-        return {"payload": [_guarded(self.stage, p) for p in batch["payload"]]}
+        return {"payload": [_guarded(self.stage, "expand", p) for p in batch["payload"]]}
 
 
 class GenerateActor:
@@ -80,7 +83,7 @@ class GenerateActor:
         self.stage = ShardGenerator(cfg)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list[bytes]]:
-        return {"payload": [_guarded(self.stage, p) for p in batch["payload"]]}
+        return {"payload": [_guarded(self.stage, "generate", p) for p in batch["payload"]]}
 
 
 def _write(batch: dict[str, np.ndarray], out: str, fmt: str, job_id: str, endpoint: str | None) -> dict[str, list[str]]:
@@ -115,11 +118,12 @@ def _run_pass(cfg: GenerateConfig, todo: list[ShardSpec], job_id: str,
     for actor, res in ((ExpandActor, cfg.expander), (GenerateActor, cfg.generator)):
         ds = ds.map_batches(
             actor, fn_constructor_args=(cfg,), batch_size=1, batch_format="numpy",
-            concurrency=(res.min_actors, res.max_actors), num_cpus=res.num_cpus, num_gpus=res.num_gpus,
+            compute=ray.data.ActorPoolStrategy(min_size=res.min_actors, max_size=res.max_actors),
+            num_cpus=res.num_cpus, num_gpus=res.num_gpus,
         )
     ds = ds.map_batches(_write, fn_kwargs={"out": cfg.out, "fmt": cfg.format, "job_id": job_id,
                                            "endpoint": cfg.s3_endpoint},
-                        batch_size=1, batch_format="numpy", num_cpus=0, max_retries=cfg.max_retries)
+                        batch_size=1, batch_format="numpy", num_cpus=0)
     failures = []
     for row in ds.iter_rows():
         stats = json.loads(row["stats"])
@@ -133,13 +137,12 @@ def _run_pass(cfg: GenerateConfig, todo: list[ShardSpec], job_id: str,
 
 def _models(cfg: GenerateConfig, storage: Storage) -> dict[str, Any]:
     """Identities of the models: any change of weights makes a different job."""
-    from llmgan.gan.inference import default_checkpoint_path
+    from llmgan.gan.checkpoint import read_meta
+    from llmgan.gan.inference import default_checkpoint_path, resolve_checkpoint
 
-    ckpt = cfg.ckpt or default_checkpoint_path()
+    ckpt = resolve_checkpoint(cfg.ckpt or default_checkpoint_path(), storage)
     models: dict[str, Any] = {"gan": {"path": cfg.ckpt or "default", "identity": content_identity(ckpt, storage)}}
-    config = json.loads(storage.read_text(join(ckpt, "config.json")))
-    encoder = config.get("text_encoder") or "default"
-    models["text_encoder"] = {"path": encoder}
+    models["text_encoder"] = {"path": read_meta(ckpt, storage).get("text_encoder") or "default"}
     if cfg.expand:
         from llmgan.text.expander import resolve_lm
 

@@ -40,6 +40,7 @@ class ShardResult:
     rejected: list[dict[str, Any]] = field(default_factory=list)  # {row, id, reason}
     expansion: dict[str, int] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
+    workers: dict[str, dict] = field(default_factory=dict)  # stage -> {node, pid} that ran it
 
     @property
     def name(self) -> str:
@@ -145,6 +146,7 @@ def write_shard(storage: Storage, out: str, result: ShardResult, fmt: str, job_i
         "rejected_counts": reasons,
         "expansion": result.expansion,
         "seconds": {k: round(v, 4) for k, v in seconds.items()},
+        "workers": result.workers,
         "data_file": f"{result.name}{data_suffix}",
         "data_sha256": hashlib.sha256(data).hexdigest(),
         "data_bytes": len(data),

@@ -37,6 +37,7 @@ class ShardWork:
     rejected: list[dict[str, Any]] = field(default_factory=list)
     expansion: dict[str, int] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
+    workers: dict[str, dict] = field(default_factory=dict)
 
 
 def pick_device(num_gpus: float) -> str:
@@ -112,7 +113,7 @@ class ShardGenerator:
         cfg = self.cfg
         spec = work.spec
         result = ShardResult(spec.index, spec.row_start, spec.row_stop, rejected=work.rejected,
-                             expansion=work.expansion, seconds=dict(work.seconds))
+                             expansion=work.expansion, seconds=dict(work.seconds), workers=dict(work.workers))
         t0 = time.perf_counter()
         emb = self.encoder.encode([it.caption for it in work.items]) if work.items else None
         t1 = time.perf_counter()

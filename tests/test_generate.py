@@ -1,0 +1,227 @@
+"""The generation job end to end on a real local Ray: outputs, readers, S3, resume, faults, bad input."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+from llmgan.errors import UserError
+from llmgan.io.storage import Storage, join
+from llmgan.job.config import GenerateConfig
+from llmgan.job.shards import committed_shards
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def tiny_ckpt(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A small, randomly initialised GAN checkpoint written by the project's own checkpoint code."""
+    from llmgan.gan.checkpoint import save_checkpoint
+    from llmgan.gan.config import GanConfig
+    from llmgan.gan.step import make_train_state
+
+    path = str(tmp_path_factory.mktemp("ckpt") / "tiny")
+    state = make_train_state(GanConfig(image_size=32, g_width=8, d_width=8), seed=0)
+    save_checkpoint(path, state, training_state=False)
+    return path
+
+
+def write_prompts(path: Path, n_rows: int, bad_rows: bool = False) -> str:
+    prompts = [f"{c} {s}" for c in ("red", "blue", "green", "white") for s in ("star", "circle", "cross")]
+    rows = {"id": [f"p/{i}" for i in range(n_rows)], "prompt": [prompts[i % len(prompts)] for i in range(n_rows)],
+            "n": pa.array([1 + i % 3 for i in range(n_rows)], pa.int32()), "style": ["flat"] * n_rows}
+    if bad_rows:
+        rows["prompt"][1], rows["prompt"][2], rows["n"] = None, "   ", pa.array([1, 1, 1] + [2] * (n_rows - 3), pa.int32())
+    pq.write_table(pa.table(rows), path)
+    return str(path)
+
+
+def expected_images(path: str) -> int:
+    t = pq.read_table(path)
+    return sum(n for p, n in zip(t.column("prompt").to_pylist(), t.column("n").to_pylist()) if p and p.strip())
+
+
+def sha_set(storage: Storage, out: str) -> set[str]:
+    shas: set[str] = set()
+    for name in storage.list(join(out, "shards")):
+        if name.endswith(".index.parquet"):
+            table = pq.read_table(io.BytesIO(storage.read_bytes(join(out, "shards", name))))
+            shas.update(table.column("sha256").to_pylist())
+    return shas
+
+
+def run(ray_local, **kw) -> dict:
+    from llmgan.distributed.generate import run_generate
+
+    return run_generate(GenerateConfig(**kw), progress=False)
+
+
+def test_end_to_end_webdataset(ray_local, tiny_ckpt: str, tmp_path: Path) -> None:
+    import webdataset as wds
+
+    prompts = write_prompts(tmp_path / "prompts.parquet", 12, bad_rows=True)
+    out = str(tmp_path / "out")
+    summary = run(ray_local, prompts=prompts, out=out, ckpt=tiny_ckpt, expand=False, shard_size=7, batch_size=4)
+    total = expected_images(prompts)
+    assert summary["images"] == total == summary["images_this_run"]
+    assert summary["rejected"] == 2 and summary["rejected_reasons"] == {"null prompt": 1, "empty prompt": 1}
+    files = sorted(os.listdir(out))
+    assert files == ["_SUCCESS.json", "_job.json", "contact_sheet.png", "shards"]
+    assert json.loads(Path(out, "_SUCCESS.json").read_text())["images"] == total
+    tars = sorted(str(p) for p in Path(out, "shards").glob("*.tar"))
+    samples = list(wds.WebDataset(tars, shardshuffle=False).decode("pil"))
+    assert len(samples) == total
+    assert len({s["__key__"] for s in samples}) == total
+    for s in samples:
+        assert s["png"].size == (32, 32)
+        meta = s["json"]
+        assert meta["style"] == "flat" and meta["caption"] == s["txt"] == meta["prompt"]
+        assert meta["prompt_id"].startswith("p/")
+    assert Image.open(Path(out, "contact_sheet.png")).size[0] > 32
+
+
+def test_parquet_format_loads_with_hf_datasets(ray_local, tiny_ckpt: str, tmp_path: Path) -> None:
+    import datasets
+
+    prompts = write_prompts(tmp_path / "prompts.parquet", 6)
+    out = str(tmp_path / "out")
+    summary = run(ray_local, prompts=prompts, out=out, ckpt=tiny_ckpt, expand=False, shard_size=5, format="parquet")
+    files = sorted(str(p) for p in Path(out, "shards").glob("*[0-9].parquet"))
+    ds = datasets.load_dataset("parquet", data_files=files, split="train")
+    assert len(ds) == summary["images"] == expected_images(prompts)
+    assert ds[0]["image"].size == (32, 32) and ds[0]["caption"]
+
+
+def test_s3_output_and_prompts(ray_local, tiny_ckpt: str, tmp_path: Path, s3_server: str, s3_url: str) -> None:
+    storage = Storage(endpoint=s3_server)
+    local = write_prompts(tmp_path / "prompts.parquet", 8)
+    prompts_url = join(s3_url, "in/prompts.parquet")
+    storage.write_bytes(prompts_url, Path(local).read_bytes())
+    out = join(s3_url, "out")
+    summary = run(ray_local, prompts=prompts_url, out=out, ckpt=tiny_ckpt, expand=False, shard_size=6,
+                  s3_endpoint=s3_server)
+    names = storage.list(out)
+    assert {"_job.json", "_SUCCESS.json", "contact_sheet.png"} <= set(names)
+    assert summary["images"] == expected_images(local) == len(sha_set(storage, out))
+    assert all(storage.exists(join(out, "shards", f"{i:05d}.stats.json")) for i in committed_shards(storage, out))
+
+
+def test_rerun_is_noop_and_incompatible_rerun_refused(ray_local, tiny_ckpt: str, tmp_path: Path) -> None:
+    prompts = write_prompts(tmp_path / "prompts.parquet", 6)
+    out = str(tmp_path / "out")
+    kw = dict(prompts=prompts, out=out, ckpt=tiny_ckpt, expand=False, shard_size=4)
+    run(ray_local, **kw)
+    before = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in Path(out, "shards").iterdir()}
+    again = run(ray_local, **kw)
+    assert again["images_this_run"] == 0 and again["images"] == expected_images(prompts)
+    assert {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in Path(out, "shards").iterdir()} == before
+    with pytest.raises(UserError, match=r"different job \(settings.seed: 0 -> 5\)"):
+        run(ray_local, **dict(kw, seed=5))
+
+
+def test_partial_shard_is_redone_identically(ray_local, tiny_ckpt: str, tmp_path: Path) -> None:
+    prompts = write_prompts(tmp_path / "prompts.parquet", 8)
+    out = str(tmp_path / "out")
+    kw = dict(prompts=prompts, out=out, ckpt=tiny_ckpt, expand=False, shard_size=4)
+    run(ray_local, **kw)
+    tar = Path(out, "shards", "00001.tar")
+    original = tar.read_bytes()
+    tar.write_bytes(original[: len(original) // 2])  # a crash mid-shard: data without its commit marker
+    Path(out, "shards", "00001.stats.json").unlink()
+    Path(out, "_SUCCESS.json").unlink()
+    summary = run(ray_local, **kw)
+    assert summary["images_this_run"] > 0
+    assert tar.read_bytes() == original
+
+
+def test_killed_generator_actor_loses_nothing(ray_local, tiny_ckpt: str, tmp_path: Path) -> None:
+    prompts = write_prompts(tmp_path / "prompts.parquet", 40)
+    base = run(ray_local, prompts=prompts, out=str(tmp_path / "base"), ckpt=tiny_ckpt, expand=False, shard_size=6)
+    out = str(tmp_path / "faulty")
+    killed: list[int] = []
+
+    def kill_generator_once() -> None:
+        deadline = time.time() + 120
+        while time.time() < deadline and not killed:
+            done = committed_shards(Storage(), out)
+            if done:
+                stats = json.loads(Path(next(iter(done.values()))).read_text())
+                pid = stats["workers"]["generate"]["pid"]
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+                return
+            time.sleep(0.2)
+
+    killer = threading.Thread(target=kill_generator_once)
+    killer.start()
+    summary = run(ray_local, prompts=prompts, out=out, ckpt=tiny_ckpt, expand=False, shard_size=6)
+    killer.join()
+    assert killed, "the generator actor was never killed"
+    assert summary["images"] == base["images"]
+    assert sha_set(Storage(), out) == sha_set(Storage(), str(tmp_path / "base"))
+
+
+def test_killed_driver_then_rerun_gives_same_images(ray_local, tiny_ckpt: str, tmp_path: Path) -> None:
+    prompts = write_prompts(tmp_path / "prompts.parquet", 30)
+    run(ray_local, prompts=prompts, out=str(tmp_path / "base"), ckpt=tiny_ckpt, expand=False, shard_size=5)
+    out = str(tmp_path / "killed")
+    cmd = [sys.executable, str(REPO / "jobs/generate.py"), prompts, "--out", out, "--ckpt", tiny_ckpt,
+           "--no-expand", "--shard-size", "5", "--quiet"]
+    env = dict(os.environ, RAY_ADDRESS=ray_local.get_runtime_context().gcs_address)
+    proc = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 180
+    while time.time() < deadline and len(committed_shards(Storage(), out)) < 2 and proc.poll() is None:
+        time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    partial = len(committed_shards(Storage(), out))
+    assert partial >= 2 and not Path(out, "_SUCCESS.json").exists()
+    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert sha_set(Storage(), out) == sha_set(Storage(), str(tmp_path / "base"))
+    assert Path(out, "_SUCCESS.json").exists()
+
+
+BAD_INPUTS = [
+    ("missing.parquet", None, "prompts file not found"),
+    ("text.parquet", b"definitely not parquet", "not a readable Parquet file"),
+    ("nocol.parquet", pa.table({"text": ["a"]}), "no column 'prompt'; columns: text"),
+    ("dups.parquet", pa.table({"prompt": ["a", "b"], "id": ["x", "x"]}), "duplicate id 'x'"),
+    ("types.parquet", pa.table({"prompt": [1.5]}), "column 'prompt' must be string"),
+]
+
+
+@pytest.mark.parametrize("name, content, message", BAD_INPUTS)
+def test_bad_input_one_line_error_nothing_written(tmp_path: Path, tiny_ckpt: str, name: str, content, message: str) -> None:
+    path = tmp_path / name
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    elif content is not None:
+        pq.write_table(content, path)
+    out = tmp_path / "out"
+    result = subprocess.run(
+        [sys.executable, str(REPO / "jobs/generate.py"), str(path), "--out", str(out), "--ckpt", tiny_ckpt, "--no-expand"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("error: ")
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert not out.exists()
+
+
+def test_bad_option_is_one_line(tmp_path: Path) -> None:
+    result = subprocess.run([sys.executable, "-m", "llmgan", "generate", "x.parquet", "--shard-size", "0"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and result.stderr.strip() == "error: shard-size must be 1..1000000, got 0"
