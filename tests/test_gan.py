@@ -1,0 +1,231 @@
+"""GAN: network shapes, the training step, checkpoints (local + S3), inference determinism and reranking, CLIs."""
+
+from __future__ import annotations
+
+import json
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from llmgan.cli.app import app
+from llmgan.errors import UserError
+from llmgan.gan.checkpoint import GENERATOR, save_checkpoint
+from llmgan.gan.config import GanConfig
+from llmgan.gan.inference import GanModel
+from llmgan.gan.networks import Discriminator, Generator
+from llmgan.gan.step import make_train_state, train_step
+from llmgan.io.storage import Storage
+
+TINY = dict(g_width=4, d_width=4, z_dim=8, text_dim=16, cond_dim=8, contrastive_dim=8, batch_size=4)
+
+
+def _emb(n: int, dim: int = 16, seed: int = 0) -> torch.Tensor:
+    return torch.nn.functional.normalize(torch.randn(n, dim, generator=torch.Generator().manual_seed(seed)), dim=1)
+
+
+@pytest.mark.parametrize("size", [32, 64, 128, 256])
+def test_network_shapes_at_each_resolution(size: int) -> None:
+    cfg = GanConfig(image_size=size, **TINY)
+    G, D = Generator(cfg), Discriminator(cfg)
+    x = G(torch.randn(2, cfg.z_dim), _emb(2))
+    assert x.shape == (2, 3, size, size)
+    assert float(x.abs().max()) <= 1.0
+    out = D(x, _emb(2), _emb(2, seed=1))
+    assert out.uncond.shape == out.cond.shape == out.cond_wrong.shape == (2,)
+    assert out.image_vec.shape == out.text_vec.shape == (2, cfg.contrastive_dim)
+    assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in D.modules())
+
+
+def test_config_validation_names_the_field() -> None:
+    with pytest.raises(UserError, match="image_size"):
+        GanConfig(image_size=48)
+    with pytest.raises(UserError, match="lr_d"):
+        GanConfig(lr_d=0)
+    with pytest.raises(UserError, match="augment"):
+        GanConfig(augment=("colour",))
+    cfg = GanConfig(augment="translation")
+    assert GanConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+
+
+def test_training_steps_reduce_d_loss_on_a_tiny_batch() -> None:
+    torch.manual_seed(0)
+    # G nearly frozen (tiny lr) so the D loss is not a moving target; the G update still runs
+    cfg = GanConfig(**{**TINY, "g_width": 8, "d_width": 8}, contrastive_weight=0.0, augment=(), lr_g=1e-9)
+    state = make_train_state(cfg, seed=0)
+    # fixed real batch: coloured squares, one caption each
+    images = torch.full((4, 3, 32, 32), -0.8)
+    for i in range(4):
+        images[i, i % 3, 8:24, 8:24] = 0.9
+    emb = _emb(4)
+    losses = [train_step(state, images, emb, step)["loss_d"] for step in range(1, 31)]
+    assert np.mean(losses[-5:]) < np.mean(losses[:5]) - 0.5
+    assert all(np.isfinite(losses))
+
+
+def _state(tmp_cfg: GanConfig | None = None):
+    cfg = tmp_cfg or GanConfig(**TINY)
+    state = make_train_state(cfg, seed=1)
+    with torch.no_grad():  # make EMA differ from a fresh init so the round trip is meaningful
+        for p in state.G_ema.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    state.step = 7
+    return state
+
+
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_checkpoint_round_trip_gives_identical_outputs(tmp_path: Path, where: str, request: pytest.FixtureRequest) -> None:
+    if where == "s3":
+        url = request.getfixturevalue("s3_url") + "/ckpt"
+        storage = Storage(request.getfixturevalue("s3_server"))
+    else:
+        url, storage = str(tmp_path / "ckpt"), Storage()
+    state = _state()
+    save_checkpoint(url, state, storage=storage, text_encoder=None, dataset="tiny")
+    model = GanModel.load(url, storage=storage, discriminator=True)
+    assert model.meta["step"] == 7 and model.image_size == 32 and model.z_dim == TINY["z_dim"]
+    emb, z = _emb(3), torch.randn(3, TINY["z_dim"])
+    with torch.no_grad():
+        expected = state.G_ema(z, emb)
+        expected_score = state.D(expected, emb).cond
+    got = model.generate(emb.numpy(), z)
+    want = ((expected.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    np.testing.assert_array_equal(got, want)
+    with torch.no_grad():
+        np.testing.assert_allclose(
+            model.score(got, emb), state.D(torch.from_numpy(got).permute(0, 3, 1, 2).float() / 127.5 - 1, emb).cond.numpy(),
+            rtol=1e-5, atol=1e-5,
+        )
+    assert expected_score.shape == (3,)
+    assert model.identity == GanModel.load(url, storage=storage).identity
+
+
+class _Boom:
+    def __reduce__(self):
+        return (Path.write_text, (Path(_Boom.marker), "pwned"))
+
+
+def test_inference_refuses_pickled_weights(tmp_path: Path) -> None:
+    url = tmp_path / "ckpt"
+    save_checkpoint(str(url), _state(), training_state=False)
+    _Boom.marker = str(tmp_path / "marker")
+    (url / GENERATOR).write_bytes(pickle.dumps({"w": _Boom()}))
+    with pytest.raises(UserError, match="not a safetensors file"):
+        GanModel.load(str(url))
+    assert not (tmp_path / "marker").exists()
+    torch.save(Generator(GanConfig(**TINY)).state_dict(), url / GENERATOR)
+    with pytest.raises(UserError, match="not a safetensors file"):
+        GanModel.load(str(url))
+
+
+def test_mismatched_config_and_weights_is_a_clear_error(tmp_path: Path) -> None:
+    url = tmp_path / "ckpt"
+    save_checkpoint(str(url), _state(), training_state=False)
+    meta = json.loads((url / "config.json").read_text())
+    meta["model"]["g_width"] = 8
+    (url / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(UserError, match="do not match"):
+        GanModel.load(str(url))
+    with pytest.raises(UserError, match="no GAN checkpoint"):
+        GanModel.load(str(tmp_path / "missing"))
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> GanModel:
+    url = tmp_path_factory.mktemp("model") / "ckpt"
+    save_checkpoint(str(url), _state(), training_state=False)
+    return GanModel.load(str(url), discriminator=True)
+
+
+def test_sample_is_deterministic_whatever_the_batch(tiny_model: GanModel) -> None:
+    emb = _emb(5).numpy()
+    images, scores = tiny_model.sample(emb, [10, 11, 12, 13, 14])
+    assert images.shape == (5, 32, 32, 3) and images.dtype == np.uint8 and np.isnan(scores).all()
+    again, _ = tiny_model.sample(emb[[3, 1]], [13, 11])
+    np.testing.assert_array_equal(again, images[[3, 1]])
+    other, _ = tiny_model.sample(emb, [20, 21, 22, 23, 24])
+    assert not np.array_equal(other, images)
+    np.testing.assert_array_equal(tiny_model.noise([5, 6])[1], tiny_model.noise([6])[0])
+
+
+def test_best_of_picks_the_highest_scoring_candidate(tiny_model: GanModel) -> None:
+    from llmgan.gan.inference import derive_seed
+
+    emb = _emb(3).numpy()
+    seeds = [1, 2, 3]
+    best, best_scores = tiny_model.sample(emb, seeds, best_of=4)
+    for i, s in enumerate(seeds):
+        cand_seeds = [s] + [derive_seed(s, k) for k in range(1, 4)]
+        cands = tiny_model.generate(np.repeat(emb[i : i + 1], 4, 0), tiny_model.noise(cand_seeds))
+        scores = tiny_model.score(cands, np.repeat(emb[i : i + 1], 4, 0))
+        np.testing.assert_array_equal(best[i], cands[int(np.argmax(scores))])
+        assert best_scores[i] == pytest.approx(scores.max(), abs=1e-5)
+    # each row alone picks the same winner as in the batch
+    alone, _ = tiny_model.sample(emb[2:], seeds[2:], best_of=4)
+    np.testing.assert_array_equal(alone[0], best[2])
+    with pytest.raises(UserError, match="discriminator"):
+        GanModel.load(tiny_model.path).score(best, emb)
+
+
+# ---- CLIs ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> str:
+    from llmgan.data.shapes import generate_shapes, write_dataset
+
+    url = str(tmp_path_factory.mktemp("data") / "shapes.parquet")
+    write_dataset(generate_shapes(24, seed=3), url)
+    return url
+
+
+def test_train_local_cli_end_to_end_with_resume_and_sample(tiny_data: str, tmp_path: Path) -> None:
+    runner = CliRunner()
+    out = tmp_path / "run"
+    args = ["train", "--local", "--data", tiny_data, "--out", str(out), "--batch-size", "4", "--g-width", "4",
+            "--d-width", "4", "--checkpoint-every", "2", "--sample-every", "2", "--eval-every", "2", "--threads", "1"]
+    first = runner.invoke(app, [*args, "--steps", "2"])
+    assert first.exit_code == 0, first.output
+    summary = json.loads(first.stdout.strip().splitlines()[-1])
+    assert summary["steps"] == 2 and summary["start_step"] == 0
+    assert (out / "checkpoints" / "00000002" / "training_state.pt").exists()
+    assert (out / "samples" / "00000002.png").exists()
+
+    second = runner.invoke(app, [*args, "--steps", "4"])
+    assert second.exit_code == 0, second.output
+    summary = json.loads(second.stdout.strip().splitlines()[-1])
+    assert summary["start_step"] == 2 and summary["steps"] == 4 and summary["steps_this_run"] == 2
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [2, 4]
+    assert all(np.isfinite(r["loss_d"]) and r["imgs_per_s"] > 0 for r in rows)
+    assert json.loads((out / "final" / "config.json").read_text())["step"] == 4
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["00000002", "00000004"]
+
+    changed = runner.invoke(app, [*args, "--image-size", "64", "--steps", "6"])
+    assert changed.exit_code == 2 and "different configuration" in changed.output
+
+    sample_out = tmp_path / "samples"
+    prompt = "a small red star in the top left corner on a navy background"
+    res = runner.invoke(app, ["sample", prompt, "-n", "3", "--out", str(sample_out), "--ckpt", str(out), "--best-of", "2"])
+    assert res.exit_code == 0, res.output
+    assert sorted(p.name for p in sample_out.iterdir()) == ["000.png", "001.png", "002.png", "grid.png"]
+    assert np.asarray(Image.open(sample_out / "000.png")).shape == (32, 32, 3)
+    again = tmp_path / "again"
+    res = runner.invoke(app, ["sample", prompt, "-n", "3", "--out", str(again), "--ckpt", str(out), "--best-of", "2"])
+    assert res.exit_code == 0
+    for name in ("000.png", "002.png"):
+        assert (again / name).read_bytes() == (sample_out / name).read_bytes()
+
+
+def test_train_without_local_and_bad_sample_input_are_one_line_errors(tiny_data: str, tmp_path: Path) -> None:
+    runner = CliRunner()
+    res = runner.invoke(app, ["train", "--data", tiny_data, "--out", str(tmp_path / "r")])
+    assert res.exit_code == 2 and "--local" in res.output and "Traceback" not in res.output
+    res = runner.invoke(app, ["sample", "red star", "-n", "2", "--out", str(tmp_path / "s"), "--ckpt", str(tmp_path / "nope")])
+    assert res.exit_code == 2 and "no GAN checkpoint" in res.output
+    res = runner.invoke(app, ["sample", "red star", "-n", "2", "--out", str(tmp_path / "s"), "--truncation", "0"])
+    assert res.exit_code == 2 and "truncation" in res.output
