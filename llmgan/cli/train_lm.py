@@ -1,0 +1,63 @@
+"""`llmgan train-lm`: train the caption LM (tokenizer + small GPT-2) on (short prompt -> caption) pairs."""
+
+from __future__ import annotations
+
+import typer
+
+from llmgan.cli.common import handle_errors
+
+
+def register(app: typer.Typer) -> None:
+    app.command("train-lm")(train_lm_command)
+
+
+@handle_errors
+def train_lm_command(
+    data: str = typer.Option(..., "--data", help="Parquet file (local or s3://) with prompt and caption columns."),
+    out: str = typer.Option(..., "--out", help="Output directory (local or s3://), save_pretrained layout."),
+    steps: int = typer.Option(2000, "--steps", help="Optimizer steps."),
+    batch_size: int = typer.Option(32, "--batch-size", help="Sequences per step."),
+    lr: float = typer.Option(2e-3, "--lr", help="Peak learning rate (warm-up, then cosine decay)."),
+    n_layer: int = typer.Option(3, "--n-layer", help="Transformer blocks."),
+    n_embd: int = typer.Option(96, "--n-embd", help="Model width."),
+    n_head: int = typer.Option(4, "--n-head", help="Attention heads."),
+    vocab_size: int = typer.Option(640, "--vocab-size", help="Byte-level BPE vocabulary size."),
+    seed: int = typer.Option(0, "--seed", help="Seed for initialisation and batch order."),
+    prompt_column: str = typer.Option("short_prompt", "--prompt-column", help="Column with short prompts."),
+    caption_column: str = typer.Option("caption", "--caption-column", help="Column with full captions."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty --out."),
+    s3_endpoint: str | None = typer.Option(None, "--s3-endpoint", help="S3 endpoint URL (else AWS_ENDPOINT_URL)."),
+) -> None:
+    """Train a tokenizer and a small GPT-2 caption LM; the output loads like any Hugging Face model."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from llmgan.io.storage import Storage
+    from llmgan.text.lm_train import LMTrainConfig, load_pairs, train_lm
+
+    config = LMTrainConfig(
+        steps=steps, batch_size=batch_size, lr=lr, n_layer=n_layer, n_embd=n_embd, n_head=n_head,
+        vocab_size=vocab_size, seed=seed, prompt_column=prompt_column, caption_column=caption_column,
+    )
+    storage = Storage(s3_endpoint)
+    pairs = load_pairs(data, prompt_column, caption_column, storage)
+    console = Console(stderr=True)
+    progress = Progress(
+        TextColumn("train-lm"), BarColumn(), MofNCompleteColumn(), TextColumn("loss {task.fields[loss]:.3f}"),
+        TimeRemainingColumn(), console=console, transient=False,
+    )
+    every = max(steps // 20, 1)
+    with progress:
+        task = progress.add_task("train", total=steps, loss=float("nan"))
+
+        def on_step(step: int, loss: float) -> None:
+            if step % 10 == 0 or step == steps:
+                progress.update(task, completed=step, loss=loss)
+            if not console.is_terminal and (step % every == 0 or step == steps):
+                console.print(f"step {step}/{steps} loss {loss:.3f}")  # logs without a live bar
+
+        summary = train_lm(pairs, out, config, source=data, overwrite=overwrite, storage=storage, progress=on_step)
+    typer.echo(
+        f"trained caption LM: {summary['pairs']} pairs, {summary['steps']} steps, final loss {summary['final_loss']}, "
+        f"{summary['parameters'] / 1e6:.2f}M params, {summary['bytes'] / 1e6:.1f} MB, {summary['seconds']:.0f}s -> {out}"
+    )

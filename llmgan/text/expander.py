@@ -1,0 +1,399 @@
+"""The caption expander: short prompts -> detailed captions with any Hugging Face causal LM, batched and seeded per row.
+
+Every caption is sampled by our own short decoding loop (KV cache, left padding) in which each row draws its
+random numbers from a generator seeded by (job seed, key, variant, attempt), so a caption does not depend on
+the batch it lands in. A faithfulness guard (the shapes vocabulary parser) resamples expansions that drop or
+contradict a stated attribute and finally falls back to the short prompt itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import re
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from llmgan.data.vocab import is_faithful, parse_attributes
+from llmgan.errors import UserError
+
+# Base (non-chat) LMs see this text and continue it; `lm_train` writes its corpus in the same format.
+PROMPT_FORMAT = "short: {prompt}\nlong:"
+DEFAULT_INSTRUCTION = (
+    "Rewrite the short image prompt below as one detailed caption of a single flat shape on a plain background. "
+    "Keep every detail the prompt states; choose plausible values for its colour, size (small or large), "
+    "position (center, top left, top right, bottom left, bottom right) and background if they are missing. "
+    "Answer with the caption only, on one line.\nPrompt: {prompt}"
+)
+SHIPPED_LM = Path(__file__).resolve().parents[1] / "assets" / "lm" / "shapes-captioner"
+OUTCOMES = ("faithful", "resampled", "fallback", "unchecked")
+_DEVICE = re.compile(r"^(cpu|mps|cuda(:\d+)?)$")
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+_FULL_HASH_LIMIT = 256 << 20  # files above this are fingerprinted by size + head/tail, not read whole
+
+
+@dataclass(frozen=True)
+class ExpanderConfig:
+    """How captions are sampled; `lm=None` means the caption LM shipped with the package."""
+
+    lm: str | None = None
+    temperature: float = 0.9
+    top_p: float = 0.95
+    max_new_tokens: int = 48
+    max_chars: int = 300
+    chat_template: bool = False
+    instruction: str = DEFAULT_INSTRUCTION
+    trust_remote_code: bool = False
+    batch_size: int = 64
+    max_resamples: int = 3
+    cache_size: int = 100_000
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        if self.lm is not None and (not isinstance(self.lm, str) or not self.lm.strip()):
+            raise UserError("lm: must be a model directory, an s3:// URL or a hub id (or None for the shipped LM)")
+        if not 0.0 <= self.temperature <= 5.0:
+            raise UserError(f"temperature: must be in [0, 5] (0 = greedy), got {self.temperature}")
+        if not 0.0 < self.top_p <= 1.0:
+            raise UserError(f"top_p: must be in (0, 1], got {self.top_p}")
+        if not 1 <= self.max_new_tokens <= 4096:
+            raise UserError(f"max_new_tokens: must be in [1, 4096], got {self.max_new_tokens}")
+        if self.max_chars < 1:
+            raise UserError(f"max_chars: must be >= 1, got {self.max_chars}")
+        if "{prompt}" not in self.instruction:
+            raise UserError("instruction: must contain the placeholder {prompt}")
+        if self.batch_size < 1:
+            raise UserError(f"batch_size: must be >= 1, got {self.batch_size}")
+        if not 0 <= self.max_resamples <= 100:
+            raise UserError(f"max_resamples: must be in [0, 100], got {self.max_resamples}")
+        if self.cache_size < 0:
+            raise UserError(f"cache_size: must be >= 0, got {self.cache_size}")
+        if not _DEVICE.match(self.device):
+            raise UserError(f"device: must be cpu, cuda, cuda:N or mps, got {self.device!r}")
+
+
+@dataclass
+class ExpansionResult:
+    """`captions[i]` holds the variants for prompt i; `stats` counts outcomes per returned caption."""
+
+    captions: list[list[str]]
+    stats: dict[str, int] = field(default_factory=dict)
+
+
+def row_seed(seed: int, key: str, variant: int, attempt: int) -> int:
+    """The 63-bit seed of one sampled row; a stable hash, so it is the same in every process."""
+    digest = hashlib.blake2b(f"{seed}\x1f{key}\x1f{variant}\x1f{attempt}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") & ((1 << 63) - 1)
+
+
+def normalize_prompt(prompt: str) -> str:
+    """One line, single spaces: what the LM sees and what the fallback returns."""
+    return " ".join(str(prompt).split())
+
+
+def clean_caption(text: str, max_chars: int) -> str:
+    """First non-empty line, whitespace collapsed, wrapping quotes removed, cut at a word boundary."""
+    text = text.lstrip()
+    text = text.split("\n", 1)[0]
+    text = "".join(ch if ch.isprintable() else " " for ch in text)  # no control bytes from a bad LM
+    text = " ".join(text.split())
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "\"'`":
+        text = text[1:-1].strip()
+    if len(text) > max_chars:
+        cut = text[:max_chars]
+        space = cut.rfind(" ")
+        text = (cut[:space] if space > max_chars // 2 else cut).rstrip(" ,;:-")
+    return text
+
+
+def sample_tokens(logits: torch.Tensor, uniforms: torch.Tensor, temperature: float, top_p: float) -> torch.Tensor:
+    """One token per row by inverse-CDF sampling with the row's own uniform number.
+
+    The CDF runs in vocabulary order (not sorted by probability), so a tiny numeric difference in the logits
+    (batched vs. single-row forward) moves the choice only when the uniform lies within that difference of
+    a boundary; sorting would let near-tied tokens swap places and change the outcome far more often.
+    """
+    if temperature == 0.0:
+        return logits.argmax(-1)
+    probs = torch.softmax(logits.double() / temperature, dim=-1)
+    if top_p < 1.0:
+        # keep the smallest set of most likely tokens whose mass reaches top_p (always at least one)
+        sorted_p, _ = probs.sort(dim=-1, descending=True)
+        before = sorted_p.cumsum(-1) - sorted_p
+        n_keep = (before < top_p).sum(-1, keepdim=True).clamp(min=1)
+        threshold = sorted_p.gather(-1, n_keep - 1)
+        probs = torch.where(probs >= threshold, probs, torch.zeros_like(probs))
+    cdf = probs.cumsum(-1)
+    target = uniforms.double().unsqueeze(-1) * cdf[:, -1:]
+    choice = torch.searchsorted(cdf, target, right=True).squeeze(-1)
+    return choice.clamp(max=probs.shape[-1] - 1)
+
+
+def _fingerprint_dir(path: Path) -> str:
+    h = hashlib.sha256()
+    for file in sorted(p for p in path.rglob("*") if p.is_file()):
+        rel = file.relative_to(path).as_posix()
+        size = file.stat().st_size
+        h.update(f"{rel}\x00{size}\x00".encode())
+        with file.open("rb") as f:
+            if size <= _FULL_HASH_LIMIT:
+                for chunk in iter(lambda: f.read(1 << 20), b""):
+                    h.update(chunk)
+            else:
+                h.update(f.read(4 << 20))
+                f.seek(size - (4 << 20))
+                h.update(f.read(4 << 20))
+    return h.hexdigest()[:16]
+
+
+def _fetch_s3_dir(url: str) -> Path:
+    """Copy an s3:// model directory into a local cache keyed by its URL (skipping files already there)."""
+    import tempfile
+
+    from llmgan.io.storage import Storage, join
+
+    storage = Storage()
+    names = storage.list(url)
+    if "config.json" not in names:
+        raise UserError(f"caption LM {url!r}: no config.json under that prefix")
+    local = Path(tempfile.gettempdir()) / "llmgan-lm" / hashlib.sha256(url.encode()).hexdigest()[:16]
+    for name in names:
+        dest = local / name
+        data = storage.read_bytes(join(url, name))
+        if not dest.exists() or dest.stat().st_size != len(data):
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.write_bytes(data)
+    return local
+
+
+def resolve_lm(lm: str | None) -> tuple[str, Path | None]:
+    """(display name, local directory or None for a hub id); a bad path is one UserError line."""
+    if lm is None:
+        if not (SHIPPED_LM / "config.json").exists():
+            raise UserError(f"the shipped caption LM is missing ({SHIPPED_LM}); pass --lm or reinstall llmgan")
+        return str(SHIPPED_LM), SHIPPED_LM
+    if lm.startswith("s3://"):
+        return lm, _fetch_s3_dir(lm)
+    path = Path(lm).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise UserError(f"caption LM {lm!r} is a file; expected a model directory (save_pretrained layout)")
+        if not (path / "config.json").exists():
+            raise UserError(f"caption LM directory {lm!r} has no config.json (not a save_pretrained layout)")
+        return str(path), path
+    if lm.startswith(("/", ".", "~")) or "\\" in lm or not _HUB_ID.match(lm):
+        raise UserError(f"caption LM {lm!r} not found: no such directory, and not a hub id")
+    return lm, None
+
+
+class CaptionExpander:
+    """Loads one causal LM and expands short prompts into `variants` captions each, deterministically."""
+
+    def __init__(self, config: ExpanderConfig = ExpanderConfig()) -> None:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.config = config
+        name, local = resolve_lm(config.lm)
+        source = str(local) if local is not None else name
+        self.device = torch.device(config.device)
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise UserError(f"device: {config.device!r} requested but CUDA is not available")
+        from transformers.utils import logging as hf_logging
+
+        bars = hf_logging.is_progress_bar_enabled()
+        hf_logging.disable_progress_bar()  # no "Loading weights" bars in every pipeline worker's log
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=config.trust_remote_code)
+            self.model = AutoModelForCausalLM.from_pretrained(
+                source,
+                trust_remote_code=config.trust_remote_code,
+                dtype=torch.float32 if self.device.type == "cpu" else "auto",
+            )
+        except Exception as exc:  # noqa: BLE001 - any loader failure is a bad --lm for the user
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise UserError(f"cannot load caption LM {name!r}: {first}") from None
+        finally:
+            if bars:
+                hf_logging.enable_progress_bar()
+        self.model.to(self.device).eval()
+        if config.chat_template and not getattr(self.tokenizer, "chat_template", None):
+            raise UserError(f"chat_template: the tokenizer of {name!r} has no chat template")
+        fingerprint = _fingerprint_dir(local) if local is not None else getattr(self.model.config, "_commit_hash", None)
+        self.identity: str = f"{name}@{fingerprint or 'unknown'}"
+        self.model_calls: int = 0
+        self._cache: OrderedDict[tuple[str, str, int, int], tuple[str, str]] = OrderedDict()
+        self._prepare_special_tokens()
+        params = inspect.signature(self.model.forward).parameters
+        self._cache_kwarg = "cache" if "cache" in params else "past_key_values"
+        self._logits_to_keep = "logits_to_keep" in params
+        positions = [getattr(self.model.config, k, None) for k in ("max_position_embeddings", "n_positions")]
+        self._max_positions = next((int(p) for p in positions if p), 1 << 30)
+
+    # ---- set-up ---------------------------------------------------------------------------------
+    def _prepare_special_tokens(self) -> None:
+        tok = self.tokenizer
+        eos: set[int] = set()
+        for source in (getattr(self.model.generation_config, "eos_token_id", None), tok.eos_token_id):
+            if isinstance(source, int):
+                eos.add(source)
+            elif source:
+                eos.update(int(t) for t in source)
+        self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else (min(eos) if eos else 0)
+        # classify every token once: a newline ends a caption (after some text), EOS ends it anyway
+        texts = tok.batch_decode([[i] for i in range(len(tok))], skip_special_tokens=False)
+        vocab = self.model.get_output_embeddings().weight.shape[0]
+        newline = torch.zeros(vocab, dtype=torch.bool)
+        has_text = torch.zeros(vocab, dtype=torch.bool)
+        for i, text in enumerate(texts[:vocab]):
+            newline[i] = "\n" in text
+            has_text[i] = bool(text.strip()) and i not in eos
+        stop = torch.zeros(vocab, dtype=torch.bool)
+        stop[[i for i in eos if i < vocab]] = True
+        self._newline, self._has_text, self._eos = newline.to(self.device), has_text.to(self.device), stop.to(self.device)
+
+    def format_prompt(self, prompt: str) -> list[int]:
+        """The token ids the LM continues for one (normalised) short prompt."""
+        if self.config.chat_template:
+            messages = [{"role": "user", "content": self.config.instruction.format(prompt=prompt)}]
+            text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        else:
+            text = PROMPT_FORMAT.format(prompt=prompt)
+        ids = self.tokenizer(text, add_special_tokens=not self.config.chat_template)["input_ids"]
+        room = max(self._max_positions - self.config.max_new_tokens, 1)
+        return list(ids[-room:])  # an over-long prompt keeps its tail, where the format's cue sits
+
+    @property
+    def stop_token_ids(self) -> list[int]:
+        """Token ids that can end a caption (EOS and every token containing a newline)."""
+        return torch.nonzero((self._eos | self._newline).cpu()).flatten().tolist()
+
+    # ---- sampling -------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def generate_rows(self, token_rows: Sequence[Sequence[int]], seeds: Sequence[int]) -> list[str]:
+        """One batched decoding pass: row r continues token_rows[r] with randomness from seeds[r]."""
+        cfg = self.config
+        self.model_calls += 1
+        n = len(token_rows)
+        width = max(len(r) for r in token_rows)
+        steps = min(cfg.max_new_tokens, max(self._max_positions - width, 1))
+        ids = torch.full((n, width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((n, width), dtype=torch.long)
+        for r, row in enumerate(token_rows):  # left padding: every row's last prompt token is aligned
+            ids[r, width - len(row):] = torch.tensor(row, dtype=torch.long)
+            mask[r, width - len(row):] = 1
+        uniforms = torch.stack(
+            [torch.rand(steps, generator=torch.Generator().manual_seed(s), dtype=torch.float64) for s in seeds]
+        ).to(self.device)
+        ids, mask = ids.to(self.device), mask.to(self.device)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        from transformers import DynamicCache
+
+        cache = DynamicCache(config=self.model.config)
+        out_tokens = torch.full((n, steps), self.pad_id, dtype=torch.long, device=self.device)
+        done = torch.zeros(n, dtype=torch.bool, device=self.device)
+        started = torch.zeros(n, dtype=torch.bool, device=self.device)
+        step_input, step_pos = ids, positions
+        for t in range(steps):
+            kwargs: dict[str, Any] = {self._cache_kwarg: cache, "use_cache": True}
+            if self._logits_to_keep:
+                kwargs["logits_to_keep"] = 1
+            out = self.model(input_ids=step_input, attention_mask=mask, position_ids=step_pos, **kwargs)
+            new_cache = getattr(out, "cache", None) or getattr(out, "past_key_values", None)
+            cache = new_cache if new_cache is not None else cache
+            logits = out.logits[:, -1, :].float()
+            token = sample_tokens(logits, uniforms[:, t], cfg.temperature, cfg.top_p)
+            token = torch.where(done, torch.full_like(token, self.pad_id), token)
+            out_tokens[:, t] = token
+            # stop at EOS, or at a newline once the row has produced some text (a leading newline is skipped)
+            done = done | self._eos[token] | (self._newline[token] & started)
+            started = started | self._has_text[token]
+            if bool(done.all()):
+                break
+            step_input = token.unsqueeze(-1)
+            step_pos = step_pos[:, -1:] + 1
+            mask = torch.cat([mask, torch.ones((n, 1), dtype=mask.dtype, device=self.device)], dim=-1)
+        texts = self.tokenizer.batch_decode(out_tokens.cpu().tolist(), skip_special_tokens=True)
+        return [clean_caption(t, cfg.max_chars) for t in texts]
+
+    # ---- public API -----------------------------------------------------------------------------
+    def expand(self, prompts: Sequence[str], keys: Sequence[str], variants: int, seed: int) -> ExpansionResult:
+        """`variants` captions per prompt; caption (keys[i], v, seed) is the same whatever the batch."""
+        if len(prompts) != len(keys):
+            raise UserError(f"expand: {len(prompts)} prompts but {len(keys)} keys")
+        if variants < 1:
+            raise UserError(f"variants: must be >= 1, got {variants}")
+        cfg = self.config
+        stats = dict.fromkeys((*OUTCOMES, "generated", "cache_hits", "deduped", "model_calls"), 0)
+        calls_before = self.model_calls
+        captions: list[list[str]] = [[""] * variants for _ in prompts]
+        # (prompt, key, variant) -> output slots; identical prompts with identical keys are sampled once
+        jobs: dict[tuple[str, str, int], list[tuple[int, int]]] = {}
+        for i, (prompt, key) in enumerate(zip(prompts, keys)):
+            prompt = normalize_prompt(prompt)
+            for v in range(variants):
+                hit = self._cache.get((prompt, str(key), v, seed))
+                if hit is not None:
+                    self._cache.move_to_end((prompt, str(key), v, seed))
+                    captions[i][v] = hit[0]
+                    stats[hit[1]] += 1
+                    stats["cache_hits"] += 1
+                    continue
+                slots = jobs.setdefault((prompt, str(key), v), [])
+                stats["deduped"] += bool(slots)
+                slots.append((i, v))
+        stated = {p: any(len(vals) == 1 for vals in parse_attributes(p).values()) for p, _, _ in jobs}
+        tokens = {p: self.format_prompt(p) for p in stated}
+        settled: dict[tuple[str, str, int], tuple[str, str]] = {}
+        pending = list(jobs)
+        for attempt in range(cfg.max_resamples + 1):
+            if not pending:
+                break
+            texts = self._sample_jobs(pending, tokens, seed, attempt)
+            stats["generated"] += len(pending)
+            retry = []
+            for job, text in zip(pending, texts):
+                prompt = job[0]
+                if text and not stated[prompt]:
+                    settled[job] = (text, "unchecked")
+                elif text and is_faithful(prompt, text):
+                    settled[job] = (text, "faithful" if attempt == 0 else "resampled")
+                else:
+                    retry.append(job)
+            pending = retry
+        for job in pending:
+            settled[job] = (clean_caption(job[0], cfg.max_chars), "fallback")
+        for job, (text, outcome) in settled.items():
+            for i, v in jobs[job]:
+                captions[i][v] = text
+            stats[outcome] += len(jobs[job])
+            self._remember((job[0], job[1], job[2], seed), (text, outcome))
+        stats["model_calls"] = self.model_calls - calls_before
+        return ExpansionResult(captions=captions, stats=stats)
+
+    def _sample_jobs(
+        self, jobs: list[tuple[str, str, int]], tokens: dict[str, list[int]], seed: int, attempt: int
+    ) -> list[str]:
+        # similar lengths share a batch (less padding); the order cannot change any row's caption
+        order = sorted(range(len(jobs)), key=lambda j: len(tokens[jobs[j][0]]))
+        texts: list[str] = [""] * len(jobs)
+        bs = self.config.batch_size
+        for start in range(0, len(order), bs):
+            chunk = order[start:start + bs]
+            rows = [tokens[jobs[j][0]] for j in chunk]
+            seeds = [row_seed(seed, jobs[j][1], jobs[j][2], attempt) for j in chunk]
+            for j, text in zip(chunk, self.generate_rows(rows, seeds)):
+                texts[j] = text
+        return texts
+
+    def _remember(self, key: tuple[str, str, int, int], value: tuple[str, str]) -> None:
+        if self.config.cache_size == 0:
+            return
+        self._cache[key] = value
+        self._cache.move_to_end(key)
+        while len(self._cache) > self.config.cache_size:
+            self._cache.popitem(last=False)
