@@ -25,19 +25,6 @@ from llmgan.job.shards import committed_shards
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="session")
-def tiny_ckpt(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """A small, randomly initialised GAN checkpoint written by the project's own checkpoint code."""
-    from llmgan.gan.checkpoint import save_checkpoint
-    from llmgan.gan.config import GanConfig
-    from llmgan.gan.step import make_train_state
-
-    path = str(tmp_path_factory.mktemp("ckpt") / "tiny")
-    state = make_train_state(GanConfig(image_size=32, g_width=8, d_width=8), seed=0)
-    save_checkpoint(path, state, training_state=False)
-    return path
-
-
 def write_prompts(path: Path, n_rows: int, bad_rows: bool = False) -> str:
     prompts = [f"{c} {s}" for c in ("red", "blue", "green", "white") for s in ("star", "circle", "cross")]
     rows = {"id": [f"p/{i}" for i in range(n_rows)], "prompt": [prompts[i % len(prompts)] for i in range(n_rows)],
