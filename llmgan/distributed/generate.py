@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import pickle
+import resource
 import sys
 import time
 from collections.abc import Callable
@@ -199,6 +200,7 @@ def run_generate(cfg: GenerateConfig, progress: bool = True) -> dict[str, Any]:
                             f"{failures[0]['error']}); rerun the same command to resume")
     summary = summarize(storage, cfg.out, len(plan), time.perf_counter() - t_start, images_done)
     summary["job_id"] = manifest["job_id"]
+    summary["driver_peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     summary["output"] = redact_url(cfg.out)
     summary["contact_sheet"] = write_contact_sheet(storage, cfg.out, cfg.contact_sheet_size)
     storage.write_text(join(cfg.out, SUCCESS_FILE), json.dumps(summary, indent=1, sort_keys=True))
