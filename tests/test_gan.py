@@ -205,6 +205,15 @@ def test_train_local_cli_end_to_end_with_resume_and_sample(tiny_data: str, tmp_p
     assert json.loads((out / "final" / "config.json").read_text())["step"] == 4
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["00000002", "00000004"]
 
+    # a run directory loads its newest checkpoint; export copies only the inference files
+    assert GanModel.load(str(out)).meta["step"] == 4
+    from llmgan.gan.checkpoint import export_checkpoint
+
+    export_checkpoint(str(out), str(tmp_path / "exported"))
+    assert sorted(p.name for p in (tmp_path / "exported").iterdir()) == [
+        "config.json", "discriminator.safetensors", "generator.safetensors"]
+    assert GanModel.load(str(tmp_path / "exported")).identity == GanModel.load(str(out)).identity
+
     changed = runner.invoke(app, [*args, "--image-size", "64", "--steps", "6"])
     assert changed.exit_code == 2 and "different configuration" in changed.output
 

@@ -141,6 +141,39 @@ def load_training_state(url: str, state: TrainState, storage: Storage | None = N
     state.step = int(saved["step"])
 
 
+def resolve_checkpoint(path: str, storage: Storage) -> str:
+    """A checkpoint directory from a path that may also be a training run directory: its newest of final/ and
+    checkpoints/<step>/ (a resumed run's final/ can be older than its latest checkpoint)."""
+    if storage.exists(join(path, CONFIG)):
+        return path
+    candidates: list[tuple[int, str]] = []
+    if storage.exists(join(path, "final", CONFIG)):
+        candidates.append((int(read_meta(join(path, "final"), storage).get("step", 0)), join(path, "final")))
+    steps = sorted({n.split("/")[0] for n in storage.list(join(path, "checkpoints")) if n.endswith("/" + CONFIG)})
+    if steps:
+        candidates.append((int(steps[-1]), join(path, "checkpoints", steps[-1])))
+    return max(candidates)[1] if candidates else path  # read_meta reports what is missing
+
+
+def export_checkpoint(src: str, dst: str, storage: Storage | None = None) -> dict[str, Any]:
+    """Copy the inference part (config.json + safetensors) of a checkpoint or run directory to `dst`.
+
+    The weights are loaded into fresh networks first, so a broken checkpoint is never exported.
+    """
+    from llmgan.gan.networks import Discriminator, Generator
+
+    storage = storage or Storage()
+    src = resolve_checkpoint(src, storage)
+    meta = read_meta(src, storage)
+    config = GanConfig.from_dict(meta["model"])
+    weights = {name: load_weights(src, name, net, storage)
+               for name, net in ((GENERATOR, Generator(config)), (DISCRIMINATOR, Discriminator(config)))}
+    for name, data in weights.items():
+        storage.write_bytes(join(dst, name), data)
+    storage.write_text(join(dst, CONFIG), json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    return meta
+
+
 def content_identity(meta: dict[str, Any], *weights: bytes) -> str:
     """Short sha256 over the model config and weight bytes: names exactly what generated an image."""
     h = hashlib.sha256(json.dumps(meta.get("model"), sort_keys=True).encode())

@@ -14,10 +14,10 @@ import numpy as np
 import torch
 
 from llmgan.errors import UserError
-from llmgan.gan.checkpoint import CONFIG, DISCRIMINATOR, GENERATOR, content_identity, load_weights, read_meta
+from llmgan.gan.checkpoint import DISCRIMINATOR, GENERATOR, content_identity, load_weights, read_meta, resolve_checkpoint
 from llmgan.gan.config import GanConfig
 from llmgan.gan.networks import Discriminator, Generator
-from llmgan.io.storage import Storage, join
+from llmgan.io.storage import Storage
 
 CHUNK = 256  # rows per forward pass: bounds memory, and outputs do not depend on it
 
@@ -31,18 +31,6 @@ def derive_seed(*parts: int) -> int:
     """A 63-bit seed from integers, e.g. (seed, candidate): stable across runs and platforms."""
     h = hashlib.sha256(":".join(str(int(p)) for p in parts).encode()).digest()
     return int.from_bytes(h[:8], "little") >> 1
-
-
-def resolve_checkpoint(path: str, storage: Storage) -> str:
-    """A checkpoint directory from a path that may also be a training run directory (uses its final/latest)."""
-    if storage.exists(join(path, CONFIG)):
-        return path
-    if storage.exists(join(path, "final", CONFIG)):
-        return join(path, "final")
-    steps = sorted({n.split("/")[1] for n in storage.list(join(path, "checkpoints")) if n.endswith("/" + CONFIG)})
-    if steps:
-        return join(path, "checkpoints", steps[-1])
-    return path  # read_meta reports what is missing
 
 
 def _to_uint8(x: torch.Tensor) -> np.ndarray:
