@@ -1,0 +1,90 @@
+"""`llmgan bench`: run every benchmark, print one table, write bench.json (all figures + machine) and bench.md."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import platform
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from llmgan.job.manifest import versions
+
+
+def machine() -> dict[str, Any]:
+    info: dict[str, Any] = {"cpus": os.cpu_count(), "platform": platform.platform(), "versions": versions()}
+    try:
+        import torch
+
+        info["threads"] = torch.get_num_threads()
+        info["gpu"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    except ImportError:
+        info["gpu"] = None
+    return info
+
+
+def _benchmarks(quick: bool, work: Path) -> dict[str, Callable[[], dict[str, Any]]]:
+    """name -> thunk; each returns a dict of figures with a headline `ratio` (and `target` when one is set)."""
+    from llmgan.bench import expand, pipeline
+
+    def llm() -> dict[str, Any]:
+        n = 128 if quick else 512
+        figures = expand.run(n_speed=n, n_baseline=n // (4 if quick else 1), n_faithful=100 if quick else 500,
+                             n_variety=16 if quick else 64, out=io.StringIO())
+        return {**figures, "ratio": figures["speedup"], "target": ">= 8"}
+
+    tiny = pipeline.tiny_checkpoint(work / "tiny-gan", width=4)
+    images, repeats = (800, 1) if quick else (20_000, 3)
+    return {
+        "pipeline (no expansion)": lambda: pipeline.pipeline_efficiency(work, images, False, repeats, ckpt=None),
+        "pipeline (with expansion)": lambda: pipeline.pipeline_efficiency(
+            work, images // (4 if quick else 10), True, repeats, ckpt=None),
+        "LLM batching": llm,
+        "text-embedding cache": lambda: pipeline.embedding_cache(400 if quick else 4000, 20, None, repeats),
+        "driver memory at scale": lambda: pipeline.driver_memory(
+            work, *((1_000, 10_000) if quick else (10_000, 200_000)), ckpt=tiny),
+    }
+
+
+def _markdown(results: dict[str, Any], info: dict[str, Any]) -> str:
+    lines = [f"machine: {info['cpus']} CPUs, GPU: {info.get('gpu') or 'none'}, "
+             f"torch {info['versions'].get('torch')}, ray {info['versions'].get('ray')}", "",
+             "| benchmark | ratio | target | figures |", "| --- | --- | --- | --- |"]
+    for name, fig in results.items():
+        if "error" in fig:
+            lines.append(f"| {name} | failed | | {fig['error']} |")
+            continue
+        detail = ", ".join(f"{k}={v}" for k, v in fig.items()
+                           if k not in ("ratio", "target") and isinstance(v, (int, float, str)) and len(str(v)) < 40)
+        lines.append(f"| {name} | {fig['ratio']} | {fig.get('target', '-')} | {detail} |")
+    return "\n".join(lines) + "\n"
+
+
+def run_bench(out: str, quick: bool, only: list[str] | None = None,
+              log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run the benchmarks (optionally a subset by name prefix); returns {name: figures}."""
+    import tempfile
+
+    out_dir = Path(out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="llmgan-bench-"))
+    info = machine()
+    results: dict[str, Any] = {}
+    for name, thunk in _benchmarks(quick, work).items():
+        if only and not any(name.lower().startswith(o.lower()) for o in only):
+            continue
+        log(f"running: {name} ...")
+        t0 = time.perf_counter()
+        try:
+            results[name] = thunk()
+        except Exception as exc:  # noqa: BLE001 - one failing benchmark must not hide the others
+            results[name] = {"error": f"{type(exc).__name__}: {exc}"[:300]}
+        results[name]["bench_seconds"] = round(time.perf_counter() - t0, 1)
+        log(f"  {name}: ratio {results[name].get('ratio', 'failed')} ({results[name]['bench_seconds']}s)")
+    report = {"quick": quick, "machine": info, "results": results}
+    (out_dir / "bench.json").write_text(json.dumps(report, indent=1, default=str))
+    (out_dir / "bench.md").write_text(_markdown(results, info))
+    return report
