@@ -36,21 +36,27 @@ def generate(
     generator_max: int = typer.Option(1, "--generator-max-actors"),
     generator_cpus: float = typer.Option(1.0, "--generator-cpus", help="CPUs per generator actor."),
     generator_gpus: float = typer.Option(0.0, "--generator-gpus", help="GPUs (or a fraction) per generator actor."),
+    expander_resources: str | None = typer.Option(
+        None, "--expander-resources", help='Custom Ray resources per expander actor, JSON: \'{"lm_gpu": 1}\'.'),
+    generator_resources: str | None = typer.Option(
+        None, "--generator-resources", help='Custom Ray resources per generator actor, JSON: \'{"gan_gpu": 1}\'.'),
     max_retries: int = typer.Option(2, "--max-retries", help="Times a failed shard is retried before the job fails."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing, different job in --out."),
     quiet: bool = typer.Option(False, "--quiet", help="No per-shard progress lines."),
 ) -> None:
     """Generate images for every prompt in a Parquet file; resumable, shards committed exactly once."""
     setup_logging()
-    from llmgan.job.config import GenerateConfig, StageResources
+    from llmgan.job.config import GenerateConfig, StageResources, parse_resources
 
     cfg = GenerateConfig(
         prompts=prompts, out=out or "", prompt_column=prompt_column, n_per_prompt=n_per_prompt,
         variants=variants, expand=expand, lm=lm, ckpt=ckpt, best_of=best_of, truncation=truncation,
         temperature=temperature, top_p=top_p, seed=seed, shard_size=shard_size, format=format,
         batch_size=batch_size, s3_endpoint=s3_endpoint, max_retries=max_retries, overwrite=overwrite,
-        expander=StageResources(expander_min, expander_max, expander_cpus, expander_gpus),
-        generator=StageResources(generator_min, generator_max, generator_cpus, generator_gpus),
+        expander=StageResources(expander_min, expander_max, expander_cpus, expander_gpus,
+                                parse_resources(expander_resources, "--expander-resources")),
+        generator=StageResources(generator_min, generator_max, generator_cpus, generator_gpus,
+                                 parse_resources(generator_resources, "--generator-resources")),
     )
     from llmgan.distributed.generate import JobFailed, run_generate
 

@@ -120,7 +120,7 @@ def _run_pass(cfg: GenerateConfig, todo: list[ShardSpec], job_id: str,
         ds = ds.map_batches(
             actor, fn_constructor_args=(cfg,), batch_size=1, batch_format="numpy",
             compute=ray.data.ActorPoolStrategy(min_size=res.min_actors, max_size=res.max_actors),
-            num_cpus=res.num_cpus, num_gpus=res.num_gpus,
+            num_cpus=res.num_cpus, num_gpus=res.num_gpus, resources=res.resources or None,
         )
     ds = ds.map_batches(_write, fn_kwargs={"out": cfg.out, "fmt": cfg.format, "job_id": job_id,
                                            "endpoint": cfg.s3_endpoint},

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from llmgan.errors import UserError
@@ -26,6 +27,8 @@ class StageResources:
     max_actors: int = 1
     num_cpus: float = 1.0
     num_gpus: float = 0.0
+    # Custom Ray resources per actor, e.g. {"gan_gpu": 1}: pins the stage to node types that offer them.
+    resources: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.min_actors < 1:
@@ -34,6 +37,24 @@ class StageResources:
             raise UserError(f"max actors ({self.max_actors}) must be >= min actors ({self.min_actors})")
         if self.num_cpus < 0 or self.num_gpus < 0:
             raise UserError("CPUs and GPUs per actor must be >= 0")
+        for name, amount in self.resources.items():
+            if not name or name in ("CPU", "GPU", "memory"):
+                raise UserError(f"resources: {name!r} is not a custom resource name (use the -cpus/-gpus options)")
+            if isinstance(amount, bool) or not isinstance(amount, (int, float)) or amount < 0:
+                raise UserError(f"resources: {name} must be a number >= 0, got {amount!r}")
+
+
+def parse_resources(text: str | None, option: str) -> dict[str, float]:
+    """A `--<stage>-resources` value: a JSON object of custom resource amounts, e.g. '{"gan_gpu": 1}'."""
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        value = None
+    if not isinstance(value, dict):
+        raise UserError(f"{option} must be a JSON object like '{{\"gan_gpu\": 1}}', got {text!r}")
+    return value
 
 
 @dataclass(frozen=True)
