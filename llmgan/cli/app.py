@@ -17,7 +17,7 @@ app = typer.Typer(
 )
 
 # Each module defines `register(app)`; a command is listed here only once it works.
-COMMAND_MODULES: list[str] = ["generate", "data", "train", "expand", "train_lm", "sample", "bench"]
+COMMAND_MODULES: list[str] = ["generate", "data", "train", "expand", "train_lm", "sample", "eval_cmd", "bench"]
 
 
 def _version(value: bool) -> None:
