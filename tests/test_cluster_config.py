@@ -144,7 +144,7 @@ def test_runtime_env_file(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def documented_commands() -> list[tuple[str, str, list[str]]]:
     """(source file, entry point, arguments) for every job command in the user-facing files: `jobs/<name>.py
-    ARGS`, `llmgan generate ARGS` and `cluster/submit.py <job> ... -- ARGS`."""
+    ARGS`, `llmgan generate|train ARGS` (the same functions) and `cluster/submit.py <job> ... -- ARGS`."""
     found = []
     for source in COMMAND_SOURCES:
         path = REPO / source
@@ -160,8 +160,8 @@ def documented_commands() -> list[tuple[str, str, list[str]]]:
                 entry, rest = submit.ENTRY_POINTS[m.group(1)], m.group(2)
             elif m := re.search(r"\b(jobs/\w+\.py)\b(.*)", line):
                 entry, rest = m.group(1), m.group(2)
-            elif m := re.search(r"\bllmgan generate\b(.*)", line):
-                entry, rest = "jobs/generate.py", m.group(1)
+            elif m := re.search(r"\bllmgan (generate|train)\b(.*)", line):
+                entry, rest = submit.ENTRY_POINTS[m.group(1)], m.group(2)
             else:
                 continue
             if entry not in submit.ENTRY_POINTS.values():
@@ -170,7 +170,8 @@ def documented_commands() -> list[tuple[str, str, list[str]]]:
                 args = shlex.split(rest.split("`")[0], comments=True)
             except ValueError as exc:
                 raise AssertionError(f"{source}: cannot split {line!r}: {exc}") from None
-            found.append((source, entry, args))
+            if args:  # no arguments: a mention in prose, not a command
+                found.append((source, entry, args))
     return found
 
 
