@@ -231,12 +231,14 @@ def start_node(args: list[str], env: dict[str, str]) -> subprocess.Popen:
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def stop(proc: subprocess.Popen) -> None:
-    os.killpg(proc.pid, 15)  # only this node's process group; `ray stop` would stop every Ray here
-    try:
-        proc.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, 9)
+def stop(procs: list[subprocess.Popen]) -> None:
+    for proc in procs:  # only these nodes' process groups; `ray stop` would stop every Ray on the machine
+        os.killpg(proc.pid, 15)
+    for proc in procs:
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, 9)
 
 
 def test_submit_script_against_a_local_cluster(tmp_path: Path, tiny_ckpt: str) -> None:
@@ -288,7 +290,5 @@ def test_submit_script_against_a_local_cluster(tmp_path: Path, tiny_ckpt: str) -
                                 text=True, timeout=120, cwd=tmp_path)
         assert denied.returncode == 3 and "auth token" in denied.stderr and "Traceback" not in denied.stderr
     finally:
-        for proc in (worker, head):
-            if proc is not None:
-                stop(proc)
+        stop([proc for proc in (worker, head) if proc is not None])
         shutil.rmtree(temp_dir, ignore_errors=True)
