@@ -22,7 +22,7 @@ def _table(report: dict) -> str:
     splits = report["splits"]
     attrs = report["attributes"] + ["joint"]
     names = list(splits)
-    width = max(12, *(len(a) for a in attrs))
+    width = max(12, *(len(a) + 5 for a in attrs))
     lines = [f"{'':<{width}}" + "".join(f"{n:>12}" for n in names)]
     for a in attrs:
         lines.append(f"{a + ' acc':<{width}}" + "".join(f"{_fmt(splits[n]['accuracy'].get(a)):>12}" for n in names))
@@ -52,13 +52,21 @@ def eval_command(
     seed: int = typer.Option(0, "--seed", help="Seed for caption choice and noise."),
     split: str = typer.Option("both", "--split", help="both (train and heldout captions, when the data has them), train, heldout, or all."),
     classifier: str | None = typer.Option(None, "--classifier", help="Evaluation classifier directory (default: shipped shapes classifier, or one trained on the data's `label` column)."),
+    threads: int | None = typer.Option(None, "--threads", help="Torch threads (default: torch's choice; 1 is often faster on a busy machine)."),
     s3_endpoint: str | None = typer.Option(None, "--s3-endpoint", help="S3 endpoint URL [env: AWS_ENDPOINT_URL_S3]."),
 ) -> None:
     """Judge a GAN's images with a classifier trained on real images only; writes OUT/report.json and plots."""
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     setup_logging()
+    if threads is not None and threads < 1:
+        raise UserError(f"--threads must be at least 1, got {threads}")
+    import torch
+
     from llmgan.eval.report import evaluate
     from llmgan.io.storage import Storage, join
+
+    if threads is not None:
+        torch.set_num_threads(threads)
 
     report = evaluate(ckpt, data, out, n=n, best_of=best_of, seed=seed, split=split, classifier=classifier,
                       storage=Storage(s3_endpoint))

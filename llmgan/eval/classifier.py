@@ -41,7 +41,7 @@ class _Net(nn.Module):
         def block(cin: int, cout: int) -> list[nn.Module]:
             return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
 
-        # ~4M multiply-adds per 32 px image: cheap enough to train in minutes on two busy cores
+        # ~5M multiply-adds per 32 px image: cheap enough to train in minutes on two busy cores
         self.body = nn.Sequential(
             *block(3, w), nn.MaxPool2d(2),  # S/2
             *block(w, 2 * w), *block(2 * w, 2 * w), nn.MaxPool2d(2),  # S/4

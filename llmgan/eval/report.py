@@ -260,6 +260,8 @@ def evaluate(
             raise UserError(f"split={opts.split!r}: {data} has no split column (and no shape/color labels)")
         names = ["train", "heldout"] if opts.split == "both" else [opts.split]
         wanted = {s: np.flatnonzero(np.asarray(row_split) == s) for s in names}
+        for s in [s for s, r in wanted.items() if not len(r)]:
+            log.warning("%s has no %s-split rows; that split is not evaluated", data, s)
         wanted = {s: r for s, r in wanted.items() if len(r)}
         if not wanted:
             raise UserError(f"{data} has no rows in split {opts.split!r}")
