@@ -57,7 +57,7 @@ def make_probes(emb: np.ndarray, captions: list[str], labels: dict[str, list[str
 def ema_images(G_ema: nn.Module, z_dim: int, emb: np.ndarray | torch.Tensor, seeds: list[int]) -> np.ndarray:
     """uint8 (N, S, S, 3) from the EMA generator; noise row i depends only on seeds[i] (CPU generator)."""
     device = next(G_ema.parameters()).device
-    e = torch.as_tensor(emb, dtype=torch.float32)
+    e = torch.as_tensor(np.array(emb, dtype=np.float32))  # a copy: object-store arrays are read-only
     z = torch.stack([torch.randn(z_dim, generator=torch.Generator().manual_seed(s)) for s in seeds])
     out = [G_ema(z[i : i + 256].to(device), e[i : i + 256].to(device)) for i in range(0, len(seeds), 256)]
     x = torch.cat(out).float().cpu()

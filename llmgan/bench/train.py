@@ -1,0 +1,109 @@
+"""Training-speed benchmark: images/s of `llmgan train --local` vs Ray Train with 1 worker, and 2 workers vs 1,
+measured in one run on the same data and model (`python -m llmgan.bench.train`).
+
+Speeds are steady-state training figures from each run's metrics rows (the first interval, which holds
+start-up and warm-up, is left out; checkpoints only at the end); wall times including start-up are shown
+beside them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from typing import Any
+
+import numpy as np
+
+from llmgan.gan.config import GanConfig
+
+
+def _steady(rows: list[dict[str, Any]]) -> float:
+    speeds = [r["imgs_per_s"] for r in rows[1:]] or [r["imgs_per_s"] for r in rows]
+    return float(np.median(speeds))
+
+
+def _rows(path: str) -> list[dict[str, Any]]:
+    with open(os.path.join(path, "metrics.jsonl")) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def run(images: int = 1024, steps: int = 60, batch_size: int = 32, g_width: int = 32, d_width: int = 32,
+        cpus: int | None = None, out: Any = sys.stdout) -> dict[str, Any]:
+    """Local, Ray Train x1 and Ray Train x2 (then local again, to show machine noise); returns the figures."""
+    import ray
+
+    from llmgan.data.shapes import generate_shapes, write_dataset
+    from llmgan.distributed.train import DistTrainOptions, run_train
+    from llmgan.gan.local_train import LocalTrainOptions, train_local
+    from llmgan.text.encoder import TextEncoder, embed_dataset_captions, embedding_cache_url
+
+    cpus = cpus or len(os.sched_getaffinity(0))
+    log_every = max(1, steps // 6)
+    config = GanConfig(batch_size=batch_size, g_width=g_width, d_width=d_width)
+    figures: dict[str, Any] = {"images": images, "steps": steps, "batch_size": batch_size, "g_width": g_width,
+                               "d_width": d_width, "cpus": cpus}
+    with tempfile.TemporaryDirectory(prefix="llmgan-bench-train-") as tmp:
+        data = os.path.join(tmp, "shapes.parquet")
+        table = generate_shapes(images, seed=0)
+        write_dataset(table, data)
+        embed_dataset_captions(table["caption"].to_pylist(), TextEncoder(), embedding_cache_url(data))
+
+        def local(name: str) -> None:
+            t0 = time.perf_counter()
+            train_local(data, os.path.join(tmp, name), config, LocalTrainOptions(
+                steps=steps, log_every=log_every, checkpoint_every=steps, sample_every=steps, eval_every=steps,
+                threads=cpus, classifier=None, progress=False))
+            figures[name] = {"imgs_per_s": _steady(_rows(os.path.join(tmp, name))),
+                             "wall_s": round(time.perf_counter() - t0, 1)}
+
+        def distributed(name: str, workers: int) -> None:
+            t0 = time.perf_counter()
+            run_train(data, os.path.join(tmp, name), config, DistTrainOptions(
+                steps=steps, workers=workers, cpus_per_worker=max(1, cpus // workers), checkpoint_every=steps,
+                log_every=log_every, classifier=None, progress=False))
+            figures[name] = {"imgs_per_s": _steady(_rows(os.path.join(tmp, name))),
+                             "wall_s": round(time.perf_counter() - t0, 1)}
+
+        ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False)
+        try:
+            local("local")
+            distributed("ray_1_worker", 1)
+            distributed("ray_2_workers", 2)
+            local("local_again")
+        finally:
+            ray.shutdown()
+    local_mean = (figures["local"]["imgs_per_s"] + figures["local_again"]["imgs_per_s"]) / 2
+    figures["ray1_over_local"] = round(figures["ray_1_worker"]["imgs_per_s"] / local_mean, 3)
+    figures["ray2_over_ray1"] = round(figures["ray_2_workers"]["imgs_per_s"] / figures["ray_1_worker"]["imgs_per_s"], 3)
+    print(f"training speed, {images} shapes images, 32 px, batch {batch_size}, G/D width {g_width}/{d_width}, "
+          f"{steps} steps, {cpus} CPUs", file=out)
+    for name in ("local", "ray_1_worker", "ray_2_workers", "local_again"):
+        f = figures[name]
+        print(f"  {name:<14} {f['imgs_per_s']:8.1f} img/s (steady)   {f['wall_s']:7.1f} s wall incl. start-up", file=out)
+    print(f"  Ray Train 1 worker / --local: {figures['ray1_over_local']:.3f}   (target >= 0.9)", file=out)
+    print(f"  Ray Train 2 workers / 1 worker: {figures['ray2_over_ray1']:.3f}", file=out)
+    return figures
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=1024)
+    parser.add_argument("--steps", type=int, default=60)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--g-width", type=int, default=32)
+    parser.add_argument("--d-width", type=int, default=32)
+    parser.add_argument("--cpus", type=int, default=0, help="CPUs to use (0 = all this process may use)")
+    parser.add_argument("--json", action="store_true", help="also print the figures as JSON")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    figures = run(args.images, args.steps, args.batch_size, args.g_width, args.d_width, args.cpus or None)
+    if args.json:
+        print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()
