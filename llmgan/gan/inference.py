@@ -14,7 +14,14 @@ import numpy as np
 import torch
 
 from llmgan.errors import UserError
-from llmgan.gan.checkpoint import DISCRIMINATOR, GENERATOR, content_identity, load_weights, read_meta, resolve_checkpoint
+from llmgan.gan.checkpoint import (
+    DISCRIMINATOR,
+    GENERATOR,
+    content_identity,
+    load_weights,
+    read_meta,
+    resolve_checkpoint,
+)
 from llmgan.gan.config import GanConfig
 from llmgan.gan.networks import Discriminator, Generator
 from llmgan.io.storage import Storage
