@@ -42,6 +42,9 @@ def generate(
         None, "--generator-resources", help='Custom Ray resources per generator actor, JSON: \'{"gan_gpu": 1}\'.'),
     max_retries: int = typer.Option(2, "--max-retries", help="Times a failed shard is retried before the job fails."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing, different job in --out."),
+    blocklist: str | None = typer.Option(
+        None, "--blocklist", help="Words/phrases, or re:PATTERN lines (file or s3://): matching prompts and "
+        "captions are rejected as `blocked`."),
     quiet: bool = typer.Option(False, "--quiet", help="No per-shard progress lines."),
 ) -> None:
     """Generate images for every prompt in a Parquet file; resumable, shards committed exactly once."""
@@ -53,6 +56,7 @@ def generate(
         variants=variants, expand=expand, lm=lm, ckpt=ckpt, best_of=best_of, truncation=truncation,
         temperature=temperature, top_p=top_p, seed=seed, shard_size=shard_size, format=format,
         batch_size=batch_size, s3_endpoint=s3_endpoint, max_retries=max_retries, overwrite=overwrite,
+        blocklist=blocklist,
         expander=StageResources(expander_min, expander_max, expander_cpus, expander_gpus,
                                 parse_resources(expander_resources, "--expander-resources")),
         generator=StageResources(generator_min, generator_max, generator_cpus, generator_gpus,

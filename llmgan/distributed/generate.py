@@ -33,7 +33,7 @@ from llmgan.job.manifest import (
     write_contact_sheet,
 )
 from llmgan.job.plan import ShardSpec, make_plan
-from llmgan.job.shards import committed_shards, write_shard
+from llmgan.job.shards import SHARDS_DIR, ShardConflict, check_shard, committed_shards, write_shard
 
 log = logging.getLogger("llmgan.generate")
 
@@ -81,7 +81,7 @@ class GenerateActor:
         from llmgan.job.stages import ShardGenerator
 
         _set_threads(cfg.generator.num_cpus)
-        self.stage = ShardGenerator(cfg)
+        self.stage = ShardGenerator(cfg, lazy=True)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list[bytes]]:
         return {"payload": [_guarded(self.stage, "generate", p) for p in batch["payload"]]}
@@ -126,14 +126,42 @@ def _run_pass(cfg: GenerateConfig, todo: list[ShardSpec], job_id: str,
                                            "endpoint": cfg.s3_endpoint},
                         batch_size=1, batch_format="numpy", num_cpus=0)
     failures = []
-    for row in ds.iter_rows():
-        stats = json.loads(row["stats"])
-        if "error" in stats:
-            log.warning("shard %05d failed: %s", stats["shard"], stats["error"])
-            failures.append(stats)
-        else:
-            on_shard(stats)
+    reported: set[int] = set()
+    try:
+        for row in ds.iter_rows():
+            stats = json.loads(row["stats"])
+            reported.add(stats["shard"])
+            if "error" in stats:
+                log.warning("shard %05d failed: %s", stats["shard"], stats["error"])
+                failures.append(stats)
+            else:
+                on_shard(stats)
+    except Exception as exc:  # noqa: BLE001 - e.g. a node lost beyond Ray Data's own retries: retry the rest
+        error = f"pass aborted: {type(exc).__name__}: {str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ''}"
+        log.warning("%s; %d shard(s) unfinished", error, len(todo) - len(reported))
+        failures += [{"shard": s.index, "error": error} for s in todo if s.index not in reported]
     return failures
+
+
+def verify_committed(storage: Storage, out: str, job_id: str, committed: dict[int, str]) -> dict[int, str]:
+    """The committed shards whose data is intact (sha256 checked). A damaged one is un-committed (its stats
+    deleted, with a warning) so this run redoes it; stats from another job stop the run with a UserError."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    names = set(storage.list(join(out, SHARDS_DIR)))
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        futures = {i: pool.submit(check_shard, storage, out, i, names, job_id) for i in sorted(committed)}
+        problems = {}
+        for i, fut in futures.items():
+            try:
+                problems[i] = fut.result()
+            except ShardConflict as exc:
+                raise UserError(str(exc)) from None
+    for i, why in problems.items():
+        if why:
+            log.warning("shard %05d is damaged (%s): redoing it", i, why)
+            storage.delete(committed[i])
+    return {i: url for i, url in committed.items() if not problems[i]}
 
 
 def _models(cfg: GenerateConfig, storage: Storage) -> dict[str, Any]:
@@ -144,6 +172,12 @@ def _models(cfg: GenerateConfig, storage: Storage) -> dict[str, Any]:
     ckpt = resolve_checkpoint(cfg.ckpt or default_checkpoint_path(), storage)
     models: dict[str, Any] = {"gan": {"path": cfg.ckpt or "default", "identity": content_identity(ckpt, storage)}}
     models["text_encoder"] = {"path": read_meta(ckpt, storage).get("text_encoder") or "default"}
+    if cfg.blocklist:
+        from llmgan.job.blocklist import load_blocklist
+
+        blocklist = load_blocklist(cfg.blocklist, storage)  # a bad file or pattern fails here, before any output
+        models["blocklist"] = {"path": redact_url(cfg.blocklist), "sha256": blocklist.sha256,
+                               "entries": blocklist.entries}
     if cfg.expand:
         from llmgan.text.expander import resolve_lm
 
@@ -171,12 +205,15 @@ def run_generate(cfg: GenerateConfig, progress: bool = True) -> dict[str, Any]:
     )
     resuming = prepare_output(storage, cfg.out, manifest, cfg.overwrite)
     done = committed_shards(storage, cfg.out)
+    if done:
+        done = verify_committed(storage, cfg.out, manifest["job_id"], done)
     todo = [s for s in plan if s.index not in done]
     planned = sum(s.planned_images for s in todo)
     log.info("%s: %d shards planned, %d already committed, %d to run (%d images)",
              "resuming" if resuming else "starting", len(plan), len(done), len(todo), planned)
     images_done = 0
     if todo:
+        storage.delete(join(cfg.out, SUCCESS_FILE))  # the folder is incomplete until this run commits the rest
         connect_ray()
         reporter = _Progress(planned, enabled=progress)
         t_run = time.perf_counter()
@@ -193,6 +230,8 @@ def run_generate(cfg: GenerateConfig, progress: bool = True) -> dict[str, Any]:
                 break
             failed_ids = {f["shard"] for f in failures}
             todo = [s for s in todo if s.index in failed_ids]
+            if attempt == cfg.max_retries:
+                break
             log.warning("retrying %d failed shard(s) (attempt %d of %d)", len(todo), attempt + 2, cfg.max_retries + 1)
         if failures:
             names = ", ".join(f"{f['shard']:05d}" for f in failures[:5])

@@ -9,11 +9,14 @@ whitespace-only prompt, invalid n) are returned per row so the job can record th
 from __future__ import annotations
 
 import hashlib
+import json
+import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
 from llmgan.errors import StorageError, UserError
 from llmgan.io.storage import Storage
@@ -21,6 +24,7 @@ from llmgan.io.storage import Storage
 MAX_N_PER_PROMPT = 10_000
 MAX_PROMPT_CHARS = 2_000
 MAX_ID_CHARS = 200
+MAX_EXTRA_BYTES = 65_536  # extra columns are copied into every image's metadata: keep that bounded
 
 
 @dataclass
@@ -54,6 +58,40 @@ def _is_int(t: Any) -> bool:
     return pa.types.is_integer(t)
 
 
+def _has_control(text: str) -> bool:
+    """NUL and other control characters (tabs and newlines are ordinary whitespace, normalised later)."""
+    return any(unicodedata.category(c) == "Cc" and c not in "\t\n\r" for c in text)
+
+
+def _records(table: Any) -> tuple[list[dict], dict[int, str]]:
+    """Rows as dicts; string cells that are not valid UTF-8 become None, with the offending row noted.
+
+    Parquet does not validate string bytes, so a hostile file can hold any bytes in a string column.
+    """
+    import pyarrow as pa
+
+    try:
+        return table.to_pylist(), {}
+    except UnicodeDecodeError:
+        pass
+    bad: dict[int, str] = {}
+    columns: dict[str, list] = {}
+    for name in table.column_names:
+        col = table.column(name)
+        if _is_string(col.type):
+            values = []
+            for i, raw in enumerate(col.cast(pa.binary()).to_pylist()):
+                try:
+                    values.append(None if raw is None else raw.decode("utf-8"))
+                except UnicodeDecodeError:
+                    values.append(None)
+                    bad.setdefault(i, f"column {name!r} is not valid UTF-8")
+            columns[name] = values
+        else:
+            columns[name] = col.to_pylist()
+    return [dict(zip(columns, vals)) for vals in zip(*columns.values())], bad
+
+
 def _id_hash(value: str) -> int:
     return int.from_bytes(hashlib.blake2b(value.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "little")
 
@@ -67,6 +105,7 @@ class PromptsFile:
         self.url = url
         self.storage = storage or Storage()
         self.prompt_column = prompt_column
+        self._where = f"{url} (endpoint {self.storage._where()})" if url.startswith("s3://") else url
         try:
             self._file = pq.ParquetFile(self.storage.open_input(url))
         except StorageError as exc:
@@ -95,15 +134,31 @@ class PromptsFile:
         self._row_group_starts = np.cumsum([0] + [self._file.metadata.row_group(i).num_rows
                                                   for i in range(self._file.num_row_groups)])
 
+    def _io_error(self, exc: Exception) -> Exception:
+        """One line naming where: pyarrow's S3 client failed after its retries, or the file's bytes are damaged."""
+        detail = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        if isinstance(exc, OSError) and self.url.startswith("s3://"):
+            return StorageError(f"reading prompts file {self._where} failed: {detail}")
+        return UserError(f"prompts file {self.url} is damaged or unreadable: {detail}")
+
     def iter_column(self, name: str, batch_size: int = 65_536) -> Iterator[Any]:
         """Stream one column as pyarrow arrays (reads only that column)."""
-        for batch in self._file.iter_batches(batch_size=batch_size, columns=[name]):
-            yield batch.column(0)
+        try:
+            for batch in self._file.iter_batches(batch_size=batch_size, columns=[name]):
+                yield batch.column(0)
+        except (OSError, pa.ArrowException) as exc:
+            raise self._io_error(exc) from None
 
     def check_ids(self) -> None:
         """Fail with one line if ids are null or repeat. Memory: 8 bytes per row (hashes), not the ids."""
         if "id" not in self.columns:
             return
+        try:
+            self._check_ids()
+        except UnicodeDecodeError:
+            raise UserError("prompts file column 'id' holds bytes that are not valid UTF-8") from None
+
+    def _check_ids(self) -> None:
         hashes = np.empty(self.num_rows, dtype=np.uint64)
         pos = 0
         for arr in self.iter_column("id"):
@@ -141,6 +196,15 @@ class PromptsFile:
             counts[(counts < 1) | (counts > MAX_N_PER_PROMPT)] = 0  # rejected rows produce no image
             yield counts
 
+    def prompt_present(self, batch_size: int = 65_536) -> Iterator[np.ndarray]:
+        """Per-row booleans in row order: False where the prompt is null or empty (no image will come of it)."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        for arr in self.iter_column(self.prompt_column, batch_size):
+            lengths = pc.binary_length(arr.cast(pa.binary()))
+            yield pc.fill_null(pc.greater(lengths, 0), False).to_numpy(zero_copy_only=False)
+
     def read_range(self, start: int, stop: int) -> tuple[list[PromptRow], list[RejectedRow]]:
         """Rows [start, stop), validated. Reads only the row groups that overlap the range."""
         if not 0 <= start <= stop <= self.num_rows:
@@ -154,21 +218,29 @@ class PromptsFile:
         for rg in range(first, self._file.num_row_groups):
             if row_base >= stop:
                 break
-            table = self._file.read_row_group(rg)
+            try:
+                table = self._file.read_row_group(rg)
+            except (OSError, pa.ArrowException) as exc:
+                raise self._io_error(exc) from None
             lo, hi = max(start - row_base, 0), min(stop - row_base, table.num_rows)
             if hi > lo:
-                self._validate(table.slice(lo, hi - lo).to_pylist(), row_base + lo, rows, rejected)
+                records, bad = _records(table.slice(lo, hi - lo))
+                self._validate(records, row_base + lo, rows, rejected, bad)
             row_base += table.num_rows
         return rows, rejected
 
-    def _validate(self, records: list[dict], first_row: int, rows: list[PromptRow], rejected: list[RejectedRow]) -> None:
+    def _validate(self, records: list[dict], first_row: int, rows: list[PromptRow], rejected: list[RejectedRow],
+                  bad: dict[int, str]) -> None:
         for offset, rec in enumerate(records):
             row = first_row + offset
             pid = str(rec["id"]) if rec.get("id") is not None else str(row)
             prompt = rec.get(self.prompt_column)
             n = rec.get("n")
-            reason = None
-            if prompt is None:
+            reason = bad.get(offset)
+            extra = {c: rec[c] for c in self.extra_columns}
+            if reason:
+                pass
+            elif prompt is None:
                 reason = "null prompt"
             elif not prompt.strip():
                 reason = "empty prompt"
@@ -176,12 +248,15 @@ class PromptsFile:
                 reason = f"prompt longer than {MAX_PROMPT_CHARS} characters"
             elif n is not None and not 1 <= n <= MAX_N_PER_PROMPT:
                 reason = f"invalid n={n} (must be 1..{MAX_N_PER_PROMPT})"
+            elif _has_control(prompt):
+                reason = "control characters in prompt"
             elif len(pid) > MAX_ID_CHARS:
                 reason = f"id longer than {MAX_ID_CHARS} characters"
+            elif extra and len(json.dumps(extra, ensure_ascii=False, default=str)) > MAX_EXTRA_BYTES:
+                reason = f"extra columns larger than {MAX_EXTRA_BYTES} bytes"
             if reason:
                 rejected.append(RejectedRow(row=row, id=pid[:MAX_ID_CHARS], reason=reason))
                 continue
-            extra = {c: rec[c] for c in self.extra_columns}
             rows.append(PromptRow(row=row, id=pid, prompt=" ".join(prompt.split()), n=n, seed=rec.get("seed"), extra=extra))
 
     def iter_ranges(self, batch_rows: int) -> Iterator[tuple[list[PromptRow], list[RejectedRow]]]:

@@ -15,7 +15,7 @@ FORMATS = ("webdataset", "parquet")
 # Settings that change what is written: a rerun into the same folder must agree on all of them.
 OUTPUT_DEFINING = (
     "prompts", "prompt_column", "n_per_prompt", "variants", "expand", "best_of", "truncation", "seed",
-    "shard_size", "format", "temperature", "top_p",
+    "shard_size", "format", "temperature", "top_p", "blocklist",
 )
 
 
@@ -81,6 +81,7 @@ class GenerateConfig:
     max_retries: int = 2
     overwrite: bool = False
     contact_sheet_size: int = 64
+    blocklist: str | None = None  # words / re: patterns; matching prompts and captions are rejected
 
     def __post_init__(self) -> None:
         if not self.prompts:

@@ -9,27 +9,15 @@ import math
 import platform
 import time
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from llmgan import __version__
 from llmgan.errors import UserError
-from llmgan.io.storage import Storage, join
+from llmgan.io.storage import Storage, join, redact_url  # noqa: F401 - redact_url: re-exported
 from llmgan.job.shards import SHARDS_DIR, committed_shards, read_shard_images, read_stats
 
 JOB_FILE = "_job.json"
 SUCCESS_FILE = "_SUCCESS.json"
 CONTACT_SHEET = "contact_sheet.png"
-
-
-def redact_url(url: str | None) -> str | None:
-    """Drop user:password@ and query strings (signed URLs) from a URL before it is written or printed."""
-    if not url or "://" not in url:
-        return url
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
 def versions() -> dict[str, str]:
@@ -122,7 +110,7 @@ def summarize(storage: Storage, out: str, num_shards: int, wall_seconds: float,
         st = read_stats(storage, committed[idx])
         totals["images"] += st["images"]
         totals["prompts"] += st["prompts"]
-        totals["rejected"] += len(st["rejected"])
+        totals["rejected"] += sum(st["rejected_counts"].values())
         rejected_sample.extend(st["rejected"][: max(0, 20 - len(rejected_sample))])
         for table, into in ((st["rejected_counts"], reasons), (st["expansion"], expansion), (st["seconds"], seconds)):
             for k, v in table.items():

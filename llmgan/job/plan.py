@@ -12,6 +12,10 @@ from dataclasses import dataclass
 
 from llmgan.io.prompts import PromptsFile
 
+# A shard also closes after this many rows, so a file of mostly null or rejected prompts still makes
+# bounded shards (bounded memory in the actors, bounded rejection lists) instead of one huge one.
+MAX_SHARD_ROWS = 100_000
+
 
 @dataclass(frozen=True)
 class ShardSpec:
@@ -28,15 +32,17 @@ class ShardSpec:
 def make_plan(prompts: PromptsFile, n_per_prompt: int, shard_size: int) -> list[ShardSpec]:
     """Cut the rows into consecutive ranges of about `shard_size` images each (a prompt never splits).
 
-    Streams the `n` column only; memory is one small record per shard.
+    Streams the `n` and prompt columns; rows with no prompt count no images. Memory: one small record per
+    shard. A shard never spans more than max(shard_size, MAX_SHARD_ROWS) rows.
     """
     shards: list[ShardSpec] = []
     start = row = images = 0
-    for counts in prompts.image_counts(n_per_prompt):
-        for c in counts.tolist():
+    max_rows = max(shard_size, MAX_SHARD_ROWS)
+    for counts, present in zip(prompts.image_counts(n_per_prompt), prompts.prompt_present()):
+        for c in (counts * present).tolist():
             images += c
             row += 1
-            if images >= shard_size:
+            if images >= shard_size or row - start >= max_rows:
                 shards.append(ShardSpec(len(shards), start, row, images))
                 start, images = row, 0
     if row > start:

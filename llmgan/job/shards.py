@@ -19,6 +19,12 @@ from llmgan.io.storage import Storage, join
 
 SHARDS_DIR = "shards"
 STATS_SUFFIX = ".stats.json"
+INDEX_SUFFIX = ".index.parquet"
+MAX_REJECTED_DETAIL = 1000  # rejected rows listed one by one per shard; all are counted in rejected_counts
+
+
+class ShardConflict(Exception):
+    """A committed shard would be overwritten with different bytes, or belongs to another job."""
 
 
 @dataclass
@@ -122,7 +128,11 @@ def _index_table(records: list[ImageRecord]) -> Any:
 
 
 def write_shard(storage: Storage, out: str, result: ShardResult, fmt: str, job_id: str) -> dict[str, Any]:
-    """Write data + index, then stats (the commit marker). Returns the stats dict."""
+    """Write data + index, then stats (the commit marker). Returns the stats dict.
+
+    A shard that is already committed is never rewritten: identical bytes (a retried write whose first
+    attempt committed) return the existing stats; different bytes or another job raise ShardConflict.
+    """
     import time
 
     t0 = time.perf_counter()
@@ -130,8 +140,16 @@ def write_shard(storage: Storage, out: str, result: ShardResult, fmt: str, job_i
         data_suffix, data = ".tar", _tar_bytes(result.records)
     else:
         data_suffix, data = ".parquet", _parquet_bytes(_images_table(result.records))
+    data_sha = hashlib.sha256(data).hexdigest()
+    stats_url = shard_url(out, result.name, STATS_SUFFIX)
+    if storage.exists(stats_url):
+        old = read_stats(storage, stats_url)
+        if old.get("job_id") == job_id and old.get("data_sha256") == data_sha:
+            return old
+        raise ShardConflict(f"shard {result.name} is already committed in {out} with different content "
+                            f"(job {old.get('job_id')}); refusing to overwrite it")
     storage.write_bytes(shard_url(out, result.name, data_suffix), data)
-    storage.write_bytes(shard_url(out, result.name, ".index.parquet"), _parquet_bytes(_index_table(result.records)))
+    storage.write_bytes(shard_url(out, result.name, INDEX_SUFFIX), _parquet_bytes(_index_table(result.records)))
     seconds = dict(result.seconds, write=time.perf_counter() - t0)
     reasons: dict[str, int] = {}
     for r in result.rejected:
@@ -142,16 +160,16 @@ def write_shard(storage: Storage, out: str, result: ShardResult, fmt: str, job_i
         "rows": [result.row_start, result.row_stop],
         "images": len(result.records),
         "prompts": len({r.meta.get("prompt_id") for r in result.records}),
-        "rejected": result.rejected,
+        "rejected": result.rejected[:MAX_REJECTED_DETAIL],
         "rejected_counts": reasons,
         "expansion": result.expansion,
         "seconds": {k: round(v, 4) for k, v in seconds.items()},
         "workers": result.workers,
         "data_file": f"{result.name}{data_suffix}",
-        "data_sha256": hashlib.sha256(data).hexdigest(),
+        "data_sha256": data_sha,
         "data_bytes": len(data),
     }
-    storage.write_text(shard_url(out, result.name, STATS_SUFFIX), json.dumps(stats, indent=1, sort_keys=True))
+    storage.write_text(stats_url, json.dumps(stats, indent=1, sort_keys=True))
     return stats
 
 
@@ -166,6 +184,32 @@ def committed_shards(storage: Storage, out: str) -> dict[int, str]:
 
 def read_stats(storage: Storage, url: str) -> dict[str, Any]:
     return json.loads(storage.read_text(url))
+
+
+def check_shard(storage: Storage, out: str, index: int, names: set[str], job_id: str) -> str | None:
+    """Why a committed shard cannot be trusted (None: intact). Reads its data file and checks the sha256
+    recorded in its stats, so a truncated or missing data file is found before the shard is skipped.
+    Raises ShardConflict when the stats belong to another job (folders mixed up: never repaired silently).
+    """
+    name = f"{index:05d}"
+    try:
+        stats = read_stats(storage, shard_url(out, name, STATS_SUFFIX))
+        data_file = stats["data_file"]
+        want_sha = stats["data_sha256"]
+    except (ValueError, KeyError, TypeError):
+        return "stats file unreadable"
+    if stats.get("job_id") != job_id:
+        raise ShardConflict(f"shard {name} in {out} was written by job {stats.get('job_id')!r}, but _job.json is "
+                            f"job {job_id!r} (output folders mixed?); use a new --out or pass --overwrite")
+    if data_file != f"{name}.tar" and data_file != f"{name}.parquet":
+        return f"stats names an unexpected data file {data_file!r}"
+    if data_file not in names:
+        return f"data file {data_file} missing"
+    if f"{name}{INDEX_SUFFIX}" not in names:
+        return f"index file {name}{INDEX_SUFFIX} missing"
+    if hashlib.sha256(storage.read_bytes(join(out, SHARDS_DIR, data_file))).hexdigest() != want_sha:
+        return f"data file {data_file} damaged (sha256 differs from its stats)"
+    return None
 
 
 def read_shard_images(storage: Storage, out: str, stats: dict[str, Any], limit: int) -> list[bytes]:

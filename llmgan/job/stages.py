@@ -17,6 +17,7 @@ import numpy as np
 
 from llmgan.io.prompts import PromptsFile
 from llmgan.io.storage import Storage
+from llmgan.job.blocklist import BLOCKED, load_blocklist
 from llmgan.job.config import GenerateConfig
 from llmgan.job.plan import ShardSpec, caption_seed, image_seed, prompt_seed
 from llmgan.job.shards import ImageRecord, ShardResult, image_key
@@ -51,7 +52,9 @@ class ShardExpander:
 
     def __init__(self, cfg: GenerateConfig) -> None:
         self.cfg = cfg
-        self.prompts = PromptsFile(cfg.prompts, Storage(cfg.s3_endpoint), cfg.prompt_column)
+        # Opened on first use, so storage trouble becomes a per-shard error the driver retries, not a dead actor.
+        self.prompts: PromptsFile | None = None
+        self.blocklist = None
         self.expander = None
         if cfg.expand:
             from llmgan.text.expander import CaptionExpander, ExpanderConfig
@@ -63,8 +66,19 @@ class ShardExpander:
     def __call__(self, spec: ShardSpec) -> ShardWork:
         cfg = self.cfg
         t0 = time.perf_counter()
+        if self.prompts is None:
+            storage = Storage(cfg.s3_endpoint)
+            self.blocklist = load_blocklist(cfg.blocklist, storage) if cfg.blocklist else None
+            self.prompts = PromptsFile(cfg.prompts, storage, cfg.prompt_column)
         rows, rejected = self.prompts.read_range(spec.row_start, spec.row_stop)
         work = ShardWork(spec=spec, rejected=[vars(r) for r in rejected])
+        if self.blocklist is not None:
+            kept = [r for r in rows if not self.blocklist.blocks(r.prompt)]
+            if len(kept) < len(rows):
+                ok = {id(r) for r in kept}
+                work.rejected += [{"row": r.row, "id": r.id, "reason": BLOCKED} for r in rows if id(r) not in ok]
+                work.rejected.sort(key=lambda r: r["row"])
+                rows = kept
         t1 = time.perf_counter()
         variants = cfg.variants if cfg.expand else 1
         if self.expander is not None and rows:
@@ -76,8 +90,13 @@ class ShardExpander:
         t2 = time.perf_counter()
         for row, caps in zip(rows, captions):
             base = prompt_seed(cfg.seed, row.id, row.seed)
+            # an expanded caption that the blocklist matches yields no image (its variant is skipped)
+            blocked = {v for v, c in enumerate(caps) if self.blocklist is not None and self.blocklist.blocks(c)}
+            work.rejected += [{"row": row.row, "id": row.id, "reason": BLOCKED, "variant": v} for v in sorted(blocked)]
             for j in range(row.n or cfg.n_per_prompt):
                 variant = j % variants
+                if variant in blocked:
+                    continue
                 seed = image_seed(base, variant, j)
                 meta = {**row.extra, "prompt": row.prompt, "prompt_id": row.id, "row": row.row, "variant": variant,
                         "index": j, "seed": seed, "caption": caps[variant]}
@@ -97,20 +116,30 @@ def encode_png(image: np.ndarray) -> bytes:
 class ShardGenerator:
     """Stage 2. Holds the text encoder (with its caption cache) and the GAN."""
 
-    def __init__(self, cfg: GenerateConfig) -> None:
+    def __init__(self, cfg: GenerateConfig, lazy: bool = False) -> None:
+        self.cfg = cfg
+        self.gan: Any = None
+        self.encoder: Any = None
+        # PNG encoding of batch i overlaps the GAN forward of batch i+1 (zlib releases the GIL).
+        self._png_pool = ThreadPoolExecutor(max_workers=1)
+        if not lazy:
+            self._load()
+
+    def _load(self) -> None:
+        """Load the GAN (from a local or s3:// checkpoint) and its text encoder."""
         from llmgan.gan.inference import GanModel
         from llmgan.text.encoder import TextEncoder
 
-        self.cfg = cfg
+        cfg = self.cfg
         device = pick_device(cfg.generator.num_gpus)
-        storage = Storage(cfg.s3_endpoint)
-        self.gan = GanModel.load(cfg.ckpt, storage=storage, device=device, discriminator=cfg.best_of > 1)
-        self.encoder = TextEncoder(self.gan.text_encoder, device=device)
-        # PNG encoding of batch i overlaps the GAN forward of batch i+1 (zlib releases the GIL).
-        self._png_pool = ThreadPoolExecutor(max_workers=1)
+        gan = GanModel.load(cfg.ckpt, storage=Storage(cfg.s3_endpoint), device=device, discriminator=cfg.best_of > 1)
+        self.encoder = TextEncoder(gan.text_encoder, device=device)
+        self.gan = gan
 
     def __call__(self, work: ShardWork) -> ShardResult:
         cfg = self.cfg
+        if self.gan is None:  # lazy: a checkpoint on unreachable storage fails one shard, retried, not the actor
+            self._load()
         spec = work.spec
         result = ShardResult(spec.index, spec.row_start, spec.row_stop, rejected=work.rejected,
                              expansion=work.expansion, seconds=dict(work.seconds), workers=dict(work.workers))

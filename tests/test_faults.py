@@ -1,0 +1,110 @@
+"""Generation against flaky S3: exact outputs under a 20% transient fault rate; a permanent outage stops the
+job with a message naming the endpoint and the shard, no _SUCCESS.json, and a rerun completes it."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from llmgan.errors import StorageError
+from llmgan.io.storage import Storage, join
+from llmgan.job.config import GenerateConfig
+from llmgan.job.shards import committed_shards
+from tests.fault_proxy import KINDS, FaultProxy, uniform_rates
+from tests.test_generate import expected_images, sha_set, write_prompts
+
+
+def generate(**kw) -> dict:
+    from llmgan.distributed.generate import run_generate
+
+    return run_generate(GenerateConfig(**kw), progress=False)
+
+
+def data_files(storage: Storage, out: str) -> dict[str, bytes]:
+    names = storage.list(join(out, "shards"))
+    return {n: storage.read_bytes(join(out, "shards", n)) for n in names if n.endswith(".tar")}
+
+
+@pytest.fixture(scope="module")
+def baseline(tmp_path_factory: pytest.TempPathFactory, ray_local, tiny_ckpt: str) -> dict:
+    """An uninterrupted local run: the bytes every faulty run must reproduce."""
+    root = tmp_path_factory.mktemp("faults_base")
+    prompts = write_prompts(root / "prompts.parquet", 24, bad_rows=True)
+    out = str(root / "out")
+    generate(prompts=prompts, out=out, ckpt=tiny_ckpt, expand=False, shard_size=8, batch_size=8)
+    return {"prompts": prompts, "out": out, "shas": sha_set(Storage(), out), "tars": data_files(Storage(), out)}
+
+
+def upload(storage: Storage, local: str, url: str) -> str:
+    storage.write_bytes(url, Path(local).read_bytes())
+    return url
+
+
+def test_exact_outputs_under_20_percent_transient_faults(baseline: dict, tiny_ckpt: str, s3_server: str,
+                                                         s3_url: str) -> None:
+    direct = Storage(s3_server)
+    prompts = upload(direct, baseline["prompts"], join(s3_url, "in/prompts.parquet"))
+    out = join(s3_url, "out")
+    rates = uniform_rates(0.2, ("503", "500", "reset", "reset_after", "truncate", "delay"))
+    with FaultProxy(s3_server, rates=rates, seed=1, delay_s=0.05) as proxy:
+        summary = generate(prompts=prompts, out=out, ckpt=tiny_ckpt, expand=False, shard_size=8, batch_size=8,
+                           s3_endpoint=proxy.url)
+    assert proxy.counts["requests"] > 50
+    assert all(proxy.counts[k] > 0 for k in KINDS), proxy.counts
+    assert summary["images"] == expected_images(baseline["prompts"]) == len(baseline["shas"])
+    assert sha_set(direct, out) == baseline["shas"]
+    assert data_files(direct, out) == baseline["tars"]  # byte for byte, every shard exactly once
+    assert direct.exists(join(out, "_SUCCESS.json"))
+
+
+def test_permanent_outage_stops_names_endpoint_and_shard_then_rerun_completes(
+        baseline: dict, tiny_ckpt: str, s3_server: str, s3_url: str) -> None:
+    from llmgan.distributed.generate import JobFailed
+
+    direct = Storage(s3_server)
+    prompts = upload(direct, baseline["prompts"], join(s3_url, "in/prompts.parquet"))
+    out = join(s3_url, "out")
+    kw = dict(prompts=prompts, out=out, ckpt=tiny_ckpt, expand=False, shard_size=8, batch_size=8, max_retries=1)
+    with FaultProxy(s3_server) as proxy:
+        def cut_after_first_commit() -> None:
+            deadline = time.time() + 120
+            while time.time() < deadline and not committed_shards(direct, out):
+                time.sleep(0.05)
+            proxy.outage("503")
+
+        cutter = threading.Thread(target=cut_after_first_commit, daemon=True)
+        cutter.start()
+        t0 = time.perf_counter()
+        with pytest.raises((JobFailed, StorageError)) as info:
+            generate(**kw, s3_endpoint=proxy.url)
+        stopped_after = time.perf_counter() - t0
+        cutter.join()
+        message = str(info.value)
+        assert proxy.url in message, message
+        assert "SlowDown" in message or "S3 error 503" in message
+        if isinstance(info.value, JobFailed):
+            assert "shard" in message and "rerun the same command" in message
+        assert not direct.exists(join(out, "_SUCCESS.json"))
+        assert 1 <= len(committed_shards(direct, out)) < 3
+        print(f"permanent outage: stopped after {stopped_after:.1f}s, {proxy.counts['503']} requests refused")
+        proxy.outage(None)
+        summary = generate(**kw, s3_endpoint=proxy.url)
+    assert summary["images_this_run"] > 0
+    assert sha_set(direct, out) == baseline["shas"]
+    assert data_files(direct, out) == baseline["tars"]
+    assert direct.exists(join(out, "_SUCCESS.json"))
+
+
+def test_unreachable_endpoint_fails_fast_with_one_line(tmp_path: Path, tiny_ckpt: str, s3_server: str) -> None:
+    with FaultProxy(s3_server) as proxy:
+        proxy.outage("reset")
+        t0 = time.perf_counter()
+        with pytest.raises(StorageError) as info:
+            generate(prompts="s3://test-bucket/nowhere/p.parquet", out=str(tmp_path / "out"), ckpt=tiny_ckpt,
+                     expand=False, s3_endpoint=proxy.url)
+        print(f"dead endpoint: failed after {time.perf_counter() - t0:.1f}s")
+    assert proxy.url in str(info.value) and "\n" not in str(info.value)
+    assert not (tmp_path / "out").exists()
