@@ -144,19 +144,19 @@ def test_one_worker_matches_local_training(ray_local: Any, shapes_data: str, tmp
 
 MULTI_NODE = """
 import json, sys
-import ray
 from ray.cluster_utils import Cluster
-from llmgan.distributed.train import DistTrainOptions, run_train
-from llmgan.gan.config import GanConfig
+from typer.testing import CliRunner
+from llmgan.cli.app import app
 
 cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
 nodes = [cluster.add_node(num_cpus=1) for _ in range(2)]
-ray.init(address=cluster.address, log_to_driver=False)
-config = GanConfig(batch_size=8, g_width=4, d_width=4, z_dim=8, cond_dim=8, contrastive_dim=8)
-summary = run_train(sys.argv[1], sys.argv[2], config, DistTrainOptions(steps=4, workers=2, checkpoint_every=2,
-                    log_every=2, classifier=None, progress=False))
+# the user's way: the CLI joins the running cluster with --address
+res = CliRunner().invoke(app, ["train", "--address", cluster.address, "--data", sys.argv[1], "--out", sys.argv[2],
+                               "--workers", "2", "--steps", "4", "--checkpoint-every", "2", "--log-every", "2",
+                               "--batch-size", "8", "--g-width", "4", "--d-width", "4", "--no-eval"])
+assert res.exit_code == 0, res.output
+summary = json.loads(res.stdout.strip().splitlines()[-1])
 print(json.dumps({"steps": summary["steps"], "nodes": [n.node_id for n in nodes]}))
-ray.shutdown()
 cluster.shutdown()
 """
 

@@ -68,7 +68,8 @@ def run(images: int = 1024, steps: int = 60, batch_size: int = 32, g_width: int 
             figures[name] = {"imgs_per_s": _steady(_rows(os.path.join(tmp, name))),
                              "wall_s": round(time.perf_counter() - t0, 1)}
 
-        ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False)
+        # as `llmgan train` starts its local Ray: workers at normal priority (Ray's default is nice 15)
+        ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False, _system_config={"worker_niceness": 0})
         try:
             local("local")
             distributed("ray_1_worker", 1)

@@ -91,7 +91,12 @@ def train_loop(cfg: dict[str, Any]) -> None:
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     torch.set_num_threads(int(cfg["threads"]))
-    device = ray.train.torch.get_device() if cfg["gpu"] else torch.device("cpu")
+    device = torch.device("cpu")
+    if cfg["gpu"]:
+        import ray.train.torch
+
+        device = ray.train.torch.get_device()
+        torch.cuda.set_device(device)  # NCCL collectives (all_gather_object) use the current device
     config = GanConfig.from_dict(cfg["model"])
     seed, steps, out = int(cfg["seed"]), int(cfg["steps"]), cfg["out"]
     storage = Storage(cfg["endpoint"])
