@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import ray
 import ray.train
+import ray.train.torch
 import torch
 from torch import nn
 
@@ -93,8 +94,6 @@ def train_loop(cfg: dict[str, Any]) -> None:
     torch.set_num_threads(int(cfg["threads"]))
     device = torch.device("cpu")
     if cfg["gpu"]:
-        import ray.train.torch
-
         device = ray.train.torch.get_device()
         torch.cuda.set_device(device)  # NCCL collectives (all_gather_object) use the current device
     config = GanConfig.from_dict(cfg["model"])
