@@ -144,6 +144,7 @@ def test_one_worker_matches_local_training(ray_local: Any, shapes_data: str, tmp
 
 MULTI_NODE = """
 import json, sys
+import ray
 from ray.cluster_utils import Cluster
 from typer.testing import CliRunner
 from llmgan.cli.app import app
@@ -157,6 +158,7 @@ res = CliRunner().invoke(app, ["train", "--address", cluster.address, "--data", 
 assert res.exit_code == 0, res.output
 summary = json.loads(res.stdout.strip().splitlines()[-1])
 print(json.dumps({"steps": summary["steps"], "nodes": [n.node_id for n in nodes]}))
+ray.shutdown()  # the CLI's connection, before the cluster goes
 cluster.shutdown()
 """
 
@@ -172,3 +174,70 @@ def test_two_workers_on_two_nodes(shapes_data: str, tmp_path: Path) -> None:
     # one CPU per worker node and none on the head: rank 0 and rank 1 must sit on the two different nodes
     assert sorted(w["node"] for w in start["workers"]) == sorted(report["nodes"])
     assert (out / "final" / "generator.safetensors").exists()
+
+
+def test_bad_options_are_one_line_errors_before_ray_starts(shapes_data: str, tmp_path: Path) -> None:
+    runner = CliRunner()
+    base = ["train", "--data", shapes_data, "--out", str(tmp_path / "r")]
+    for extra, words in ((["--batch-size", "7", "--workers", "2"], "multiple of workers"),
+                         (["--steps", "5", "--epochs", "1"], "either steps or epochs"),
+                         (["--workers", "0"], "workers"),
+                         (["--max-failures", "-1"], "max_failures")):
+        res = runner.invoke(app, [*base, *extra])
+        assert res.exit_code == 2 and words in res.output and "Traceback" not in res.output, (extra, res.output)
+    res = runner.invoke(app, ["train", "--data", shapes_data, "--out", "s3://just-a-bucket"])
+    assert res.exit_code == 2 and "folder inside the bucket" in res.output
+    assert not (tmp_path / "r").exists()  # nothing written
+    assert DistTrainOptions(epochs=2.5).total_steps(images=48, batch_size=8) == 15
+    assert DistTrainOptions().total_steps(images=48, batch_size=8) == 10_000
+
+
+@pytest.mark.slow
+def test_ray_job_submit_the_users_way(shapes_data: str, tmp_path: Path) -> None:
+    """`ray job submit -- python jobs/train.py ...` against a `ray start --head` (run with --run-slow)."""
+    import shutil
+    import socket
+    import tempfile
+
+    def free_port() -> int:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return s.getsockname()[1]
+
+    ray_cli = str(Path(sys.executable).with_name("ray"))
+    repo = Path(__file__).resolve().parents[1]
+    out = tmp_path / "run"
+    port, dash = free_port(), free_port()
+    temp_dir = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # Ray's socket paths must stay short
+    env = dict(os.environ, RAY_AUTH_MODE="token", PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    head = subprocess.Popen(
+        [ray_cli, "start", "--head", "--block", f"--port={port}", f"--dashboard-port={dash}", "--num-cpus=2",
+         "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--temp-dir={temp_dir}"],
+        env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    address = f"http://127.0.0.1:{dash}"
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            if subprocess.run([ray_cli, "job", "list", "--address", address], env=env, capture_output=True).returncode == 0:
+                break
+            time.sleep(1)
+        submit = [ray_cli, "job", "submit", "--address", address, "--working-dir", str(repo), "--",
+                  "python", "jobs/train.py", "--data", shapes_data, "--out", str(out), "--workers", "2",
+                  "--steps", "4", "--checkpoint-every", "2", "--log-every", "2", "--batch-size", "8",
+                  "--g-width", "4", "--d-width", "4", "--no-eval"]
+        for _ in range(30):  # the head's job agent registers a few seconds after the dashboard answers
+            result = subprocess.run(submit, env=env, capture_output=True, text=True, timeout=600)
+            if "No available agent" not in result.stderr:
+                break
+            time.sleep(2)
+        assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+        assert '"steps": 4' in result.stdout
+        assert json.loads((out / "final" / "config.json").read_text())["step"] == 4
+    finally:
+        os.killpg(head.pid, signal.SIGTERM)  # only this head, not the session's local Ray
+        try:
+            head.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(head.pid, signal.SIGKILL)
+        shutil.rmtree(temp_dir, ignore_errors=True)
