@@ -28,7 +28,7 @@ def machine() -> dict[str, Any]:
 
 def _benchmarks(quick: bool, work: Path) -> dict[str, Callable[[], dict[str, Any]]]:
     """name -> thunk; each returns a dict of figures with a headline `ratio` (and `target` when one is set)."""
-    from llmgan.bench import expand, pipeline
+    from llmgan.bench import diffusion, expand, pipeline
 
     def llm() -> dict[str, Any]:
         n = 128 if quick else 512
@@ -46,6 +46,8 @@ def _benchmarks(quick: bool, work: Path) -> dict[str, Callable[[], dict[str, Any
         "text-embedding cache": lambda: pipeline.embedding_cache(400 if quick else 4000, 20, None, repeats),
         "driver memory at scale": lambda: pipeline.driver_memory(
             work, *((1_000, 10_000) if quick else (10_000, 200_000)), ckpt=tiny),
+        # equal training budget for both (quick: seconds, proving the code path; full: 10 minutes each)
+        "GAN vs diffusion": lambda: diffusion.run(quick, work=str(work / "diffusion")),
     }
 
 

@@ -1,0 +1,111 @@
+"""Smoke tests of the GAN-vs-diffusion benchmark and the GPU script in their quick CPU modes (figures exist, never timings)."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from llmgan.bench import diffusion, gpu
+from llmgan.errors import UserError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _positive(x: object) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x) and x > 0
+
+
+def test_diffusion_quick_reports_both_models_side_by_side(tmp_path: Path) -> None:
+    fig = diffusion.run(True, budget_s=2.0, work=str(tmp_path), n_data=128, n_eval=32, sampling_steps=2,
+                        sample_batch=16, log=lambda m: None)
+    for key in ("ratio", "ratio_vs_cfg", "gan_images_per_s", "diffusion_images_per_s", "diffusion_cfg_images_per_s",
+                "gan_steps", "diffusion_steps", "gan_params", "unet_params", "gan_train_s", "diffusion_train_s"):
+        assert _positive(fig[key]), (key, fig[key])
+    assert fig["target"] == ">= 20"
+    assert fig["sampling_steps"] == 2 and fig["eval_images"] == 32
+    for model in ("gan", "diffusion", "diffusion_cfg"):
+        acc = fig["accuracy"][model]
+        assert set(acc) == {*diffusion.ATTRIBUTES, "joint"}
+        assert all(0.0 <= v <= 1.0 for v in acc.values())
+        assert acc["joint"] <= min(acc[a] for a in diffusion.ATTRIBUTES)
+    # equal budgets: each side trained for (about) the same wall time
+    assert fig["gan_train_s"] >= 2.0 and fig["diffusion_train_s"] >= 2.0
+    assert "| GAN (equal budget) |" in diffusion.table(fig)
+    json.dumps(fig)  # everything is JSON-serialisable for bench.json
+
+
+def test_diffusion_sampling_is_per_row_deterministic() -> None:
+    import numpy as np
+    import torch
+
+    images = np.random.default_rng(0).integers(0, 256, (8, 32, 32, 3), dtype=np.uint8)
+    emb = torch.nn.functional.normalize(torch.randn(8, 16, generator=torch.Generator().manual_seed(0)), dim=1)
+    model = diffusion.DiffusionContestant(images, emb, batch_size=4, seed=0, width=8)
+    model.step()
+    assert model.steps == 1
+    alone = model.sample(emb[:1], [7], steps=2)
+    batched = model.sample(emb[:3], [7, 8, 9], steps=2, guidance=2.0)
+    assert alone.shape == (1, 32, 32, 3) and alone.dtype == np.uint8
+    again = model.sample(emb[:3], [7, 8, 9], steps=2, guidance=2.0)
+    assert np.array_equal(batched, again)  # seeded per row: reruns give the same images
+    assert np.abs(alone[0].astype(int) - model.sample(emb[:2], [7, 8], steps=2)[0].astype(int)).max() <= 1
+
+
+def test_diffusion_rejects_bad_options(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="budget_s"):
+        diffusion.run(True, budget_s=0, work=str(tmp_path))
+
+
+def test_gpu_script_quick_on_cpu(tmp_path: Path, tiny_lm_dir: str) -> None:
+    out = tmp_path / "gpu.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "llmgan.bench.gpu", "--device", "cpu", "--quick", "--lm", tiny_lm_dir,
+         "--max-seconds", "3000", "--out", str(out)],
+        cwd=REPO, capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    fig = json.loads(out.read_text())
+    assert fig["machine"]["device"] == "cpu"
+    rows = fig["generator"]
+    assert {r["mode"] for r in rows} == set(gpu.MODES)
+    for r in rows:  # every row is either measured or says why not
+        assert _positive(r.get("images_per_s")) or r.get("skipped"), r
+    assert any(_positive(r.get("images_per_s")) for r in rows if r["mode"] == "fp32")
+    assert all(_positive(r["captions_per_s"]) for r in fig["caption_lm"])
+    assert "| generator | batch |" in proc.stdout
+
+
+def test_gpu_script_refuses_missing_cuda_in_one_line(tmp_path: Path) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    proc = subprocess.run([sys.executable, "-m", "llmgan.bench.gpu", "--device", "cuda", "--out", str(tmp_path / "x")],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().startswith("error: device") and "Traceback" not in proc.stderr
+    assert not (tmp_path / "x").exists()
+
+
+@pytest.fixture(scope="module")
+def tiny_lm_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A random 2-layer GPT-2 with a word-level tokenizer built here: the caption-LM code path, nothing downloaded."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+
+    words = ["<eos>", "<unk>", "\n", "short:", "long:", "a", "red", "blue", "small", "large", "star", "circle", "on"]
+    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.Split("\n", behavior="isolated"), pre_tokenizers.WhitespaceSplit()])
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<eos>", unk_token="<unk>", pad_token="<eos>")
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=len(words), n_positions=64, n_embd=16, n_layer=1, n_head=2,
+                                       eos_token_id=0, bos_token_id=0, pad_token_id=0))
+    out = tmp_path_factory.mktemp("tiny_lm")
+    model.save_pretrained(out)
+    fast.save_pretrained(out)
+    return str(out)
