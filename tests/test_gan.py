@@ -67,6 +67,24 @@ def test_training_steps_reduce_d_loss_on_a_tiny_batch() -> None:
     assert all(np.isfinite(losses))
 
 
+def test_contrastive_pool_adds_negatives_and_masks_copies_of_the_right_caption() -> None:
+    from llmgan.gan.losses import contrastive, same_caption
+
+    emb = _emb(4)
+    img = torch.nn.functional.normalize(emb + 0.1 * torch.randn(4, 16), dim=1)
+    same = same_caption(emb, emb)
+    base = contrastive(img, emb, same, 0.1)
+    # one image whose pool holds only copies of its own caption: nothing to tell apart once masked
+    copies = emb[:1].repeat(3, 1)
+    masked = contrastive(img[:1], emb[:1], same[:1, :1], 0.1, copies, same_caption(emb[:1], copies))
+    assert float(masked) == pytest.approx(0.0, abs=1e-6)
+    harder = contrastive(img, emb, same, 0.1, _emb(64, seed=5), same_caption(emb, _emb(64, seed=5)))
+    assert harder > base
+    state = make_train_state(GanConfig(**TINY, contrastive_pool=8), seed=0)
+    m = train_step(state, torch.rand(4, 3, 32, 32) * 2 - 1, emb, 1, pool=_emb(8, seed=2))
+    assert np.isfinite(m["d_contrastive"]) and np.isfinite(m["g_contrastive"])
+
+
 def _state(tmp_cfg: GanConfig | None = None):
     cfg = tmp_cfg or GanConfig(**TINY)
     state = make_train_state(cfg, seed=1)

@@ -32,6 +32,9 @@ class GanConfig:
     mismatch_weight: float = 1.0
     contrastive_weight: float = 1.0  # 0 disables the image-text contrastive loss
     contrastive_temperature: float = 0.1
+    # extra negatives: this many dataset captions per step join the batch's captions in the image->text
+    # contrastive term; among hundreds of captions some differ from the right one only in shape or position
+    contrastive_pool: int = 0
     r1_gamma: float = 0.1  # 0 disables R1
     r1_every: int = 4  # lazy regularisation: R1 every k steps, scaled by k
     ema_decay: float = 0.999
@@ -55,6 +58,8 @@ class GanConfig:
         for name in ("lr_g", "lr_d", "contrastive_temperature"):
             if not getattr(self, name) > 0:
                 raise UserError(f"{name} must be > 0, got {getattr(self, name)}")
+        if not isinstance(self.contrastive_pool, int) or self.contrastive_pool < 0:
+            raise UserError(f"contrastive_pool must be a non-negative integer, got {self.contrastive_pool!r}")
         for name in ("mismatch_weight", "contrastive_weight", "r1_gamma"):
             if getattr(self, name) < 0:
                 raise UserError(f"{name} must be >= 0, got {getattr(self, name)}")

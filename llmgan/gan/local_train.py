@@ -221,7 +221,11 @@ def train_local(data: str, out: str, config: GanConfig, options: LocalTrainOptio
     steps_done = 0
     while state.step < options.steps:
         idx = batch_indices(n, config.batch_size, state.step, options.seed)
-        m = train_step(state, to_float(images_all[idx]), emb_all[idx], state.step)
+        pool = None
+        if config.contrastive_pool > 0:
+            pool_idx = np.random.default_rng([options.seed, 11, state.step]).choice(n, min(config.contrastive_pool, n), replace=False)
+            pool = emb_all[pool_idx]
+        m = train_step(state, to_float(images_all[idx]), emb_all[idx], state.step, pool)
         state.step += 1
         steps_done += 1
         steps_since += 1

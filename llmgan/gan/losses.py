@@ -32,16 +32,31 @@ def d_cond_hinge(
     return loss_real + 0.5 * loss_fake + 0.5 * mismatch_weight * loss_wrong
 
 
-def contrastive(image_vec: torch.Tensor, text_vec: torch.Tensor, same: torch.Tensor, temperature: float) -> torch.Tensor:
+def contrastive(
+    image_vec: torch.Tensor,
+    text_vec: torch.Tensor,
+    same: torch.Tensor,
+    temperature: float,
+    pool_vec: torch.Tensor | None = None,
+    pool_same: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Symmetric InfoNCE over the batch; image i matches text i. Other copies of the same caption are not negatives.
 
-    image_vec, text_vec (N, K) unit vectors; same (N, N) bool from `same_caption`.
+    image_vec, text_vec (N, K) unit vectors; same (N, N) bool from `same_caption`. Optional pool_vec (M, K):
+    extra caption vectors that serve as further negatives for the image->text direction (pool_same (N, M)
+    masks those equal to the right caption).
     """
     logits = image_vec @ text_vec.T / temperature  # (N, N)
     eye = torch.eye(logits.shape[0], dtype=torch.bool, device=logits.device)
     logits = logits.masked_fill(same & ~eye, float("-inf"))
     target = torch.arange(logits.shape[0], device=logits.device)
-    return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
+    to_text = logits
+    if pool_vec is not None:
+        extra = image_vec @ pool_vec.T / temperature  # (N, M)
+        if pool_same is not None:
+            extra = extra.masked_fill(pool_same, float("-inf"))
+        to_text = torch.cat([logits, extra], dim=1)  # (N, N + M)
+    return 0.5 * (F.cross_entropy(to_text, target) + F.cross_entropy(logits.T, target))
 
 
 def r1_penalty(logit: torch.Tensor, images: torch.Tensor) -> torch.Tensor:

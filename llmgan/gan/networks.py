@@ -124,6 +124,7 @@ class DOut(NamedTuple):
     cond_wrong: torch.Tensor | None  # (N,) the same for wrong_emb (mismatch term), if given
     image_vec: torch.Tensor  # (N, K) unit vectors of the contrastive head
     text_vec: torch.Tensor  # (N, K)
+    pool_vec: torch.Tensor | None  # (M, K) for extra negative captions, if given
 
 
 class Discriminator(nn.Module):
@@ -162,8 +163,14 @@ class Discriminator(nn.Module):
         e = self.text_proj(emb)[:, :, None, None].expand(-1, -1, 4, 4)  # (N, cond_dim, 4, 4)
         return self.cond(with_coords(torch.cat([feats, e], dim=1))).flatten()  # (N,)
 
-    def forward(self, images: torch.Tensor, emb: torch.Tensor, wrong_emb: torch.Tensor | None = None) -> DOut:
-        """images (N, 3, S, S), emb (N, E), optional wrong_emb (N, E) -> DOut."""
+    def forward(
+        self,
+        images: torch.Tensor,
+        emb: torch.Tensor,
+        wrong_emb: torch.Tensor | None = None,
+        pool_emb: torch.Tensor | None = None,
+    ) -> DOut:
+        """images (N, 3, S, S), emb (N, E), optional wrong_emb (N, E) and pool_emb (M, E) -> DOut."""
         feats = self.features(images)  # (N, C4, 4, 4)
         return DOut(
             uncond=self.uncond(feats).flatten(),
@@ -172,6 +179,7 @@ class Discriminator(nn.Module):
             # flattened, not pooled: the contrastive head must know where things are
             image_vec=F.normalize(self.image_embed(feats.flatten(1)), dim=1),
             text_vec=F.normalize(self.text_embed(emb), dim=1),
+            pool_vec=None if pool_emb is None else F.normalize(self.text_embed(pool_emb), dim=1),
         )
 
 

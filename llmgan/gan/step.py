@@ -62,11 +62,14 @@ def ema_decay_at(config: GanConfig, step: int) -> float:
     return min(config.ema_decay, (1.0 + step) / (10.0 + step))
 
 
-def train_step(state: TrainState, images: torch.Tensor, emb: torch.Tensor, step: int) -> dict[str, float]:
+def train_step(
+    state: TrainState, images: torch.Tensor, emb: torch.Tensor, step: int, pool: torch.Tensor | None = None
+) -> dict[str, float]:
     """One D update and one G update on a batch; returns scalar metrics.
 
     images (N, 3, S, S) float in [-1, 1]; emb (N, E) caption embeddings; step is the global step number
-    (decides lazy R1). The caller advances `state.step`.
+    (decides lazy R1). pool (M, E): optional other dataset captions, extra contrastive negatives (used when
+    config.contrastive_pool > 0). The caller advances `state.step`.
     """
     cfg = state.config
     G, D = state.G, state.D
@@ -77,6 +80,8 @@ def train_step(state: TrainState, images: torch.Tensor, emb: torch.Tensor, step:
     wrong = emb.roll(1, dims=0)  # each image paired with its neighbour's caption
     wrong_valid = ~same_caption(emb, wrong).diagonal()  # skip pairs whose captions are identical
     same = same_caption(emb, emb)  # (N, N) which pairs are not negatives of each other
+    use_pool = pool is not None and cfg.contrastive_pool > 0 and cfg.contrastive_weight > 0
+    pool_same = same_caption(emb, pool) if use_pool else None  # (N, M)
 
     # G runs once; D's step sees the detached fakes, G's step backpropagates through the same fakes.
     fake = G(z, emb)  # (N, 3, S, S)
@@ -85,13 +90,15 @@ def train_step(state: TrainState, images: torch.Tensor, emb: torch.Tensor, step:
     do_r1 = cfg.r1_gamma > 0 and step % cfg.r1_every == 0
     real = images.detach().requires_grad_(do_r1)
     both = augment(torch.cat([real, fake.detach()]), cfg)  # (2N, 3, S, S) one pass for reals and fakes
-    out = D(both, torch.cat([emb, emb]), torch.cat([wrong, wrong]))
+    out = D(both, torch.cat([emb, emb]), torch.cat([wrong, wrong]), pool if use_pool else None)
     loss_uncond = d_hinge(out.uncond[:n], out.uncond[n:])
     loss_cond = d_cond_hinge(out.cond[:n], out.cond[n:], out.cond_wrong[:n], wrong_valid, cfg.mismatch_weight)
     loss_d = loss_uncond + loss_cond
     metrics: dict[str, float] = {}
     if cfg.contrastive_weight > 0:
-        loss_con_d = contrastive(out.image_vec[:n], out.text_vec[:n], same, cfg.contrastive_temperature)
+        loss_con_d = contrastive(
+            out.image_vec[:n], out.text_vec[:n], same, cfg.contrastive_temperature, out.pool_vec, pool_same
+        )
         loss_d = loss_d + cfg.contrastive_weight * loss_con_d
         metrics["d_contrastive"] = loss_con_d.item()
     if do_r1:
@@ -103,11 +110,13 @@ def train_step(state: TrainState, images: torch.Tensor, emb: torch.Tensor, step:
     state.opt_d.step()
 
     # ---- G update: fool both D terms, match the caption under D's contrastive head -------------------------
-    out_g = D(augment(fake, cfg), emb)
+    out_g = D(augment(fake, cfg), emb, None, pool if use_pool else None)
     loss_adv = -(out_g.uncond + out_g.cond).mean()
     loss_g = loss_adv
     if cfg.contrastive_weight > 0:
-        loss_con_g = contrastive(out_g.image_vec, out_g.text_vec, same, cfg.contrastive_temperature)
+        loss_con_g = contrastive(
+            out_g.image_vec, out_g.text_vec, same, cfg.contrastive_temperature, out_g.pool_vec, pool_same
+        )
         loss_g = loss_g + cfg.contrastive_weight * loss_con_g
         metrics["g_contrastive"] = loss_con_g.item()
     state.opt_g.zero_grad(set_to_none=True)
