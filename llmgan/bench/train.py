@@ -34,10 +34,8 @@ def _rows(path: str) -> list[dict[str, Any]]:
 def run(images: int = 1024, steps: int = 60, batch_size: int = 32, g_width: int = 32, d_width: int = 32,
         cpus: int | None = None, out: Any = sys.stdout) -> dict[str, Any]:
     """Local, Ray Train x1 and Ray Train x2 (then local again, to show machine noise); returns the figures."""
-    import ray
-
     from llmgan.data.shapes import generate_shapes, write_dataset
-    from llmgan.distributed.train import DistTrainOptions, run_train
+    from llmgan.distributed.train import DistTrainOptions, connect_ray, run_train, shutdown_ray
     from llmgan.gan.local_train import LocalTrainOptions, train_local
     from llmgan.text.encoder import TextEncoder, embed_dataset_captions, embedding_cache_url
 
@@ -68,15 +66,14 @@ def run(images: int = 1024, steps: int = 60, batch_size: int = 32, g_width: int 
             figures[name] = {"imgs_per_s": _steady(_rows(os.path.join(tmp, name))),
                              "wall_s": round(time.perf_counter() - t0, 1)}
 
-        # as `llmgan train` starts its local Ray: workers at normal priority (Ray's default is nice 15)
-        ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False, _system_config={"worker_niceness": 0})
+        connect_ray(None, num_cpus=cpus)  # the local Ray `llmgan train` starts (workers at normal priority)
         try:
             local("local")
             distributed("ray_1_worker", 1)
             distributed("ray_2_workers", 2)
             local("local_again")
         finally:
-            ray.shutdown()
+            shutdown_ray()
     local_mean = (figures["local"]["imgs_per_s"] + figures["local_again"]["imgs_per_s"]) / 2
     figures["ray1_over_local"] = round(figures["ray_1_worker"]["imgs_per_s"] / local_mean, 3)
     figures["ray2_over_ray1"] = round(figures["ray_2_workers"]["imgs_per_s"] / figures["ray_1_worker"]["imgs_per_s"], 3)

@@ -146,8 +146,9 @@ class ProgressTracker:
         return total
 
 
-def connect_ray(address: str | None) -> None:
-    """Join the cluster at `address` (or RAY_ADDRESS, set by `ray job submit`), else start a local Ray."""
+def connect_ray(address: str | None, num_cpus: int | None = None) -> None:
+    """Join the cluster at `address` (or RAY_ADDRESS, set by `ray job submit`), else start a local Ray
+    (with `num_cpus`, default all)."""
     if not ray.is_initialized():
         import os
 
@@ -156,9 +157,13 @@ def connect_ray(address: str | None) -> None:
         # our own progress lines and one-line errors carry what the user needs
         kwargs: dict[str, Any] = {}
         if not joining:  # Ray runs workers at nice 15; on a busy machine that halved training speed vs --local
-            kwargs["_system_config"] = {"worker_niceness": 0}
+            kwargs.update(_system_config={"worker_niceness": 0}, num_cpus=num_cpus)
         ray.init(address=address, logging_level=logging.WARNING, log_to_driver=joining, include_dashboard=False,
                  **kwargs)
+
+
+def shutdown_ray() -> None:
+    ray.shutdown()
 
 
 def _cpus_per_worker(options: DistTrainOptions) -> int:
