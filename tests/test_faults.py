@@ -13,6 +13,7 @@ from llmgan.errors import StorageError
 from llmgan.io.storage import Storage, join
 from llmgan.job.config import GenerateConfig
 from llmgan.job.shards import committed_shards
+from tests.conftest import FAKE_KEY_ID, FAKE_SECRET
 from tests.fault_proxy import KINDS, FaultProxy, uniform_rates
 from tests.test_generate import expected_images, sha_set, write_prompts
 
@@ -52,6 +53,7 @@ def test_exact_outputs_under_20_percent_transient_faults(baseline: dict, tiny_ck
     with FaultProxy(s3_server, rates=rates, seed=1, delay_s=0.05) as proxy:
         summary = generate(prompts=prompts, out=out, ckpt=tiny_ckpt, expand=False, shard_size=8, batch_size=8,
                            s3_endpoint=proxy.url)
+    print(f"20% faults: {proxy.faults()} faults in {proxy.counts['requests']} requests {proxy.counts}")
     assert proxy.counts["requests"] > 50
     assert all(proxy.counts[k] > 0 for k in KINDS), proxy.counts
     assert summary["images"] == expected_images(baseline["prompts"]) == len(baseline["shas"])
@@ -84,6 +86,7 @@ def test_permanent_outage_stops_names_endpoint_and_shard_then_rerun_completes(
         cutter.join()
         message = str(info.value)
         assert proxy.url in message, message
+        assert FAKE_SECRET not in message and FAKE_KEY_ID not in message
         assert "SlowDown" in message or "S3 error 503" in message
         if isinstance(info.value, JobFailed):
             assert "shard" in message and "rerun the same command" in message
@@ -108,3 +111,70 @@ def test_unreachable_endpoint_fails_fast_with_one_line(tmp_path: Path, tiny_ckpt
         print(f"dead endpoint: failed after {time.perf_counter() - t0:.1f}s")
     assert proxy.url in str(info.value) and "\n" not in str(info.value)
     assert not (tmp_path / "out").exists()
+
+
+@pytest.fixture(scope="module")
+def small_shapes(tmp_path_factory: pytest.TempPathFactory) -> str:
+    from llmgan.data.shapes import generate_shapes, write_dataset
+
+    url = str(tmp_path_factory.mktemp("shapes") / "shapes.parquet")
+    write_dataset(generate_shapes(32, seed=9), url)
+    return url
+
+
+@pytest.mark.slow
+def test_training_exact_under_faults_and_resumes_after_outage(ray_local, small_shapes: str, s3_server: str,
+                                                              s3_url: str, tmp_path: Path) -> None:
+    """A 1-worker Ray Train run with checkpoints on S3 behind the proxy gives the weights of a clean run; a
+    permanent outage stops it with one line naming the endpoint; a rerun resumes and finishes."""
+    import numpy as np
+    from safetensors.numpy import load
+
+    from llmgan.distributed.train import DistTrainOptions, TrainFailed, run_train
+    from llmgan.gan.config import GanConfig
+
+    tiny = GanConfig(batch_size=8, g_width=4, d_width=4, z_dim=8, cond_dim=8, contrastive_dim=8)
+    options = DistTrainOptions(steps=8, workers=1, cpus_per_worker=1, checkpoint_every=4, log_every=4,
+                               classifier=None, progress=False, seed=3)
+    direct = Storage(s3_server)
+    clean = str(tmp_path / "clean")
+    run_train(small_shapes, clean, tiny, options)
+    want = load(Path(clean, "final", "generator.safetensors").read_bytes())
+
+    def weights(run: str) -> dict:
+        return load(direct.read_bytes(join(run, "final", "generator.safetensors")))
+
+    faulty = join(s3_url, "faulty")
+    with FaultProxy(s3_server, rates=uniform_rates(0.2, ("503", "500", "reset", "reset_after", "truncate")),
+                    seed=5) as proxy:
+        run_train(small_shapes, faulty, tiny, options, storage=Storage(proxy.url))
+        assert proxy.faults() > 0
+        got = weights(faulty)
+        assert got.keys() == want.keys() and all(np.array_equal(got[k], want[k]) for k in want)
+
+        cut = join(s3_url, "cut")
+        def outage_after_first_checkpoint() -> None:
+            deadline = time.time() + 300
+            while time.time() < deadline:
+                if any(n.endswith("config.json") and n.startswith("checkpoints/") for n in direct.list(cut)):
+                    proxy.outage("503")
+                    return
+                time.sleep(0.1)
+
+        threading.Thread(target=outage_after_first_checkpoint, daemon=True).start()
+        with pytest.raises((TrainFailed, StorageError)) as info:
+            run_train(small_shapes, cut, tiny, dataclasses_replace(options, max_failures=0),
+                      storage=Storage(proxy.url))
+        assert "\n" not in str(info.value)
+        assert not direct.exists(join(cut, "final", "generator.safetensors"))
+        proxy.outage(None)
+        summary = run_train(small_shapes, cut, tiny, options, storage=Storage(proxy.url))
+    assert summary["steps"] == 8
+    got = weights(cut)
+    assert all(np.allclose(got[k], want[k], atol=1e-5) for k in want)
+
+
+def dataclasses_replace(obj, **changes):
+    import dataclasses
+
+    return dataclasses.replace(obj, **changes)
