@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import unicodedata
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -58,9 +58,12 @@ def _is_int(t: Any) -> bool:
     return pa.types.is_integer(t)
 
 
+# Unicode category Cc (C0 and C1 controls: NUL, ESC, ...) except tab/newline/CR, which are normalised as spaces
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
 def _has_control(text: str) -> bool:
-    """NUL and other control characters (tabs and newlines are ordinary whitespace, normalised later)."""
-    return any(unicodedata.category(c) == "Cc" and c not in "\t\n\r" for c in text)
+    return _CONTROL.search(text) is not None
 
 
 def _records(table: Any) -> tuple[list[dict], dict[int, str]]:
