@@ -134,7 +134,7 @@ def curves_png(rows: list[dict[str, Any]]) -> bytes:
     img = Image.new("RGB", (640, 420), "white")
     draw = ImageDraw.Draw(img)
     _panel(draw, (50, 24, 520, 190), series([k for k in LOSS_KEYS if any(k in r for r in rows)]), "losses")
-    _panel(draw, (50, 230, 520, 396), series(acc_keys), "per-attribute accuracy (EMA G)", (0.0, 1.0))
+    _panel(draw, (50, 230, 520, 396), series(acc_keys), "per-attribute accuracy of the EMA generator", (0.0, 1.0))
     buf = io.BytesIO()
     img.save(buf, format="PNG")
     return buf.getvalue()
