@@ -257,3 +257,19 @@ def test_train_without_local_and_bad_sample_input_are_one_line_errors(tiny_data:
     assert res.exit_code == 2 and "no GAN checkpoint" in res.output
     res = runner.invoke(app, ["sample", "red star", "-n", "2", "--out", str(tmp_path / "s"), "--truncation", "0"])
     assert res.exit_code == 2 and "truncation" in res.output
+
+
+def test_train_and_sample_with_s3_run_directory(tiny_data: str, s3_url: str, s3_server: str, tmp_path: Path) -> None:
+    runner = CliRunner()
+    out = s3_url + "/run"
+    res = runner.invoke(app, ["train", "--local", "--data", tiny_data, "--out", out, "--steps", "2", "--batch-size", "4",
+                              "--g-width", "4", "--d-width", "4", "--threads", "1", "--no-eval",
+                              "--checkpoint-every", "2", "--s3-endpoint", s3_server])
+    assert res.exit_code == 0, res.output
+    names = Storage(s3_server).list(out)
+    assert {"final/config.json", "final/generator.safetensors", "checkpoints/00000002/training_state.pt",
+            "metrics.jsonl", "samples/00000002.png"} <= set(names)
+    res = runner.invoke(app, ["sample", "a red circle", "-n", "2", "--out", str(tmp_path / "s"), "--ckpt", out,
+                              "--s3-endpoint", s3_server])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "s" / "grid.png").exists()
