@@ -188,23 +188,24 @@ def train_interleaved(contestants: Sequence[Any], budget_s: float, slice_s: floa
     return {k: {kk: round(vv, 1) for kk, vv in v.items()} for k, v in used.items()}
 
 
-def generate_timed(fn: Callable[[torch.Tensor, list[int]], np.ndarray], emb: torch.Tensor, seeds: list[int],
-                   batch: int, repeats: int = 1) -> tuple[np.ndarray, float]:
-    """(images, images/s): fn over batches of `batch`; images/s from the median full-batch time after a warm-up."""
-    fn(emb[:batch], seeds[:batch])  # warm-up: first-call allocations are not throughput
-    times: list[float] = []
-    out: list[np.ndarray] = []
-    for r in range(repeats):
-        for i in range(0, len(seeds), batch):
+def generate_side_by_side(fns: dict[str, Callable[[torch.Tensor, list[int]], np.ndarray]], emb: torch.Tensor,
+                          seeds: list[int], batch: int) -> dict[str, tuple[np.ndarray, float]]:
+    """name -> (images, images/s). Batch i of every model runs back to back (so all meet the same machine load);
+    images/s is batch / the median full-batch time, after one warm-up batch each."""
+    for fn in fns.values():
+        fn(emb[:batch], seeds[:batch])  # warm-up: first-call allocations are not throughput
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    out: dict[str, list[np.ndarray]] = {k: [] for k in fns}
+    for i in range(0, len(seeds), batch):
+        for name, fn in fns.items():
             t0 = time.perf_counter()
             images = fn(emb[i:i + batch], seeds[i:i + batch])
             if len(images) == batch:
-                times.append(time.perf_counter() - t0)
-            if r == 0:
-                out.append(images)
-    if not times:
+                times[name].append(time.perf_counter() - t0)
+            out[name].append(images)
+    if not all(times.values()):
         raise UserError(f"need at least one full batch of {batch} evaluation images")
-    return np.concatenate(out), batch / statistics.median(times)
+    return {k: (np.concatenate(out[k]), batch / statistics.median(times[k])) for k in fns}
 
 
 def _accuracy(clf: Any, images: np.ndarray, labels: dict[str, list[str]]) -> dict[str, float]:
@@ -215,16 +216,16 @@ def run(quick: bool, budget_s: float | None = None, *, data: str | None = None, 
         n_data: int | None = None, n_eval: int | None = None, sampling_steps: int | None = None,
         guidance: float = 3.0, batch_size: int = 32, sample_batch: int = 64, slice_s: float = 30.0,
         unet_width: int = 32, seed: int = 0, log: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Train both models for `budget_s` each (quick: 8 s, else 600 s), then compare; returns the figures.
+    """Train both models for `budget_s` each (quick: 5 s, else 600 s), then compare; returns the figures.
 
     The default UNet width (32) gives it about as many parameters as the GAN's generator (~2M each).
     """
     from llmgan.eval.classifier import load_classifier
 
     log = log or (lambda m: print(m, file=sys.stderr, flush=True))
-    budget_s = float(budget_s if budget_s is not None else (8 if quick else 600))
-    n_data = n_data or (512 if quick else 20_000)
-    n_eval = n_eval or (2 * min(sample_batch, 32) if quick else 512)
+    budget_s = float(budget_s if budget_s is not None else (5 if quick else 600))
+    n_data = n_data or (256 if quick else 20_000)
+    n_eval = n_eval or (min(sample_batch, 32) if quick else 512)
     sampling_steps = sampling_steps or (4 if quick else 20)
     if quick:
         sample_batch = min(sample_batch, 32)
@@ -253,10 +254,13 @@ def run(quick: bool, budget_s: float | None = None, *, data: str | None = None, 
     e_labels = {a: [labels[a][i] for i in rows] for a in ATTRIBUTES}
     seeds = [derive_seed(seed, 3, i) for i in range(len(rows))]
     log(f"sampling {len(rows)} images per model (batch {sample_batch}; DDIM {sampling_steps} steps)")
-    gan_imgs, gan_ips = generate_timed(gan.sample, e_emb, seeds, sample_batch, repeats=3)
-    d_imgs, d_ips = generate_timed(lambda e, s: diff.sample(e, s, sampling_steps), e_emb, seeds, sample_batch)
-    g_imgs, g_ips = generate_timed(lambda e, s: diff.sample(e, s, sampling_steps, guidance), e_emb, seeds,
-                                   sample_batch)
+    fns = {"gan": gan.sample, "diffusion": lambda e, s: diff.sample(e, s, sampling_steps),
+           "diffusion_cfg": lambda e, s: diff.sample(e, s, sampling_steps, guidance)}
+    shipped = _shipped_model()
+    if shipped is not None:
+        fns["shipped"] = lambda e, s: shipped.generate(e, shipped.noise(s))
+    res = generate_side_by_side(fns, e_emb, seeds, sample_batch)
+    (gan_imgs, gan_ips), (d_imgs, d_ips), (g_imgs, g_ips) = res["gan"], res["diffusion"], res["diffusion_cfg"]
     acc = {"gan": _accuracy(clf, gan_imgs, e_labels), "diffusion": _accuracy(clf, d_imgs, e_labels),
            "diffusion_cfg": _accuracy(clf, g_imgs, e_labels)}
     out: dict[str, Any] = {
@@ -280,25 +284,24 @@ def run(quick: bool, budget_s: float | None = None, *, data: str | None = None, 
         "eval_images": len(rows), "train_images": len(images), "threads": threads,
         "accuracy": acc,
     }
-    out.update(_shipped_column(e_emb, seeds, sample_batch, clf, e_labels, log))
+    if shipped is None:
+        out["shipped_gan"] = "not present"
+    else:  # trained far longer: NOT an equal-budget contestant
+        acc_s = _accuracy(clf, res["shipped"][0], e_labels)
+        out.update(shipped_gan=f"not equal budget: step {shipped.meta.get('step', '?')}",
+                   shipped_gan_images_per_s=round(res["shipped"][1], 1), shipped_gan_joint_accuracy=acc_s["joint"],
+                   shipped_gan_accuracy=acc_s)
     return out
 
 
-def _shipped_column(emb: torch.Tensor, seeds: list[int], batch: int, clf: Any, labels: dict[str, list[str]],
-                    log: Callable[[str], None]) -> dict[str, Any]:
-    """The shipped GAN (trained far longer: NOT an equal-budget contestant), when the package carries it."""
+def _shipped_model() -> Any:
+    """The GAN the package ships (trained far longer than the budget here), or None when it has none."""
     path = default_checkpoint_path()
     if not Path(path, "config.json").exists():
-        return {"shipped_gan": "not present"}
+        return None
     from llmgan.gan.inference import GanModel
 
-    model = GanModel.load(path)
-    log("sampling with the shipped GAN (not equal budget)")
-    imgs, ips = generate_timed(lambda e, s: model.generate(e, model.noise(s)), emb, seeds, batch, repeats=3)
-    acc = _accuracy(clf, imgs, labels)
-    return {"shipped_gan": f"not equal budget: step {model.meta.get('step', '?')}",
-            "shipped_gan_images_per_s": round(ips, 1), "shipped_gan_joint_accuracy": acc["joint"],
-            "shipped_gan_accuracy": acc}
+    return GanModel.load(path)
 
 
 def table(fig: dict[str, Any]) -> str:
