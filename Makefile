@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python jobs/generate.py jobs/examples/demo_prompts.parquet --out outputs/demo
+	$(BIN)/python jobs/generate.py jobs/examples/demo_prompts.parquet --out outputs/demo --variants 4 --overwrite
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -212,3 +212,26 @@ def test_bad_option_is_one_line(tmp_path: Path) -> None:
     result = subprocess.run([sys.executable, "-m", "llmgan", "generate", "x.parquet", "--shard-size", "0"],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and result.stderr.strip() == "error: shard-size must be 1..1000000, got 0"
+
+
+def test_expansion_with_the_bundled_caption_lm(ray_local, tiny_ckpt: str, tmp_path: Path) -> None:
+    """The default path users take: short prompts expanded by the shipped caption LM, K variants each."""
+    from llmgan.data.vocab import parse_attributes
+
+    path = tmp_path / "prompts.parquet"
+    pq.write_table(pa.table({"id": ["a", "b", "c"], "prompt": ["red star", "blue circle", "green cross"],
+                             "n": pa.array([4, 4, 4], pa.int32())}), path)
+    out = str(tmp_path / "out")
+    summary = run(ray_local, prompts=str(path), out=out, ckpt=tiny_ckpt, variants=2, shard_size=100)
+    assert summary["images"] == 12
+    guard = summary["expansion"]
+    assert guard["faithful"] + guard["fallback"] == 6  # 3 prompts x 2 variants, every one checked
+    index = pq.read_table(Path(out, "shards", "00000.index.parquet")).to_pylist()
+    for row in index:
+        stated = parse_attributes(row["prompt"])
+        assert all(parse_attributes(row["caption"]).get(k) == v for k, v in stated.items())
+    by_prompt: dict[str, set[str]] = {}
+    for row in index:
+        by_prompt.setdefault(row["prompt_id"], set()).add(row["caption"])
+    assert all(len(caps) <= 2 for caps in by_prompt.values())
+    assert any(row["caption"] != row["prompt"] for row in index)  # expanded, not just copied
