@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from llmgan.cli.app import app
@@ -17,6 +19,15 @@ from llmgan.text.expander import CaptionExpander, ExpanderConfig
 from llmgan.text.lm_train import LMTrainConfig
 
 runner = CliRunner()
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread() -> Iterator[None]:
+    """Tiny models run fastest on one thread; two spinning threads crawl on a shared, busy CPU."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 TINY = ["--steps", "4", "--batch-size", "8", "--n-layer", "1", "--n-embd", "32", "--n-head", "2",
         "--vocab-size", "300"]
 
@@ -76,3 +87,13 @@ def test_train_lm_to_s3_and_expand_from_s3(pairs_file: str, s3_url: str, s3_env:
     expander = CaptionExpander(ExpanderConfig(lm=out, max_new_tokens=4, max_resamples=0))
     assert expander.identity.startswith(out)
     assert len(expander.expand(["red star"], ["k"], variants=1, seed=0).captions[0]) == 1
+
+
+def test_time_budget_fixes_the_step_count(pairs_file: str, tmp_path: Path) -> None:
+    from llmgan.text.lm_train import load_pairs, train_lm
+
+    config = LMTrainConfig(steps=500, batch_size=4, n_layer=1, n_embd=16, n_head=2, vocab_size=300,
+                           max_minutes=1e-4)
+    summary = train_lm(load_pairs(pairs_file), str(tmp_path / "lm"), config)
+    assert summary["steps"] == 21  # the 20-step probe plus at least one step, never the full 500
+    assert len((tmp_path / "lm" / "loss.csv").read_text().splitlines()) == 1 + 21

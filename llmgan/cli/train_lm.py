@@ -23,8 +23,14 @@ def train_lm_command(
     n_head: int = typer.Option(4, "--n-head", help="Attention heads."),
     vocab_size: int = typer.Option(640, "--vocab-size", help="Byte-level BPE vocabulary size."),
     seed: int = typer.Option(0, "--seed", help="Seed for initialisation and batch order."),
+    max_minutes: float | None = typer.Option(
+        None, "--max-minutes", help="Time budget in minutes: the step count is fitted to it (recorded in train_lm.json)."
+    ),
     prompt_column: str = typer.Option("short_prompt", "--prompt-column", help="Column with short prompts."),
     caption_column: str = typer.Option("caption", "--caption-column", help="Column with full captions."),
+    threads: int = typer.Option(
+        1, "--threads", help="CPU threads for torch; 1 is fastest for small models on a busy machine."
+    ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty --out."),
     s3_endpoint: str | None = typer.Option(None, "--s3-endpoint", help="S3 endpoint URL (else AWS_ENDPOINT_URL)."),
 ) -> None:
@@ -32,13 +38,19 @@ def train_lm_command(
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+    from llmgan.errors import UserError
     from llmgan.io.storage import Storage
     from llmgan.text.lm_train import LMTrainConfig, load_pairs, train_lm
 
     config = LMTrainConfig(
         steps=steps, batch_size=batch_size, lr=lr, n_layer=n_layer, n_embd=n_embd, n_head=n_head,
-        vocab_size=vocab_size, seed=seed, prompt_column=prompt_column, caption_column=caption_column,
+        vocab_size=vocab_size, seed=seed, max_minutes=max_minutes, prompt_column=prompt_column, caption_column=caption_column,
     )
+    if threads < 1:
+        raise UserError(f"--threads: must be >= 1, got {threads}")
+    import torch
+
+    torch.set_num_threads(threads)
     storage = Storage(s3_endpoint)
     pairs = load_pairs(data, prompt_column, caption_column, storage)
     console = Console(stderr=True)
@@ -50,11 +62,11 @@ def train_lm_command(
     with progress:
         task = progress.add_task("train", total=steps, loss=float("nan"))
 
-        def on_step(step: int, loss: float) -> None:
-            if step % 10 == 0 or step == steps:
-                progress.update(task, completed=step, loss=loss)
-            if not console.is_terminal and (step % every == 0 or step == steps):
-                console.print(f"step {step}/{steps} loss {loss:.3f}")  # logs without a live bar
+        def on_step(step: int, loss: float, total: int) -> None:
+            if step % 10 == 0 or step == total:
+                progress.update(task, completed=step, total=total, loss=loss)
+            if not console.is_terminal and (step % every == 0 or step == total):
+                console.print(f"step {step}/{total} loss {loss:.3f}")  # logs without a live bar
 
         summary = train_lm(pairs, out, config, source=data, overwrite=overwrite, storage=storage, progress=on_step)
     typer.echo(

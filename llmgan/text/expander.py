@@ -303,8 +303,10 @@ class CaptionExpander:
             if self._logits_to_keep:
                 kwargs["logits_to_keep"] = 1
             out = self.model(input_ids=step_input, attention_mask=mask, position_ids=step_pos, **kwargs)
-            new_cache = getattr(out, "cache", None) or getattr(out, "past_key_values", None)
-            cache = new_cache if new_cache is not None else cache
+            for name in ("cache", "past_key_values"):  # legacy remote-code models return a new cache object
+                if getattr(out, name, None) is not None:
+                    cache = getattr(out, name)
+                    break
             logits = out.logits[:, -1, :].float()
             token = sample_tokens(logits, uniforms[:, t], cfg.temperature, cfg.top_p)
             token = torch.where(done, torch.full_like(token, self.pad_id), token)

@@ -45,6 +45,7 @@ class LMTrainConfig:
     n_embd: int = 96
     n_positions: int = 128
     seed: int = 0
+    max_minutes: float | None = None  # time budget: fixes the step count after a short probe (see train_lm)
     prompt_column: str = "short_prompt"
     caption_column: str = "caption"
 
@@ -54,6 +55,8 @@ class LMTrainConfig:
                 raise UserError(f"{name}: must be >= 1, got {getattr(self, name)}")
         if not 0 < self.lr < 1:
             raise UserError(f"lr: must be in (0, 1), got {self.lr}")
+        if self.max_minutes is not None and self.max_minutes <= 0:
+            raise UserError(f"max_minutes: must be > 0, got {self.max_minutes}")
         if self.warmup < 0:
             raise UserError(f"warmup: must be >= 0, got {self.warmup}")
         if not 300 <= self.vocab_size <= 65536:
@@ -166,7 +169,7 @@ def _write_loss_png(losses: Sequence[float], path: Path) -> None:
 
 def train_lm(pairs: Sequence[tuple[str, str]], out: str, config: LMTrainConfig = LMTrainConfig(), *,
              source: str = "", overwrite: bool = False, storage: Storage | None = None,
-             progress: Callable[[int, float], None] | None = None) -> dict:
+             progress: Callable[[int, float, int], None] | None = None) -> dict:
     """Train tokenizer + GPT-2 on `pairs` and save both to `out` (local dir or s3://); returns a summary."""
     from transformers import GenerationConfig, GPT2Config, GPT2LMHeadModel
 
@@ -191,16 +194,30 @@ def train_lm(pairs: Sequence[tuple[str, str]], out: str, config: LMTrainConfig =
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
                              {"params": no_decay, "weight_decay": 0.0}], lr=config.lr, betas=(0.9, 0.98))
 
+    total = config.steps
+    # With a time budget the step count (and so the cosine schedule) is re-fitted every PROBE steps to end
+    # on time; the count reached is recorded in train_lm.json. Without a budget, training is exactly replayable.
+    probe = 20
+
     def lr_at(step: int) -> float:  # linear warm-up, cosine decay to 10%
         if step < config.warmup:
             return config.lr * (step + 1) / config.warmup
-        frac = (step - config.warmup) / max(config.steps - config.warmup, 1)
+        frac = (step - config.warmup) / max(total - config.warmup, 1)
         return config.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0))))
 
     gen = torch.Generator().manual_seed(config.seed)
     order = torch.randperm(len(encoded), generator=gen)
     cursor, rows, losses = 0, [], []
-    for step in range(config.steps):
+    mark = (time.perf_counter(), 0)  # (time, step) of the last pace measurement
+    step = 0
+    while step < total:
+        if config.max_minutes is not None and step >= probe and step % probe == 0:
+            # re-fit the step count to the time left at the recent pace (a shared CPU's speed drifts)
+            now = time.perf_counter()
+            per_step = (now - mark[0]) / max(step - mark[1], 1)
+            left = config.max_minutes * 60 - (now - started)
+            total = max(step + 1, min(config.steps, step + int(left / per_step)))
+            mark = (now, step)
         if cursor + config.batch_size > len(order):
             order, cursor = torch.randperm(len(encoded), generator=gen), 0
         index = order[cursor:cursor + config.batch_size]
@@ -216,8 +233,9 @@ def train_lm(pairs: Sequence[tuple[str, str]], out: str, config: LMTrainConfig =
         value = float(loss.detach())
         losses.append(value)
         rows.append(f"{step + 1},{value:.5f},{lr_at(step):.6g}")
+        step += 1
         if progress is not None:
-            progress(step + 1, value)
+            progress(step, value, total)
     model.eval()
     model.generation_config = GenerationConfig(
         bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.eos_token_id
@@ -225,7 +243,7 @@ def train_lm(pairs: Sequence[tuple[str, str]], out: str, config: LMTrainConfig =
     seconds = time.perf_counter() - started
     tail = losses[-min(50, len(losses)):]
     summary = {
-        "out": out, "data": source, "pairs": len(pairs), "steps": config.steps,
+        "out": out, "data": source, "pairs": len(pairs), "steps": total,
         "final_loss": round(sum(tail) / len(tail), 4), "parameters": sum(p.numel() for p in model.parameters()),
         "vocab_size": len(tokenizer), "seconds": round(seconds, 1), "config": asdict(config),
     }
