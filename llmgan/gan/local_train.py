@@ -17,7 +17,7 @@ import math
 import os
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -57,7 +57,6 @@ class LocalTrainOptions:
     text_encoder: str | None = None  # None: the packaged MiniLM
     classifier: str | None = "default"  # "default": the shipped shapes classifier (if any); None: no accuracy
     progress: bool = True
-    overrides: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for name in ("steps", "checkpoint_every", "sample_every", "eval_every", "log_every"):
