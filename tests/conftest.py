@@ -8,10 +8,10 @@ from collections.abc import Iterator
 
 import pytest
 
-# Recognisable fake credentials: tests grep outputs for them to prove secrets never leak.
 # Idle OpenMP threads must not spin: tests share 2 cores with Ray workers and each other.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+# Recognisable fake credentials: tests grep outputs for them to prove secrets never leak.
 FAKE_KEY_ID = "AKIALLMGANTESTKEY000"
 FAKE_SECRET = "llmgan-test-secret-DO-NOT-LEAK-0123456789"
 BUCKET = "test-bucket"
