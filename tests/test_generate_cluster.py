@@ -90,9 +90,10 @@ def test_ray_job_submit_the_users_way(tmp_path: Path, tiny_ckpt: str) -> None:
         submit = [RAY, "job", "submit", "--address", address, "--working-dir", str(REPO), "--",
                   "python", "jobs/generate.py", prompts, "--out", str(out), "--ckpt", tiny_ckpt, "--no-expand",
                   "--shard-size", "4"]
-        for _ in range(30):  # the head's job agent registers a few seconds after the dashboard answers
+        deadline = time.time() + 300  # the head's job agent registers a while after the dashboard answers
+        while True:
             result = subprocess.run(submit, env=env, capture_output=True, text=True, timeout=600)
-            if "No available agent" not in result.stderr:
+            if "No available agent" not in result.stdout + result.stderr or time.time() > deadline:
                 break
             time.sleep(2)
         assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
