@@ -109,3 +109,22 @@ def tiny_lm_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
     model.save_pretrained(out)
     fast.save_pretrained(out)
     return str(out)
+
+
+def test_bench_command_writes_report(tmp_path: Path) -> None:
+    """`llmgan bench` end to end on two of its benchmarks (the full --quick set runs minutes)."""
+    out = tmp_path / "bench"
+    result = subprocess.run(
+        [sys.executable, "-m", "llmgan", "bench", "--quick", "--out", str(out),
+         "--only", "text-embedding", "--only", "driver memory"],
+        capture_output=True, text=True, timeout=900,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads((out / "bench.json").read_text())
+    assert set(report["results"]) == {"text-embedding cache", "driver memory at scale"}
+    assert report["machine"]["cpus"] >= 1 and report["machine"]["versions"]["llmgan"]
+    for figures in report["results"].values():
+        assert _positive(figures["ratio"])
+    memory = report["results"]["driver memory at scale"]
+    assert memory["large_prompts"] == 10 * memory["small_prompts"]
+    assert "| driver memory at scale |" in (out / "bench.md").read_text()

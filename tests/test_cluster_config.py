@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 RAY = str(Path(sys.executable).with_name("ray"))
 MANIFESTS = ["cluster/raycluster.yaml", "cluster/rayjob-generate.yaml", "cluster/rayjob-train.yaml"]
 # Where users copy commands from: every `jobs/*.py` command in these files is parsed by the job's own CLI.
-COMMAND_SOURCES = ["ray-cluster.yaml", "cluster/submit.py", "docs/sections/operations.md", *MANIFESTS]
+COMMAND_SOURCES = ["ray-cluster.yaml", "cluster/submit.py", "README.md", *MANIFESTS]
 
 
 def load_submit() -> Any:
@@ -153,14 +153,16 @@ def documented_commands() -> list[tuple[str, str, list[str]]]:
         text = submit.__doc__ if source == "cluster/submit.py" else path.read_text()
         if source.startswith("cluster/ray"):
             lines = [yaml.safe_load(text)["spec"].get("entrypoint", "")]
-        else:  # shell lines in comments, docstrings and Markdown, joined over `\` continuations
+        else:  # shell lines in comments, docstrings and Markdown code blocks, joined over `\` continuations
+            if source.endswith(".md"):  # commands live in fenced blocks; inline code in prose is a mention
+                text = "\n".join(re.findall(r"(?ms)^```[^\n]*\n(.*?)^```", text))
             lines = re.sub(r"\\\n[ \t#]*", " ", text).splitlines()
         for line in lines:
             if m := re.search(r"cluster/submit\.py (\w+)\b.*? -- (.*)", line):
                 entry, rest = submit.ENTRY_POINTS[m.group(1)], m.group(2)
             elif m := re.search(r"\b(jobs/\w+\.py)\b(.*)", line):
                 entry, rest = m.group(1), m.group(2)
-            elif m := re.search(r"\bllmgan (generate|train)\b(.*)", line):
+            elif m := re.search(r"\bllmgan (generate|train)(?![\w-])(.*)", line):
                 entry, rest = submit.ENTRY_POINTS[m.group(1)], m.group(2)
             else:
                 continue

@@ -148,7 +148,7 @@ def _classify(mask: np.ndarray) -> str:
 @pytest.mark.parametrize("shape", vocab.SHAPES)
 def test_shape_geometry_by_pixels(shape):
     rng = np.random.default_rng(0)
-    for i in range(12):
+    for _ in range(12):
         labels = shapes.sample_labels(rng)
         labels["shape"] = shape
         img = shapes.render_shape(labels, 64, rng)

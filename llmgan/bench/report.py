@@ -46,9 +46,22 @@ def _benchmarks(quick: bool, work: Path) -> dict[str, Callable[[], dict[str, Any
         "text-embedding cache": lambda: pipeline.embedding_cache(400 if quick else 4000, 20, None, repeats),
         "driver memory at scale": lambda: pipeline.driver_memory(
             work, *((1_000, 10_000) if quick else (10_000, 200_000)), ckpt=tiny),
+        # its own process: Ray Train starts and stops its own local Ray
+        "training (Ray Train / --local)": lambda: _training(quick),
         # equal training budget for both (quick: seconds, proving the code path; full: 10 minutes each)
         "GAN vs diffusion": lambda: diffusion.run(quick, work=str(work / "diffusion")),
     }
+
+
+def _training(quick: bool) -> dict[str, Any]:
+    import subprocess
+    import sys
+
+    steps = ["--steps", "12", "--images", "256", "--g-width", "16", "--d-width", "16"] if quick else []
+    out = subprocess.run([sys.executable, "-m", "llmgan.bench.train", "--json", *steps],
+                         check=True, capture_output=True, text=True).stdout
+    figures = json.loads(out.strip().splitlines()[-1])
+    return {**figures, "ratio": figures["ray1_over_local"], "target": ">= 0.9"}
 
 
 def _markdown(results: dict[str, Any], info: dict[str, Any]) -> str:

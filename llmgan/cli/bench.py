@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -14,7 +13,7 @@ from llmgan.cli.common import handle_errors, setup_logging
 def bench(
     out: str = typer.Option("bench", "--out", help="Folder for bench.json and bench.md."),
     quick: bool = typer.Option(False, "--quick", help="Small sizes: a few minutes on 2 cores."),
-    only: Optional[list[str]] = typer.Option(None, "--only", help="Run benchmarks whose name starts with this."),
+    only: list[str] | None = typer.Option(None, "--only", help="Run benchmarks whose name starts with this."),
 ) -> None:
     """Measure pipeline efficiency, LLM batching, embedding cache, memory at scale, ... as ratios."""
     setup_logging()

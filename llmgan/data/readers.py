@@ -258,7 +258,7 @@ def load_captioned(
             labels.setdefault(name, [""] * len(captions)).append(value)
         images.append(img)
         captions.append(caption)
-        for name, values in labels.items():
+        for values in labels.values():
             if len(values) < len(captions):
                 values.append("")
         if progress is not None and len(captions) % 1024 == 0:
