@@ -18,6 +18,7 @@ from llmgan.job.shards import SHARDS_DIR, committed_shards, read_shard_images, r
 JOB_FILE = "_job.json"
 SUCCESS_FILE = "_SUCCESS.json"
 CONTACT_SHEET = "contact_sheet.png"
+CONTACT_TILE = 96  # minimum tile side in pixels
 
 
 def versions() -> dict[str, str]:
@@ -143,6 +144,10 @@ def write_contact_sheet(storage: Storage, out: str, count: int) -> str | None:
         return None
     images = [Image.open(io.BytesIO(b)).convert("RGB") for b in pngs]
     side = max(max(im.size) for im in images)
+    if side < CONTACT_TILE:  # small images are enlarged (pixel-exact) so the sheet can be looked at
+        scale = -(-CONTACT_TILE // side)
+        images = [im.resize((im.width * scale, im.height * scale), Image.NEAREST) for im in images]
+        side *= scale
     cols = math.ceil(math.sqrt(len(images)))
     rows = math.ceil(len(images) / cols)
     pad = max(1, side // 16)
