@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import time
 
@@ -45,6 +46,8 @@ def test_overwrite_is_whole(root: tuple[Storage, str]) -> None:
     st.write_bytes(url, b"new")
     assert st.read_bytes(url) == b"new"
     assert st.list(base) == ["obj"]  # no temp files left behind
+    if not url.startswith("s3://"):
+        assert os.stat(url).st_mode & 0o777 == 0o644  # readable like any other file, not mkstemp's 0600
 
 
 def test_local_write_failure_leaves_old_content(tmp_path) -> None:

@@ -170,6 +170,7 @@ class Storage:
             try:
                 with os.fdopen(fd, "wb") as f:
                     f.write(data)
+                os.chmod(tmp, 0o644)  # mkstemp creates 0600; outputs are meant to be shared like any file
                 os.replace(tmp, path)
             except BaseException:
                 Path(tmp).unlink(missing_ok=True)
