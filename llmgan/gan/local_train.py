@@ -33,7 +33,8 @@ from llmgan.gan.checkpoint import (
 )
 from llmgan.gan.config import GanConfig
 from llmgan.gan.inference import derive_seed
-from llmgan.gan.step import TrainState, make_train_state, train_step
+from llmgan.gan.step import make_train_state, train_step
+from llmgan.gan.train_report import ema_images, load_eval_classifier
 from llmgan.io.storage import Storage, join
 
 log = logging.getLogger(__name__)
@@ -107,32 +108,6 @@ def grid_png(images: np.ndarray, cols: int) -> bytes:
     return buf.getvalue()
 
 
-@torch.no_grad()
-def _ema_images(state: TrainState, emb: torch.Tensor, seeds: list[int]) -> np.ndarray:
-    z = torch.stack([torch.randn(state.config.z_dim, generator=torch.Generator().manual_seed(s)) for s in seeds])
-    out = [state.G_ema(z[i : i + 256], emb[i : i + 256]) for i in range(0, len(seeds), 256)]
-    x = torch.cat(out)
-    return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
-
-
-def _load_classifier(name: str | None, labels: dict[str, list[str]]) -> Any:
-    if name is None:
-        return None
-    try:
-        from llmgan.eval.classifier import load_classifier
-    except ImportError:
-        return None
-    try:
-        clf = load_classifier(None if name == "default" else name)
-    except Exception as exc:  # noqa: BLE001 - accuracy tracking is optional
-        log.info("no evaluation classifier (%s); per-attribute accuracy is not tracked", exc)
-        return None
-    if not all(a in labels and all(labels[a]) for a in clf.attributes):
-        log.info("evaluation classifier does not fit this data; per-attribute accuracy is not tracked")
-        return None
-    return clf
-
-
 def train_local(data: str, out: str, config: GanConfig, options: LocalTrainOptions, storage: Storage | None = None) -> dict:
     """Train (or resume) a GAN on a captioned dataset; returns a summary dict. See the module docstring."""
     from llmgan.data.readers import load_captioned
@@ -184,7 +159,7 @@ def train_local(data: str, out: str, config: GanConfig, options: LocalTrainOptio
     grid_seeds = [derive_seed(options.seed, 2, i) for i in range(len(grid_emb))]
     storage.write_text(join(out, "samples", "captions.txt"), "\n".join(dataset.captions[i] for i in grid_rows) + "\n")
     eval_rows = probe_rng.choice(n, size=min(EVAL_IMAGES, n), replace=False)
-    clf = _load_classifier(options.classifier, dataset.labels)
+    clf = load_eval_classifier(options.classifier, dataset.labels)
     eval_labels = {a: [dataset.labels[a][i] for i in eval_rows] for a in clf.attributes} if clf else {}
     eval_seeds = [derive_seed(options.seed, 3, i) for i in range(len(eval_rows))]
 
@@ -204,7 +179,7 @@ def train_local(data: str, out: str, config: GanConfig, options: LocalTrainOptio
     def evaluate() -> dict[str, float]:
         if clf is None:
             return {}
-        imgs = _ema_images(state, emb_all[eval_rows], eval_seeds)
+        imgs = ema_images(state.G_ema, state.config.z_dim, emb_all[eval_rows], eval_seeds)
         return {f"acc_{k}": round(float(v), 4) for k, v in clf.accuracy(imgs, eval_labels).items()}
 
     from tqdm import tqdm
@@ -246,7 +221,7 @@ def train_local(data: str, out: str, config: GanConfig, options: LocalTrainOptio
             acc.clear()
             t_log, steps_since = time.perf_counter(), 0
         if state.step % options.sample_every == 0 or last:
-            grid = grid_png(_ema_images(state, grid_emb, grid_seeds), GRID_ROWS)
+            grid = grid_png(ema_images(state.G_ema, state.config.z_dim, grid_emb, grid_seeds), GRID_ROWS)
             storage.write_bytes(join(out, "samples", f"{state.step:08d}.png"), grid)
         if state.step % options.checkpoint_every == 0 or last:
             checkpoint()
