@@ -112,19 +112,20 @@ def tiny_lm_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 def test_bench_command_writes_report(tmp_path: Path) -> None:
-    """`llmgan bench` end to end on two of its benchmarks (the full --quick set runs minutes)."""
+    """`llmgan bench --quick` end to end: every benchmark runs and reports a ratio (never asserted as a time)."""
+    from llmgan.bench.report import _benchmarks
+
     out = tmp_path / "bench"
-    result = subprocess.run(
-        [sys.executable, "-m", "llmgan", "bench", "--quick", "--out", str(out),
-         "--only", "text-embedding", "--only", "driver memory"],
-        capture_output=True, text=True, timeout=900,
-    )
+    result = subprocess.run([sys.executable, "-m", "llmgan", "bench", "--quick", "--out", str(out)],
+                            capture_output=True, text=True, timeout=1800)
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads((out / "bench.json").read_text())
-    assert set(report["results"]) == {"text-embedding cache", "driver memory at scale"}
+    assert set(report["results"]) == set(_benchmarks(True, tmp_path / "names"))
     assert report["machine"]["cpus"] >= 1 and report["machine"]["versions"]["llmgan"]
-    for figures in report["results"].values():
-        assert _positive(figures["ratio"])
+    for name, figures in report["results"].items():
+        assert "error" not in figures, (name, figures.get("error"))
+        assert _positive(figures["ratio"]), name
     memory = report["results"]["driver memory at scale"]
     assert memory["large_prompts"] == 10 * memory["small_prompts"]
-    assert "| driver memory at scale |" in (out / "bench.md").read_text()
+    markdown = (out / "bench.md").read_text()
+    assert all(f"| {name} |" in markdown for name in report["results"])

@@ -42,6 +42,14 @@ def base(tmp_path_factory: pytest.TempPathFactory, ray_local, tiny_ckpt: str) ->
     return {"prompts": prompts, "shas": sha_set(Storage(), out), "shards": summary["shards"]}
 
 
+@pytest.fixture(scope="module")
+def base_expanded(base: dict, tiny_ckpt: str, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The same prompts through the shipped caption LM, so that the expander has real work when it is killed."""
+    out = str(tmp_path_factory.mktemp("matrix") / "base_expanded")
+    summary = generate(prompts=base["prompts"], out=out, ckpt=tiny_ckpt, expand=True, shard_size=SHARD_SIZE)
+    return {"prompts": base["prompts"], "shas": sha_set(Storage(), out), "shards": summary["shards"]}
+
+
 def wait_for_commits(out: str, count: int, timeout: float = 300) -> dict[int, str]:
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -78,15 +86,19 @@ def actor_pids(title: str) -> list[int]:
 
 
 ACTOR_CASES = [
-    pytest.param("ExpandActor", 0, id="expander-at-start"),
-    pytest.param("GenerateActor", 0, id="generator-at-start", marks=pytest.mark.slow),
-    pytest.param("GenerateActor", 4, id="generator-later", marks=pytest.mark.slow),  # 1: test_generate.py
-]  # without caption expansion the expander finishes all shards before the first commit: killed at start only
+    pytest.param("ExpandActor", 0, False, id="expander-at-start"),
+    # with caption expansion on, the expander dies while its LM is expanding the first shards
+    pytest.param("ExpandActor", 0, True, id="expander-while-expanding", marks=pytest.mark.slow),
+    pytest.param("GenerateActor", 0, False, id="generator-at-start", marks=pytest.mark.slow),
+    pytest.param("GenerateActor", 4, False, id="generator-later", marks=pytest.mark.slow),  # 1: test_generate.py
+]  # without caption expansion the expander finishes all shards before the first commit
 
 
-@pytest.mark.parametrize("actor, commits", ACTOR_CASES)
-def test_killed_actor(base: dict, tiny_ckpt: str, tmp_path: Path, actor: str, commits: int) -> None:
+@pytest.mark.parametrize("actor, commits, expand", ACTOR_CASES)
+def test_killed_actor(request: pytest.FixtureRequest, tiny_ckpt: str, tmp_path: Path, actor: str, commits: int,
+                      expand: bool) -> None:
     """Kill the stage's actor process once `commits` shards are committed (0: as soon as it is up)."""
+    base = request.getfixturevalue("base_expanded" if expand else "base")
     out = str(tmp_path / "out")
     killed: list[int] = []
 
@@ -105,7 +117,7 @@ def test_killed_actor(base: dict, tiny_ckpt: str, tmp_path: Path, actor: str, co
 
     thread = threading.Thread(target=killer, daemon=True)
     thread.start()
-    summary = generate(prompts=base["prompts"], out=out, ckpt=tiny_ckpt, expand=False, shard_size=SHARD_SIZE)
+    summary = generate(prompts=base["prompts"], out=out, ckpt=tiny_ckpt, expand=expand, shard_size=SHARD_SIZE)
     thread.join(timeout=60)
     if not killed and commits:
         pytest.skip(f"the {actor} had finished its work before {commits} shard(s) were committed")

@@ -3,6 +3,7 @@ one clear line, or recorded as a rejection; keys never escape the output prefix;
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import os
@@ -191,6 +192,24 @@ def test_blocklist_file_errors_and_caption_matching(tmp_path: Path) -> None:
     assert not bl.blocks("a redstar") and not bl.blocks("corners") and not parse_blocklist("").blocks("x")
 
 
+def test_blocklist_from_s3_rejects_prompts_in_the_expander_stage(tmp_path: Path, tiny_ckpt: str, s3_server: str,
+                                                                  s3_url: str) -> None:
+    from llmgan.job.plan import ShardSpec
+    from llmgan.job.stages import ShardExpander
+
+    prompts = tmp_path / "p.parquet"
+    pq.write_table(pa.table({"prompt": ["a red star", "a blue circle", "a red square"]}), prompts)
+    url = join(s3_url, "policy/blocklist.txt")
+    Storage(s3_server).write_text(url, "re:\\bred\\b\n")
+    cfg = GenerateConfig(prompts=str(prompts), out=str(tmp_path / "o"), ckpt=tiny_ckpt, expand=False,
+                         blocklist=url, s3_endpoint=s3_server)
+    batch = ShardExpander(cfg)(ShardSpec(0, 0, 3, 3))
+    assert [it.caption for it in batch.items] == ["a blue circle"]
+    assert [r["reason"] for r in batch.rejected] == ["blocked", "blocked"]
+    with pytest.raises(UserError, match="blocklist not found"):
+        ShardExpander(dataclasses.replace(cfg, blocklist=join(s3_url, "missing.txt")))(ShardSpec(0, 0, 3, 3))
+
+
 @pytest.fixture(scope="module")
 def random_lm(tmp_path_factory: pytest.TempPathFactory) -> str:
     """An untrained 1-layer GPT-2 over a small word vocabulary (built here, nothing downloaded)."""
@@ -299,6 +318,12 @@ def test_no_secret_in_any_output_log_or_error(ray_local, tiny_ckpt: str, tmp_pat
     for tar_blob in [b for n, b in zip(names, blobs) if n.endswith(".tar")]:
         with tarfile.open(fileobj=io.BytesIO(tar_blob)) as tar:
             blobs += [tar.extractfile(m).read() for m in tar.getmembers()]  # type: ignore[union-attr]
+    # the Ray session's own logs too: driver, raylet, GCS and every worker that ran the job's actors and tasks
+    from ray._private import worker as ray_worker  # no public API names the session directory
+
+    logs = [p for p in Path(ray_worker._global_node.get_logs_dir_path()).rglob("*") if p.is_file()]
+    assert any(p.name.startswith("worker-") for p in logs)
+    blobs += [p.read_bytes() for p in logs]
     for secret in (FAKE_KEY_ID, FAKE_SECRET, password, "admin:"):
         for text in texts:
             assert secret not in text

@@ -14,7 +14,7 @@ import pytest
 from llmgan.errors import UserError
 from llmgan.io.prompts import open_prompts
 from llmgan.io.storage import Storage
-from llmgan.job.config import GenerateConfig, StageResources, default_out
+from llmgan.job.config import GenerateConfig, StageResources, default_out, size_pools
 from llmgan.job.manifest import JOB_FILE, build_manifest, prepare_output, redact_url
 from llmgan.job.plan import image_seed, make_plan, prompt_seed
 from llmgan.job.shards import ImageRecord, ShardResult, committed_shards, write_shard
@@ -48,6 +48,20 @@ def test_config_validation_names_field(bad: dict, message: str) -> None:
         GenerateConfig(prompts="p.parquet", **bad)
     with pytest.raises(UserError, match=r"max actors \(1\) must be >= min actors \(2\)"):
         StageResources(2, 1)
+
+
+def test_pool_sizing_fills_the_cluster_only_where_left_to_the_job() -> None:
+    def sized(cpus: float = 2, **kw) -> tuple:
+        cfg = size_pools(GenerateConfig(prompts="p.parquet", **kw), cluster_cpus=cpus, cluster_gpus=4)
+        e, g = cfg.expander, cfg.generator
+        return e.num_cpus, e.max_actors, g.num_cpus, g.max_actors
+
+    assert sized() == (1.0, 1, 1.0, 1)  # LM expander on one core, the generator on the other
+    assert sized(expand=False) == (0.0, 1, 1.0, 2)  # a prompt reader holds no core: two generators
+    assert sized(expand=False, generator=StageResources(max_actors=None, num_cpus=0.5)) == (0.0, 1, 0.5, 4)
+    assert sized(generator=StageResources(max_actors=None, num_gpus=1.0)) == (1.0, 1, 1.0, 4)  # one per GPU
+    assert sized(generator=StageResources(max_actors=3)) == (1.0, 1, 1.0, 3)  # explicit settings are kept
+    assert sized(expander=StageResources(min_actors=2, max_actors=2, num_cpus=1.0), cpus=8) == (1.0, 2, 1.0, 6)
 
 
 def test_default_out_from_stem() -> None:

@@ -32,7 +32,7 @@ def _benchmarks(quick: bool, work: Path) -> dict[str, Callable[[], dict[str, Any
 
     def llm() -> dict[str, Any]:
         n = 128 if quick else 512
-        figures = expand.run(n_speed=n, n_baseline=n // (4 if quick else 1), n_faithful=100 if quick else 500,
+        figures = expand.run(n_speed=n, n_baseline=n // (4 if quick else 1),
                              n_variety=16 if quick else 64, out=io.StringIO())
         return {**figures, "ratio": figures["speedup"], "target": ">= 8"}
 

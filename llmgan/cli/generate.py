@@ -30,10 +30,12 @@ def generate(
     s3_endpoint: str | None = typer.Option(None, "--s3-endpoint", help="S3 endpoint URL [env: AWS_ENDPOINT_URL_S3]."),
     expander_min: int = typer.Option(1, "--expander-min-actors"),
     expander_max: int = typer.Option(1, "--expander-max-actors"),
-    expander_cpus: float = typer.Option(1.0, "--expander-cpus", help="CPUs per expander actor."),
+    expander_cpus: float | None = typer.Option(
+        None, "--expander-cpus", help="CPUs per expander actor [default: 1; 0 with --no-expand]."),
     expander_gpus: float = typer.Option(0.0, "--expander-gpus", help="GPUs (or a fraction) per expander actor."),
     generator_min: int = typer.Option(1, "--generator-min-actors"),
-    generator_max: int = typer.Option(1, "--generator-max-actors"),
+    generator_max: int | None = typer.Option(
+        None, "--generator-max-actors", help="[default: as many as the CPUs (GPUs) the expanders leave allow]"),
     generator_cpus: float = typer.Option(1.0, "--generator-cpus", help="CPUs per generator actor."),
     generator_gpus: float = typer.Option(0.0, "--generator-gpus", help="GPUs (or a fraction) per generator actor."),
     expander_resources: str | None = typer.Option(

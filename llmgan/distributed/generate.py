@@ -23,7 +23,7 @@ from llmgan.errors import UserError
 from llmgan.io.identity import content_identity
 from llmgan.io.prompts import open_prompts
 from llmgan.io.storage import Storage, join
-from llmgan.job.config import GenerateConfig
+from llmgan.job.config import GenerateConfig, size_pools
 from llmgan.job.manifest import (
     SUCCESS_FILE,
     build_manifest,
@@ -215,6 +215,11 @@ def run_generate(cfg: GenerateConfig, progress: bool = True) -> dict[str, Any]:
     if todo:
         storage.delete(join(cfg.out, SUCCESS_FILE))  # the folder is incomplete until this run commits the rest
         connect_ray()
+        resources = ray.cluster_resources()
+        cfg = size_pools(cfg, resources.get("CPU", 0.0), resources.get("GPU", 0.0))
+        log.info("actor pools: expander %d-%d x %g CPU, generator %d-%d x %g CPU", cfg.expander.min_actors,
+                 cfg.expander.max_actors, cfg.expander.num_cpus, cfg.generator.min_actors, cfg.generator.max_actors,
+                 cfg.generator.num_cpus)
         reporter = _Progress(planned, enabled=progress)
         t_run = time.perf_counter()
 

@@ -202,9 +202,8 @@ def _progress(tracker: Any, target: int, stop: threading.Event, enabled: bool) -
 def run_train(data: str, out: str, config: GanConfig, options: DistTrainOptions,
               storage: Storage | None = None) -> dict[str, Any]:
     """Train (or resume) a GAN on Ray Train; returns the summary (also written to RUN_URL/summary.json)."""
-    from llmgan.data.readers import load_captioned
+    from llmgan.gan.train_data import load_training_data
     from llmgan.gan.train_report import load_eval_classifier, make_probes
-    from llmgan.text.encoder import TextEncoder, embed_dataset_captions, embedding_cache_url
 
     storage = storage or Storage()
     started = time.perf_counter()
@@ -221,18 +220,11 @@ def run_train(data: str, out: str, config: GanConfig, options: DistTrainOptions,
             _check_compatible(saved, config.replace(text_dim=saved["model"]["text_dim"]), data, out)
             return _summary(storage, out, target, 0, 0, time.perf_counter() - started, already_complete=True)
 
-    dataset = load_captioned(data, config.image_size, storage=storage)
+    dataset, emb, config = load_training_data(data, config, options.text_encoder, storage)
     n = len(dataset.captions)
-    if n < config.batch_size:
-        raise UserError(f"{data}: {n} usable images, fewer than the batch size {config.batch_size}")
-    encoder = TextEncoder(model=options.text_encoder)
-    if encoder.dim != config.text_dim:
-        config = config.replace(text_dim=encoder.dim)
     if saved is not None:
         _check_compatible(saved, config, data, out)
     target = options.total_steps(n, config.batch_size)
-    emb = embed_dataset_captions(dataset.captions, encoder, embedding_cache_url(data), storage)
-    del encoder
     clf = load_eval_classifier(options.classifier, dataset.labels)
     probes = make_probes(emb, dataset.captions, dataset.labels, options.seed, clf.attributes if clf else None)
     storage.write_text(join(out, RUN_FILE), json.dumps({

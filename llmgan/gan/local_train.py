@@ -34,6 +34,7 @@ from llmgan.gan.checkpoint import (
 from llmgan.gan.config import GanConfig
 from llmgan.gan.inference import derive_seed
 from llmgan.gan.step import make_train_state, train_step
+from llmgan.gan.train_data import load_training_data
 from llmgan.gan.train_report import ema_images, load_eval_classifier
 from llmgan.io.storage import Storage, join
 
@@ -110,20 +111,13 @@ def grid_png(images: np.ndarray, cols: int) -> bytes:
 
 def train_local(data: str, out: str, config: GanConfig, options: LocalTrainOptions, storage: Storage | None = None) -> dict:
     """Train (or resume) a GAN on a captioned dataset; returns a summary dict. See the module docstring."""
-    from llmgan.data.readers import load_captioned
-    from llmgan.text.encoder import TextEncoder, embed_dataset_captions, embedding_cache_url
-
     storage = storage or Storage()
     threads = options.threads or len(os.sched_getaffinity(0))
     torch.set_num_threads(threads)
 
-    dataset = load_captioned(data, config.image_size, storage=storage)
+    dataset, emb, config = load_training_data(data, config, options.text_encoder, storage)
     n = len(dataset.captions)
-    if n < config.batch_size:
-        raise UserError(f"{data}: {n} usable images, fewer than the batch size {config.batch_size}")
-    encoder = TextEncoder(model=options.text_encoder)
-    if encoder.dim != config.text_dim:
-        config = config.replace(text_dim=encoder.dim)
+    emb_all = torch.from_numpy(emb)
     resume = latest_checkpoint(out, storage)
     if resume is not None:
         saved = GanConfig.from_dict(read_meta(resume, storage)["model"])
@@ -133,10 +127,6 @@ def train_local(data: str, out: str, config: GanConfig, options: LocalTrainOptio
                 f"{out} holds a run with a different configuration ({', '.join(diff)}); resume with the same "
                 f"options or choose a new --out"
             )
-
-    cache = embedding_cache_url(data)
-    log.info("embedding %d captions (cached in %s)", n, cache)
-    emb_all = torch.from_numpy(embed_dataset_captions(dataset.captions, encoder, cache, storage))
     images_all = dataset.images  # uint8, converted per batch to keep memory small
 
     state = make_train_state(config, seed=options.seed)

@@ -109,7 +109,9 @@ class DBlock(nn.Module):
         self.conv1 = nn.Conv2d(cin, cin, 3, padding=1)
         self.conv2 = nn.Conv2d(cin, cout, 4, stride=2, padding=1)
         self.shortcut = nn.Conv2d(cin, cout, 1)
-        self.gain = nn.Parameter(torch.zeros(1))  # residual branch starts switched off (DF-GAN)
+        # DF-GAN starts this gain at 0; on CPU budgets it then stayed near 0 (-0.08 after 5,000 steps), leaving D a
+        # linear pooling stack that could not tell a star from a disc. Starting at 1 keeps D deep from step one.
+        self.gain = nn.Parameter(torch.ones(1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.conv2(F.leaky_relu(self.conv1(F.leaky_relu(x, 0.2)), 0.2))

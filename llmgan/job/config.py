@@ -24,8 +24,8 @@ class StageResources:
     """Actor pool sizing for one pipeline stage (Ray Data `concurrency=(min, max)`)."""
 
     min_actors: int = 1
-    max_actors: int = 1
-    num_cpus: float = 1.0
+    max_actors: int | None = 1  # None: as many as the cluster has room for (see size_pools)
+    num_cpus: float | None = None  # None: 1, or 0 for an expander that does not run the LM (see size_pools)
     num_gpus: float = 0.0
     # Custom Ray resources per actor, e.g. {"gan_gpu": 1}: pins the stage to node types that offer them.
     resources: dict[str, float] = field(default_factory=dict)
@@ -33,9 +33,9 @@ class StageResources:
     def __post_init__(self) -> None:
         if self.min_actors < 1:
             raise UserError(f"min actors must be >= 1, got {self.min_actors}")
-        if self.max_actors < self.min_actors:
+        if self.max_actors is not None and self.max_actors < self.min_actors:
             raise UserError(f"max actors ({self.max_actors}) must be >= min actors ({self.min_actors})")
-        if self.num_cpus < 0 or self.num_gpus < 0:
+        if (self.num_cpus or 0) < 0 or self.num_gpus < 0:
             raise UserError("CPUs and GPUs per actor must be >= 0")
         for name, amount in self.resources.items():
             if not name or name in ("CPU", "GPU", "memory"):
@@ -77,7 +77,7 @@ class GenerateConfig:
     batch_size: int = 64
     s3_endpoint: str | None = None
     expander: StageResources = StageResources()
-    generator: StageResources = StageResources()
+    generator: StageResources = StageResources(max_actors=None)
     max_retries: int = 2
     overwrite: bool = False
     contact_sheet_size: int = 64
@@ -117,3 +117,25 @@ class GenerateConfig:
 def default_out(prompts: str) -> str:
     stem = prompts.rstrip("/").rsplit("/", 1)[-1] if is_s3(prompts) else Path(prompts).name
     return str(Path("outputs") / (stem.rsplit(".", 1)[0] or "prompts"))
+
+
+def size_pools(cfg: GenerateConfig, cluster_cpus: float, cluster_gpus: float) -> GenerateConfig:
+    """Fill in the pool settings left to the job. The expander takes a CPU only when it runs the caption LM
+    (without expansion it just reads prompt rows); the generator pool may grow into whatever the expanders
+    leave of the cluster, so `--no-expand` on 2 cores runs two generators instead of one and an idle reader."""
+    exp, gen = cfg.expander, cfg.generator
+    if exp.num_cpus is None:
+        exp = dataclasses.replace(exp, num_cpus=1.0 if cfg.expand else 0.0)
+    if exp.max_actors is None:
+        exp = dataclasses.replace(exp, max_actors=exp.min_actors)
+    if gen.num_cpus is None:
+        gen = dataclasses.replace(gen, num_cpus=1.0)
+    if gen.max_actors is None:
+        if gen.num_gpus > 0:
+            fit = int((cluster_gpus - exp.num_gpus * exp.max_actors) // gen.num_gpus)
+        elif gen.num_cpus > 0:
+            fit = int((cluster_cpus - exp.num_cpus * exp.max_actors) // gen.num_cpus)
+        else:
+            fit = gen.min_actors
+        gen = dataclasses.replace(gen, max_actors=max(gen.min_actors, fit))
+    return dataclasses.replace(cfg, expander=exp, generator=gen)
