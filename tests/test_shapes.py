@@ -45,6 +45,36 @@ def test_same_seed_same_bytes(tmp_path):
     assert shapes.generate_shapes(10, seed=8)["image"].to_pylist() != a["image"].to_pylist()[:10]
 
 
+def test_same_bytes_in_every_process(tmp_path):
+    """Nothing may depend on string hashing, which Python salts per process."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import hashlib, sys; from llmgan.data.shapes import generate_shapes, generate_prompt_pairs; "
+            "t = generate_shapes(200, size=8, seed=1); p = generate_prompt_pairs(200, seed=1); "
+            "sys.stdout.write(hashlib.sha256(repr((t.to_pylist(), p.to_pylist())).encode()).hexdigest())")
+    digests = {subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONHASHSEED": h},
+                              capture_output=True, text=True, check=True).stdout for h in ("1", "2")}
+    assert len(digests) == 1
+
+
+def test_prompt_pairs_for_the_caption_lm():
+    pairs = shapes.generate_prompt_pairs(400, seed=2, split="train")
+    assert pairs.column_names == ["short_prompt", "caption"]
+    stated = [vocab.parse_attributes(p) for p in pairs["short_prompt"].to_pylist()]
+    for prompt, caption, got in zip(pairs["short_prompt"].to_pylist(), pairs["caption"].to_pylist(), stated):
+        assert vocab.is_faithful(prompt, caption) and ("shape" in got or "color" in got)
+        assert not shapes.is_heldout({a: v[0] for a, v in vocab.parse_attributes(caption).items()})
+    # more stated details than users type: size is stated in about 0.5 * 0.25 + 0.5 * 0.6 of prompts
+    assert 0.3 < sum("size" in g for g in stated) / len(stated) < 0.55
+    assert max(len(g) for g in stated) == 5
+    every = shapes.generate_prompt_pairs(400, seed=2)["caption"].to_pylist()  # default: all pairs, held-out too
+    assert any(shapes.is_heldout({a: v[0] for a, v in vocab.parse_attributes(c).items()}) for c in every)
+    with pytest.raises(UserError, match="detail"):
+        shapes.generate_prompt_pairs(3, detail=1.5)
+
+
 def test_columns_and_types(table):
     assert tuple(table.column_names) == shapes.COLUMNS
     assert table.schema.field("image").type == "binary"
@@ -205,3 +235,17 @@ def test_cli_shapes(tmp_path, s3_server, s3_url):
         assert bad.exit_code == 2, args
         assert bad.stderr.startswith("error:") and message in bad.stderr
         assert len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_cli_prompt_pairs(tmp_path):
+    from typer.testing import CliRunner
+
+    from llmgan.cli.app import app
+
+    runner = CliRunner()
+    out = tmp_path / "pairs.parquet"
+    result = runner.invoke(app, ["data", "prompt-pairs", "--n", "30", "--out", str(out), "--seed", "5"])
+    assert result.exit_code == 0, result.output
+    assert pq.read_table(out).equals(shapes.generate_prompt_pairs(30, seed=5))
+    bad = runner.invoke(app, ["data", "prompt-pairs", "--n", "5", "--out", str(out), "--detail", "2"])
+    assert bad.exit_code == 2 and bad.stderr.startswith("error: detail must be in [0, 1]")

@@ -41,7 +41,7 @@ def _benchmarks(quick: bool, work: Path) -> dict[str, Callable[[], dict[str, Any
     return {
         "pipeline (no expansion)": lambda: pipeline.pipeline_efficiency(work, images, False, repeats, ckpt=None),
         "pipeline (with expansion)": lambda: pipeline.pipeline_efficiency(
-            work, images // (4 if quick else 10), True, repeats, ckpt=None),
+            work, images // 4 if quick else images, True, repeats, ckpt=None),
         "LLM batching": llm,
         "text-embedding cache": lambda: pipeline.embedding_cache(400 if quick else 4000, 20, None, repeats),
         "driver memory at scale": lambda: pipeline.driver_memory(

@@ -1,4 +1,4 @@
-"""`llmgan data shapes|digits`: write the built-in captioned datasets as Parquet (local path or s3://)."""
+"""`llmgan data shapes|digits|prompt-pairs`: write the built-in datasets as Parquet (local path or s3://)."""
 
 from __future__ import annotations
 
@@ -72,6 +72,32 @@ def shapes_command(
         table = generate_shapes(n, size=size, seed=seed, split=split, progress=progress)
     write_dataset(table, out, storage)
     typer.echo(_summary("shapes", table, out, size, time.perf_counter() - start, f", split {split}, seed {seed}"))
+
+
+@data_app.command("prompt-pairs")
+@handle_errors
+def prompt_pairs_command(
+    n: int = typer.Option(..., "--n", help="Number of (short prompt, caption) pairs."),
+    out: str = typer.Option(..., "--out", help="Output Parquet file (local path or s3://bucket/key.parquet)."),
+    seed: int = typer.Option(0, "--seed", help="Seed: the same seed writes the same bytes."),
+    detail: float = typer.Option(0.6, "--detail", help="For half the pairs: chance that the prompt states each of "
+                                 "size, position, background."),
+    split: str = typer.Option("all", "--split", help="all, train (no held-out pairs) or heldout."),
+    s3_endpoint: str | None = typer.Option(None, "--s3-endpoint", help="S3 endpoint URL [env: AWS_ENDPOINT_URL_S3]."),
+) -> None:
+    """Shapes (short prompt -> caption) pairs without images: training data for `llmgan train-lm`."""
+    setup_logging()
+    from llmgan.data.shapes import generate_prompt_pairs, write_dataset
+    from llmgan.io.storage import Storage
+
+    _check_out(out)
+    storage = Storage(s3_endpoint)
+    storage.check_bucket(out)
+    start = time.perf_counter()
+    table = generate_prompt_pairs(n, seed=seed, detail=detail, split=split)
+    write_dataset(table, out, storage)
+    typer.echo(f"wrote {table.num_rows} prompt pairs (split {split}, seed {seed}, detail {detail}) to {out} in "
+               f"{time.perf_counter() - start:.1f}s")
 
 
 @data_app.command("digits")

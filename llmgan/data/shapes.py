@@ -169,15 +169,24 @@ def make_caption(labels: dict[str, str], rng: np.random.Generator) -> str:
     )
 
 
-def make_short_prompt(labels: dict[str, str], rng: np.random.Generator) -> str:
-    """What a user would type: 1-3 attributes, always the shape or the colour, never contradicting labels."""
+def make_short_prompt(labels: dict[str, str], rng: np.random.Generator, detail: float | None = None) -> str:
+    """What a user would type: 1-3 attributes, always the shape or the colour, never contradicting labels.
+
+    With `detail`, each of size, position and background is stated with that probability instead (up to all
+    five attributes): caption-LM training pairs with more stated details to learn to keep.
+    """
     _check_labels(labels)
     head = str(rng.choice(["shape", "color", "both", "both"]))
     chosen = {"shape", "color"} if head == "both" else {head}
-    n_extra = int(rng.integers(0, 3 - len(chosen) + 1))
-    chosen.update(str(a) for a in rng.choice(["size", "position", "background"], size=n_extra, replace=False))
+    optional = ("size", "position", "background")
+    if detail is None:
+        n_extra = int(rng.integers(0, 3 - len(chosen) + 1))
+        chosen.update(str(a) for a in rng.choice(optional, size=n_extra, replace=False))
+    else:
+        chosen.update(a for a in optional if rng.random() < detail)
     # users mostly type the plain word
-    w = {attr: _word(rng, attr, labels[attr], canonical_p=0.85) for attr in chosen}
+    # a fixed order, not the set's: set order follows string hashing, which differs between processes
+    w = {attr: _word(rng, attr, labels[attr], canonical_p=0.85) for attr in vocab.ATTRIBUTES if attr in chosen}
     noun = w.get("shape") or str(rng.choice(["shape", "object"]))
     parts = [w[a] for a in ("size", "color") if a in w] + [noun]
     text = " ".join(parts)
@@ -243,6 +252,29 @@ def generate_shapes(
             progress(i + 1)
     schema = pa.schema([(c, pa.binary() if c == "image" else pa.string()) for c in COLUMNS])
     return pa.table(cols, schema=schema)
+
+
+def generate_prompt_pairs(n: int, seed: int = 0, detail: float = 0.6, split: str = "all") -> pa.Table:
+    """`n` (short_prompt, caption) pairs, no images: caption-LM training data. The default split is "all": users
+    may type any pair, and an LM that never saw one (say "yellow cross") writes another colour instead.
+
+    Half the prompts come from the user-like mix of `make_short_prompt`, half state each optional attribute with
+    probability `detail`. Users state size, position or background in a quarter of prompts; with so little of
+    that signal a small LM learned to copy colour and shape but sampled size as if it had not been stated.
+    """
+    if n < 1:
+        raise UserError(f"n must be at least 1, got {n}")
+    if not 0 <= detail <= 1:
+        raise UserError(f"detail must be in [0, 1], got {detail}")
+    if split not in SPLITS:
+        raise UserError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
+    prompts, captions = [], []
+    for i in range(n):
+        rng = np.random.default_rng([seed, 99, i])
+        labels = sample_labels(rng, split)
+        captions.append(make_caption(labels, rng))
+        prompts.append(make_short_prompt(labels, rng, detail=None if rng.random() < 0.5 else detail))
+    return pa.table({"short_prompt": prompts, "caption": captions})
 
 
 def write_dataset(table: pa.Table, url: str, storage: Storage | None = None) -> None:
