@@ -56,11 +56,13 @@ def test_pool_sizing_fills_the_cluster_only_where_left_to_the_job() -> None:
         e, g = cfg.expander, cfg.generator
         return e.num_cpus, e.max_actors, g.num_cpus, g.max_actors
 
-    assert sized() == (1.0, 1, 1.0, 1)  # LM expander on one core, the generator on the other
-    assert sized(expand=False) == (0.0, 1, 1.0, 2)  # a prompt reader holds no core: two generators
+    assert sized() == (0.25, 1, 0.875, 2)  # the LM takes a quarter core, two generators share the rest
+    assert sized(cpus=16) == (0.25, 1, 15.75 / 16, 16)
+    assert sized(expand=False) == (0.0, 1, 1.0, 2)  # a prompt reader holds no core: two whole-core generators
     assert sized(expand=False, generator=StageResources(max_actors=None, num_cpus=0.5)) == (0.0, 1, 0.5, 4)
-    assert sized(generator=StageResources(max_actors=None, num_gpus=1.0)) == (1.0, 1, 1.0, 4)  # one per GPU
-    assert sized(generator=StageResources(max_actors=3)) == (1.0, 1, 1.0, 3)  # explicit settings are kept
+    assert sized(generator=StageResources(max_actors=None, num_gpus=1.0)) == (0.25, 1, 1.0, 4)  # one per GPU
+    assert sized(generator=StageResources(max_actors=3)) == (0.25, 1, 1.0, 3)  # explicit settings are kept
+    assert sized(cpus=0.2) == (0.25, 1, 1.0, 1)  # nothing left: one whole-core generator waits for room
     assert sized(expander=StageResources(min_actors=2, max_actors=2, num_cpus=1.0), cpus=8) == (1.0, 2, 1.0, 6)
 
 

@@ -31,12 +31,14 @@ def generate(
     expander_min: int = typer.Option(1, "--expander-min-actors"),
     expander_max: int = typer.Option(1, "--expander-max-actors"),
     expander_cpus: float | None = typer.Option(
-        None, "--expander-cpus", help="CPUs per expander actor [default: 1; 0 with --no-expand]."),
+        None, "--expander-cpus", help="CPUs per expander actor [default: 0.25; 0 with --no-expand]."),
     expander_gpus: float = typer.Option(0.0, "--expander-gpus", help="GPUs (or a fraction) per expander actor."),
     generator_min: int = typer.Option(1, "--generator-min-actors"),
     generator_max: int | None = typer.Option(
         None, "--generator-max-actors", help="[default: as many as the CPUs (GPUs) the expanders leave allow]"),
-    generator_cpus: float = typer.Option(1.0, "--generator-cpus", help="CPUs per generator actor."),
+    generator_cpus: float | None = typer.Option(
+        None, "--generator-cpus", help="CPUs per generator actor [default: 1, or an equal share of the CPUs the "
+        "expanders leave when --generator-max-actors is not given either]."),
     generator_gpus: float = typer.Option(0.0, "--generator-gpus", help="GPUs (or a fraction) per generator actor."),
     expander_resources: str | None = typer.Option(
         None, "--expander-resources", help='Custom Ray resources per expander actor, JSON: \'{"lm_gpu": 1}\'.'),

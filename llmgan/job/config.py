@@ -11,6 +11,7 @@ from llmgan.errors import UserError
 from llmgan.io.storage import is_s3
 
 FORMATS = ("webdataset", "parquet")
+EXPANDER_CPUS = 0.25  # default CPU reservation of a caption-LM actor (see size_pools)
 
 # Settings that change what is written: a rerun into the same folder must agree on all of them.
 OUTPUT_DEFINING = (
@@ -25,7 +26,7 @@ class StageResources:
 
     min_actors: int = 1
     max_actors: int | None = 1  # None: as many as the cluster has room for (see size_pools)
-    num_cpus: float | None = None  # None: 1, or 0 for an expander that does not run the LM (see size_pools)
+    num_cpus: float | None = None  # None: left to size_pools
     num_gpus: float = 0.0
     # Custom Ray resources per actor, e.g. {"gan_gpu": 1}: pins the stage to node types that offer them.
     resources: dict[str, float] = field(default_factory=dict)
@@ -120,22 +121,33 @@ def default_out(prompts: str) -> str:
 
 
 def size_pools(cfg: GenerateConfig, cluster_cpus: float, cluster_gpus: float) -> GenerateConfig:
-    """Fill in the pool settings left to the job. The expander takes a CPU only when it runs the caption LM
-    (without expansion it just reads prompt rows); the generator pool may grow into whatever the expanders
-    leave of the cluster, so `--no-expand` on 2 cores runs two generators instead of one and an idle reader."""
+    """Fill in the pool settings left to the job.
+
+    The caption LM writes one caption per prompt while the generator draws several images per caption, so the
+    LM is busy for a small part of the job: the expander reserves a quarter of a core (none without expansion,
+    where it only reads prompt rows) and CPU generators share the rest, one single-threaded actor per core left.
+    On 2 cores that is two generators of 0.875 CPU, not one generator beside a core the LM leaves idle; a
+    reservation of a whole core for the LM cost 20 % of the job's throughput (README, Performance).
+    """
     exp, gen = cfg.expander, cfg.generator
     if exp.num_cpus is None:
-        exp = dataclasses.replace(exp, num_cpus=1.0 if cfg.expand else 0.0)
+        exp = dataclasses.replace(exp, num_cpus=EXPANDER_CPUS if cfg.expand else 0.0)
     if exp.max_actors is None:
         exp = dataclasses.replace(exp, max_actors=exp.min_actors)
-    if gen.num_cpus is None:
-        gen = dataclasses.replace(gen, num_cpus=1.0)
-    if gen.max_actors is None:
-        if gen.num_gpus > 0:
+    left_cpus = cluster_cpus - exp.num_cpus * exp.max_actors
+    if gen.num_gpus > 0:
+        if gen.num_cpus is None:
+            gen = dataclasses.replace(gen, num_cpus=1.0)
+        if gen.max_actors is None:
             fit = int((cluster_gpus - exp.num_gpus * exp.max_actors) // gen.num_gpus)
-        elif gen.num_cpus > 0:
-            fit = int((cluster_cpus - exp.num_cpus * exp.max_actors) // gen.num_cpus)
-        else:
-            fit = gen.min_actors
-        gen = dataclasses.replace(gen, max_actors=max(gen.min_actors, fit))
+            gen = dataclasses.replace(gen, max_actors=max(gen.min_actors, fit))
+    elif gen.num_cpus is None and gen.max_actors is None:
+        n = max(gen.min_actors, round(left_cpus))
+        gen = dataclasses.replace(gen, num_cpus=min(1.0, left_cpus / n) if left_cpus > 0 else 1.0, max_actors=n)
+    else:
+        if gen.num_cpus is None:
+            gen = dataclasses.replace(gen, num_cpus=1.0)
+        if gen.max_actors is None:
+            fit = int(left_cpus // gen.num_cpus) if gen.num_cpus > 0 else gen.min_actors
+            gen = dataclasses.replace(gen, max_actors=max(gen.min_actors, fit))
     return dataclasses.replace(cfg, expander=exp, generator=gen)
