@@ -213,18 +213,19 @@ def test_train_local_cli_end_to_end_with_resume_and_sample(tiny_data: str, tmp_p
     assert (out / "checkpoints" / "00000002" / "training_state.pt").exists()
     assert (out / "samples" / "00000002.png").exists()
 
-    second = runner.invoke(app, [*args, "--steps", "4"])
+    second = runner.invoke(app, [*args, "--steps", "6"])
     assert second.exit_code == 0, second.output
     summary = json.loads(second.stdout.strip().splitlines()[-1])
-    assert summary["start_step"] == 2 and summary["steps"] == 4 and summary["steps_this_run"] == 2
+    assert summary["start_step"] == 2 and summary["steps"] == 6 and summary["steps_this_run"] == 4
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in rows] == [2, 4]
+    assert [r["step"] for r in rows] == [2, 6]  # every log_every (50) steps and at the end of each run
     assert all(np.isfinite(r["loss_d"]) and r["imgs_per_s"] > 0 for r in rows)
-    assert json.loads((out / "final" / "config.json").read_text())["step"] == 4
-    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["00000002", "00000004"]
+    assert json.loads((out / "final" / "config.json").read_text())["step"] == 6
+    # the newest two are kept; the pruned one leaves no empty folder behind
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["00000004", "00000006"]
 
     # a run directory loads its newest checkpoint; export copies only the inference files
-    assert GanModel.load(str(out)).meta["step"] == 4
+    assert GanModel.load(str(out)).meta["step"] == 6
     from llmgan.gan.checkpoint import export_checkpoint
 
     export_checkpoint(str(out), str(tmp_path / "exported"))

@@ -10,6 +10,7 @@ Run directory (local or s3://):
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
@@ -36,7 +37,7 @@ from llmgan.gan.inference import derive_seed
 from llmgan.gan.step import make_train_state, train_step
 from llmgan.gan.train_data import load_training_data
 from llmgan.gan.train_report import ema_images, load_eval_classifier
-from llmgan.io.storage import Storage, join
+from llmgan.io.storage import Storage, is_s3, join
 
 log = logging.getLogger(__name__)
 
@@ -165,6 +166,9 @@ def train_local(data: str, out: str, config: GanConfig, options: LocalTrainOptio
             for old in steps[:-KEEP_CHECKPOINTS]:
                 for name in storage.list(join(out, "checkpoints", old)):
                     storage.delete(join(out, "checkpoints", old, name))
+                if not is_s3(out):  # S3 has no folders; a local one would stay behind, empty
+                    with contextlib.suppress(OSError):
+                        os.rmdir(join(out, "checkpoints", old))
 
     def evaluate() -> dict[str, float]:
         if clf is None:
