@@ -127,7 +127,7 @@ def size_pools(cfg: GenerateConfig, cluster_cpus: float, cluster_gpus: float) ->
     LM is busy for a small part of the job: the expander reserves a quarter of a core (none without expansion,
     where it only reads prompt rows) and CPU generators share the rest, one single-threaded actor per core left.
     On 2 cores that is two generators of 0.875 CPU, not one generator beside a core the LM leaves idle; a
-    reservation of a whole core for the LM cost 20 % of the job's throughput (README, Performance).
+    reservation of a whole core for the LM cost about 15 % of the job's throughput (README, Performance).
     """
     exp, gen = cfg.expander, cfg.generator
     if exp.num_cpus is None:
