@@ -135,19 +135,17 @@ def size_pools(cfg: GenerateConfig, cluster_cpus: float, cluster_gpus: float) ->
     if exp.max_actors is None:
         exp = dataclasses.replace(exp, max_actors=exp.min_actors)
     left_cpus = cluster_cpus - exp.num_cpus * exp.max_actors
-    if gen.num_gpus > 0:
-        if gen.num_cpus is None:
-            gen = dataclasses.replace(gen, num_cpus=1.0)
-        if gen.max_actors is None:
-            fit = int((cluster_gpus - exp.num_gpus * exp.max_actors) // gen.num_gpus)
-            gen = dataclasses.replace(gen, max_actors=max(gen.min_actors, fit))
-    elif gen.num_cpus is None and gen.max_actors is None:
+    if gen.num_gpus == 0 and gen.num_cpus is None and gen.max_actors is None:
         n = max(gen.min_actors, round(left_cpus))
         gen = dataclasses.replace(gen, num_cpus=min(1.0, left_cpus / n) if left_cpus > 0 else 1.0, max_actors=n)
-    else:
-        if gen.num_cpus is None:
-            gen = dataclasses.replace(gen, num_cpus=1.0)
-        if gen.max_actors is None:
-            fit = int(left_cpus // gen.num_cpus) if gen.num_cpus > 0 else gen.min_actors
-            gen = dataclasses.replace(gen, max_actors=max(gen.min_actors, fit))
+    if gen.num_cpus is None:
+        gen = dataclasses.replace(gen, num_cpus=1.0)
+    if gen.max_actors is None:
+        if gen.num_gpus > 0:
+            fit = int((cluster_gpus - exp.num_gpus * exp.max_actors) // gen.num_gpus)
+        elif gen.num_cpus > 0:
+            fit = int(left_cpus // gen.num_cpus)
+        else:
+            fit = gen.min_actors
+        gen = dataclasses.replace(gen, max_actors=max(gen.min_actors, fit))
     return dataclasses.replace(cfg, expander=exp, generator=gen)
