@@ -1,4 +1,5 @@
-"""Shared CLI plumbing: one-line errors with exit codes, stderr logging, option helpers."""
+"""Shared CLI plumbing: one-line errors with exit codes, stderr logging, and the options every command shares
+(declared once here as `Annotated` aliases; each command's default comes from its config dataclass)."""
 
 from __future__ import annotations
 
@@ -6,13 +7,23 @@ import functools
 import logging
 import sys
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 
 from llmgan.errors import StorageError, UserError
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+# Options shared by several commands. Usage: `seed: Seed = SomeConfig.seed`, `s3_endpoint: S3Endpoint = None`.
+Seed = Annotated[int, typer.Option("--seed", min=0, help="Seed: the same seed gives the same output, byte for byte.")]
+S3Endpoint = Annotated[str | None, typer.Option(
+    "--s3-endpoint", help="S3 endpoint URL for s3:// paths [default: env AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL].")]
+Ckpt = Annotated[str | None, typer.Option("--ckpt", help="GAN checkpoint folder or s3:// prefix [default: bundled].")]
+Lm = Annotated[str | None, typer.Option("--lm", help="Caption LM: HF directory, s3:// or hub id [default: bundled].")]
+OutDir = Annotated[str, typer.Option("--out", help="Output folder (local path or s3://bucket/prefix).")]
+OutFile = Annotated[str, typer.Option("--out", help="Output file (local path or s3://bucket/key).")]
+Quiet = Annotated[bool, typer.Option("--quiet", help="No progress output (the summary is still printed).")]
 
 EXIT_USER_ERROR = 2
 EXIT_RUNTIME_ERROR = 1
