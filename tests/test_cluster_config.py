@@ -28,7 +28,8 @@ REPO = Path(__file__).resolve().parents[1]
 RAY = str(Path(sys.executable).with_name("ray"))
 MANIFESTS = ["cluster/raycluster.yaml", "cluster/rayjob-generate.yaml", "cluster/rayjob-train.yaml"]
 # Where users copy commands from: every `jobs/*.py` command in these files is parsed by the job's own CLI.
-COMMAND_SOURCES = ["ray-cluster.yaml", "cluster/submit.py", "README.md", *MANIFESTS]
+COMMAND_SOURCES = ["ray-cluster.yaml", "cluster/submit.py", "README.md", *sorted(
+    str(p.relative_to(REPO)) for p in (REPO / "docs").glob("*.md")), *MANIFESTS]
 
 
 def load_submit() -> Any:
