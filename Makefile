@@ -20,7 +20,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
-	$(BIN)/ruff check llmgan jobs tests cluster
+	$(BIN)/ruff check llmgan benchmarks jobs tests cluster
 
 clean-venv:
 	rm -rf $(VENV)

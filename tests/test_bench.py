@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from llmgan.bench import diffusion, gpu
+from benchmarks import diffusion, gpu
 from llmgan.errors import UserError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -64,7 +64,7 @@ def test_diffusion_rejects_bad_options(tmp_path: Path) -> None:
 def test_gpu_script_quick_on_cpu(tmp_path: Path, tiny_lm_dir: str) -> None:
     out = tmp_path / "gpu.json"
     proc = subprocess.run(
-        [sys.executable, "-m", "llmgan.bench.gpu", "--device", "cpu", "--quick", "--lm", tiny_lm_dir,
+        [sys.executable, "-m", "benchmarks.gpu", "--device", "cpu", "--quick", "--lm", tiny_lm_dir,
          "--max-seconds", "3000", "--out", str(out)],
         cwd=REPO, capture_output=True, text=True, timeout=600,
     )
@@ -85,7 +85,7 @@ def test_gpu_script_refuses_missing_cuda_in_one_line(tmp_path: Path) -> None:
 
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
-    proc = subprocess.run([sys.executable, "-m", "llmgan.bench.gpu", "--device", "cuda", "--out", str(tmp_path / "x")],
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.gpu", "--device", "cuda", "--out", str(tmp_path / "x")],
                           cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("error: device") and "Traceback" not in proc.stderr
@@ -112,12 +112,12 @@ def tiny_lm_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 def test_bench_command_writes_report(tmp_path: Path) -> None:
-    """`llmgan bench --quick` end to end: every benchmark runs and reports a ratio (never asserted as a time)."""
-    from llmgan.bench.report import _benchmarks
+    """`python -m benchmarks --quick` end to end: every benchmark runs and reports a ratio (never asserted as a time)."""
+    from benchmarks.report import _benchmarks
 
     out = tmp_path / "bench"
-    result = subprocess.run([sys.executable, "-m", "llmgan", "bench", "--quick", "--out", str(out)],
-                            capture_output=True, text=True, timeout=1800)
+    result = subprocess.run([sys.executable, "-m", "benchmarks", "--quick", "--out", str(out)],
+                            capture_output=True, text=True, timeout=1800, cwd=REPO)
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads((out / "bench.json").read_text())
     assert set(report["results"]) == set(_benchmarks(True, tmp_path / "names"))
@@ -129,3 +129,24 @@ def test_bench_command_writes_report(tmp_path: Path) -> None:
     assert memory["large_prompts"] == 10 * memory["small_prompts"]
     markdown = (out / "bench.md").read_text()
     assert all(f"| {name} |" in markdown for name in report["results"])
+
+
+def test_benchmark_job_runs_from_any_folder(tmp_path: Path) -> None:
+    """`jobs/benchmark.py` (the `ray job submit` entry point) finds the repo's `benchmarks` package from elsewhere
+    and takes the report's flags; `--only` with no match writes an empty report without running anything."""
+    out = tmp_path / "report"
+    proc = subprocess.run([sys.executable, str(REPO / "jobs" / "benchmark.py"), "--only", "no-such-benchmark",
+                           "--out", str(out)], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads((out / "bench.json").read_text())["results"] == {}
+    assert "| benchmark | ratio |" in proc.stdout
+    bad = subprocess.run([sys.executable, str(REPO / "jobs" / "benchmark.py"), "--quick=yes"],
+                         capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert bad.returncode == 2 and "--quick" in bad.stderr
+
+
+def test_cli_has_no_bench_command() -> None:
+    """Benchmarks are not part of the shipped package: `llmgan bench` is gone (`python -m benchmarks` instead)."""
+    proc = subprocess.run([sys.executable, "-m", "llmgan", "bench", "--quick"], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 2 and "No such command 'bench'" in proc.stderr

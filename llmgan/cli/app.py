@@ -17,7 +17,7 @@ app = typer.Typer(
 )
 
 # Each module defines `register(app)`; a command is listed here only once it works.
-COMMAND_MODULES: list[str] = ["generate", "data", "train", "expand", "train_lm", "sample", "eval_cmd", "bench"]
+COMMAND_MODULES: list[str] = ["generate", "data", "train", "expand", "train_lm", "sample", "eval_cmd"]
 
 
 def _version(value: bool) -> None:

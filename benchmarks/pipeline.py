@@ -25,7 +25,7 @@ from llmgan.io.storage import Storage
 from llmgan.job.config import GenerateConfig
 from llmgan.job.shards import write_shard
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 
 
 def make_prompts(path: Path, n_prompts: int, n_per_prompt: int = 1, seed: int = 0, distinct: int | None = None) -> str:

@@ -94,7 +94,7 @@ def run(lm: str | None = None, n_speed: int = 512, n_baseline: int = 512, n_vari
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m llmgan.bench.expand", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.expand", description=__doc__)
     parser.add_argument("--lm", default=None, help="caption LM directory or hub id (default: the shipped LM)")
     parser.add_argument("--n", type=int, default=512, help="held-out prompts for the batched run and faithfulness")
     parser.add_argument("--baseline", type=int, default=512, help="prompts for the one-at-a-time run (a prefix)")

@@ -1,5 +1,5 @@
 """Training-speed benchmark: images/s of `llmgan train --local` vs Ray Train with 1 worker, and 2 workers vs 1,
-measured in one run on the same data and model (`python -m llmgan.bench.train`).
+measured in one run on the same data and model (`python -m benchmarks.train`).
 
 Speeds are steady-state training figures from each run's metrics rows (the first interval, which holds
 start-up and warm-up, is left out; checkpoints only at the end); wall times including start-up are shown

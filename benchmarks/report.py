@@ -1,4 +1,4 @@
-"""`llmgan bench`: run every benchmark, print one table, write bench.json (all figures + machine) and bench.md."""
+"""`python -m benchmarks`: run every benchmark, print one table, write bench.json (all figures + machine) and bench.md."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from llmgan.job.manifest import versions
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def machine() -> dict[str, Any]:
@@ -28,7 +30,7 @@ def machine() -> dict[str, Any]:
 
 def _benchmarks(quick: bool, work: Path) -> dict[str, Callable[[], dict[str, Any]]]:
     """name -> thunk; each returns a dict of figures with a headline `ratio` (and `target` when one is set)."""
-    from llmgan.bench import diffusion, expand, pipeline
+    from benchmarks import diffusion, expand, pipeline
 
     def llm() -> dict[str, Any]:
         n = 128 if quick else 512
@@ -58,8 +60,10 @@ def _training(quick: bool) -> dict[str, Any]:
     import sys
 
     steps = ["--steps", "12", "--images", "256", "--g-width", "16", "--d-width", "16"] if quick else []
-    out = subprocess.run([sys.executable, "-m", "llmgan.bench.train", "--json", *steps],
-                         check=True, capture_output=True, text=True).stdout
+    # `benchmarks` is not installed: the child finds it through the repo root, whatever the caller's cwd
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    out = subprocess.run([sys.executable, "-m", "benchmarks.train", "--json", *steps],
+                         check=True, capture_output=True, text=True, env=env).stdout
     figures = json.loads(out.strip().splitlines()[-1])
     return {**figures, "ratio": figures["ray1_over_local"], "target": ">= 0.9"}
 
@@ -103,3 +107,19 @@ def run_bench(out: str, quick: bool, only: list[str] | None = None,
     (out_dir / "bench.json").write_text(json.dumps(report, indent=1, default=str))
     (out_dir / "bench.md").write_text(_markdown(results, info))
     return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The command line of `python -m benchmarks` and `jobs/benchmark.py`; exit 1 when any benchmark failed."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="bench", help="Folder for bench.json and bench.md (default: bench).")
+    parser.add_argument("--quick", action="store_true", help="Small sizes: a few minutes on 2 cores.")
+    parser.add_argument("--only", action="append", metavar="NAME",
+                        help="Run benchmarks whose name starts with NAME (repeatable).")
+    args = parser.parse_args(argv)
+    report = run_bench(args.out, args.quick, args.only, log=lambda m: print(m, file=sys.stderr, flush=True))
+    print((Path(args.out) / "bench.md").read_text(), end="")
+    return 1 if any("error" in v for v in report["results"].values()) else 0

@@ -327,7 +327,7 @@ def table(fig: dict[str, Any]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m llmgan.bench.diffusion", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.diffusion", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny budgets: proves the code path in ~2 minutes")
     parser.add_argument("--budget-s", type=float, default=None, help="training seconds per model (default 600)")
     parser.add_argument("--data", default=None, help="shapes dataset to train on (default: fresh shapes images)")

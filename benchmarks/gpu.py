@@ -1,7 +1,7 @@
 """GPU benchmark of the core layer (no Ray): generator images/s at 32-256 px in fp32 / bf16 / torch.compile, caption-LM captions/s.
 
 Runs unattended on a bare GPU box that has torch + transformers but not Ray:
-    python -m llmgan.bench.gpu --device cuda --out gpu.json
+    python -m benchmarks.gpu --device cuda --out gpu.json
 and on CPU with --quick (tiny sizes) so the test suite can smoke-test it. A global deadline skips whatever
 is left (recorded as skipped, with the reason) so one run always finishes and always writes its JSON.
 """
@@ -113,7 +113,7 @@ def bench_lm(device: torch.device, lm: str | None, batches: Sequence[int], n_per
 
     if lm is None and not SHIPPED_LM.exists():
         return {"skipped": f"no shipped caption LM at {SHIPPED_LM} (give --lm)"}
-    from llmgan.bench.expand import heldout_prompts
+    from benchmarks.expand import heldout_prompts
 
     rows: list[dict] = []
     for b in batches:
@@ -212,7 +212,7 @@ def table(fig: dict[str, Any]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m llmgan.bench.gpu", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.gpu", description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--quick", action="store_true", help="tiny sizes (CPU smoke test)")
     parser.add_argument("--lm", default=None, help="caption LM directory (default: the shipped one)")
