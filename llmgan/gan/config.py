@@ -10,6 +10,7 @@ from llmgan.errors import UserError
 
 IMAGE_SIZES = (32, 64, 128, 256)
 AUGMENTS = ("translation", "cutout")
+MAX_TRUNCATION = 1.0  # noise scale bound: truncation is in (0, MAX_TRUNCATION] for sampling and every job
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from llmgan.gan.checkpoint import (
     read_meta,
     resolve_checkpoint,
 )
-from llmgan.gan.config import GanConfig
+from llmgan.gan.config import MAX_TRUNCATION, GanConfig
 from llmgan.gan.networks import Discriminator, Generator
 from llmgan.io.storage import Storage
 
@@ -106,8 +106,8 @@ class GanModel:
     # ---- inputs --------------------------------------------------------------------------------
     def noise(self, seeds: Sequence[int], truncation: float = 1.0) -> torch.Tensor:
         """(N, z_dim) standard normal rows, row i drawn from seeds[i] alone, scaled by `truncation` (1 = none)."""
-        if not 0 < truncation <= 1.0:
-            raise UserError(f"truncation must be in (0, 1], got {truncation}")
+        if not 0 < truncation <= MAX_TRUNCATION:
+            raise UserError(f"truncation must be in (0, {MAX_TRUNCATION:g}], got {truncation}")
         rows = []
         for seed in seeds:
             g = torch.Generator().manual_seed(int(seed) % (2**63))
