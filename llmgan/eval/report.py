@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -27,43 +26,17 @@ from llmgan.eval.classifier import (
     load_classifier,
     train_classifier,
 )
+from llmgan.eval.options import EvalOptions
 from llmgan.io.storage import Storage, join
 
 log = logging.getLogger(__name__)
 
-SPLIT_CHOICES = ("both", "train", "heldout", "all")
 _SPLIT_CODE = {"train": 0, "heldout": 1, "all": 2}
 DIVERSITY_GROUPS = 20  # captions whose images are compared with each other
 PER_GROUP = 8  # images per caption for the diversity and SSIM figures
 GRID_ROWS = 8
 CHUNK = 256
 SHIPPED = "shipped:shapes32"
-
-
-@dataclass(frozen=True)
-class EvalOptions:
-    """What to evaluate; validated once."""
-
-    n: int = 2000
-    best_of: int = 1
-    seed: int = 0
-    split: str = "both"
-    truncation: float = 1.0
-    classifier_steps: int = 1500
-
-    def __post_init__(self) -> None:
-        if not 10 <= self.n <= 1_000_000:
-            raise UserError(f"n must be between 10 and 1000000, got {self.n}")
-        if self.best_of < 1:
-            raise UserError(f"best_of must be at least 1, got {self.best_of}")
-        if self.seed < 0:
-            raise UserError(f"seed must be non-negative, got {self.seed}")
-        if self.split not in SPLIT_CHOICES:
-            raise UserError(f"split must be one of {', '.join(SPLIT_CHOICES)}, got {self.split!r}")
-        if not 0 < self.truncation <= 1:
-            raise UserError(f"truncation must be in (0, 1], got {self.truncation}")
-        if self.classifier_steps < 1:
-            raise UserError(f"classifier_steps must be at least 1, got {self.classifier_steps}")
 
 
 def _row_splits(labels: dict[str, list[str]], count: int) -> list[str] | None:
