@@ -7,7 +7,7 @@ import os
 
 import typer
 
-from llmgan.cli.common import handle_errors, setup_logging
+from llmgan.cli.common import OutDir, S3Endpoint, Seed, handle_errors, setup_logging
 from llmgan.errors import UserError
 
 
@@ -15,7 +15,7 @@ from llmgan.errors import UserError
 def train_command(
     local: bool = typer.Option(False, "--local", help="Train in this process without Ray."),
     data: str = typer.Option(..., "--data", help="Captioned images: Parquet file/folder, WebDataset shards or image folder (local or s3://)."),
-    out: str = typer.Option(..., "--out", help="Run directory (local or s3://); rerun the same command to resume."),
+    out: OutDir = ...,  # the run folder: rerunning the same command resumes from it
     steps: int | None = typer.Option(None, "--steps", help="Total training steps (a resumed run continues up to this); default 10000."),
     epochs: float | None = typer.Option(None, "--epochs", help="Distributed: train for this many passes over the data instead of --steps."),
     workers: int = typer.Option(2, "--workers", help="Distributed: Ray Train workers (DDP processes)."),
@@ -26,7 +26,7 @@ def train_command(
     log_every: int = typer.Option(50, "--log-every", help="Distributed: steps between metrics rows."),
     image_size: int = typer.Option(32, "--image-size", help="32, 64, 128 or 256."),
     batch_size: int = typer.Option(32, "--batch-size", help="Images per step (distributed: all workers together)."),
-    seed: int = typer.Option(0, "--seed", help="Seed for initialisation, batches and noise."),
+    seed: Seed = 0,
     checkpoint_every: int = typer.Option(500, "--checkpoint-every", help="Steps between checkpoints (distributed: also sample grids and accuracy)."),
     sample_every: int = typer.Option(500, "--sample-every", help="Steps between sample grids."),
     eval_every: int = typer.Option(500, "--eval-every", help="Steps between per-attribute accuracy checks."),
@@ -36,7 +36,7 @@ def train_command(
     threads: int = typer.Option(0, "--threads", help="Torch CPU threads (0 = all available cores)."),
     text_encoder: str | None = typer.Option(None, "--text-encoder", help="Hugging Face encoder dir (default: packaged MiniLM)."),
     no_eval: bool = typer.Option(False, "--no-eval", help="Do not track per-attribute accuracy."),
-    s3_endpoint: str | None = typer.Option(None, "--s3-endpoint", help="S3 endpoint URL [env: AWS_ENDPOINT_URL_S3]."),
+    s3_endpoint: S3Endpoint = None,
 ) -> None:
     """Train the text-conditioned GAN; prints a JSON summary (steps, images/s, accuracy) on stdout."""
     # idle OpenMP threads sleep instead of spinning: on a shared CPU box spinning made steps ~10x slower
