@@ -1,7 +1,7 @@
 """Entry point for `ray job submit -- python jobs/generate.py prompts.parquet [options]`.
 
 The same command as `llmgan generate`; it joins the cluster from RAY_ADDRESS (set by `ray job submit`),
-else starts a local Ray.
+else starts a local Ray (or runs without Ray with `--executor local`).
 """
 
 import sys
@@ -9,9 +9,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root, under `ray job submit --working-dir`
 
-import typer
+import typer  # noqa: E402
 
-from llmgan.cli.generate import generate
+from llmgan.cli.generate import register  # noqa: E402
 
 if __name__ == "__main__":
-    typer.run(generate)
+    app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+    register(app)  # one command: the app runs it directly, with the same option parsing as `llmgan generate`
+    app()

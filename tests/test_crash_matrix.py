@@ -159,7 +159,8 @@ NODE_LOSS = """
 import json, sys, threading, time
 import ray
 from ray.cluster_utils import Cluster
-from llmgan.distributed.generate import JobFailed, run_generate
+from llmgan.distributed.generate import run_generate
+from llmgan.job.outcomes import JobFailed
 from llmgan.io.storage import Storage
 from llmgan.job.config import GenerateConfig, StageResources
 from llmgan.job.shards import committed_shards

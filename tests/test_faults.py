@@ -64,7 +64,7 @@ def test_exact_outputs_under_20_percent_transient_faults(baseline: dict, tiny_ck
 
 def test_permanent_outage_stops_names_endpoint_and_shard_then_rerun_completes(
         baseline: dict, tiny_ckpt: str, s3_server: str, s3_url: str) -> None:
-    from llmgan.distributed.generate import JobFailed
+    from llmgan.job.outcomes import JobFailed
 
     direct = Storage(s3_server)
     prompts = upload(direct, baseline["prompts"], join(s3_url, "in/prompts.parquet"))

@@ -38,16 +38,43 @@ def test_seeds_depend_on_identity_only() -> None:
     assert len(seeds) == 150 and all(0 <= s < 2**63 for s in seeds)
 
 
+def test_seeds_and_png_bytes_are_pinned() -> None:
+    """Shard bytes depend on these: derive_seed replaced plan.py's own hash and png_bytes the job's PNG code
+    with no change of value (figures from the code they replaced)."""
+    import hashlib
+
+    import numpy as np
+
+    from llmgan.io.images import png_bytes
+    from llmgan.job.plan import caption_seed
+
+    a = prompt_seed(0, "id-1", None)
+    assert (a, prompt_seed(7, "x", 5), image_seed(a, 1, 3), caption_seed(42)) == (
+        5263746622120309405, 819878903268225393, 3436734375421998701, 5098137530060109476)
+    png = png_bytes(np.arange(8 * 8 * 3, dtype=np.uint8).reshape(8, 8, 3))
+    assert hashlib.sha256(png).hexdigest() == "16278d98f176caa9079bad8ede83f69838a29b7d394271bd5192fda77a9fa89c"
+
+
 @pytest.mark.parametrize("bad, message", [
-    ({"n_per_prompt": 0}, "n-per-prompt must be >= 1"),
-    ({"format": "zip"}, "format must be one of"),
-    ({"best_of": 0}, "best-of must be 1..64"),
+    ({"n_per_prompt": 0}, "--n-per-prompt must be >= 1, got 0"),
+    ({"format": "zip"}, "--format must be one of webdataset, parquet, got 'zip'"),
+    ({"best_of": 0}, "--best-of must be 1..64, got 0"),
+    ({"truncation": 1.5}, r"--truncation must be in \(0, 1\], got 1.5"),
+    ({"executor": "dask"}, "--executor must be one of ray, local, got 'dask'"),
+    ({"expander": StageResources(2, 1)}, r"--expander-max-actors \(1\) must be >= --expander-min-actors \(2\)"),
+    ({"generator": StageResources(resources={"GPU": 1})}, "--generator-resources: 'GPU' is not a custom resource"),
 ])
-def test_config_validation_names_field(bad: dict, message: str) -> None:
+def test_config_validation_names_option(bad: dict, message: str) -> None:
     with pytest.raises(UserError, match=message):
         GenerateConfig(prompts="p.parquet", **bad)
-    with pytest.raises(UserError, match=r"max actors \(1\) must be >= min actors \(2\)"):
-        StageResources(2, 1)
+
+
+def test_truncation_bound_is_the_gans() -> None:
+    from llmgan.gan.config import MAX_TRUNCATION
+
+    GenerateConfig(prompts="p.parquet", truncation=MAX_TRUNCATION)
+    with pytest.raises(UserError, match="--truncation"):
+        GenerateConfig(prompts="p.parquet", truncation=MAX_TRUNCATION * 1.01)
 
 
 def test_pool_sizing_fills_the_cluster_only_where_left_to_the_job() -> None:
@@ -75,9 +102,9 @@ def test_default_out_from_stem() -> None:
 def _result(index: int) -> ShardResult:
     import numpy as np
 
-    from llmgan.job.stages import encode_png
+    from llmgan.io.images import png_bytes
 
-    recs = [ImageRecord(f"{index:05d}_{i:06d}", encode_png(np.full((8, 8, 3), i * 20, np.uint8)), f"cap {i}",
+    recs = [ImageRecord(f"{index:05d}_{i:06d}", png_bytes(np.full((8, 8, 3), i * 20, np.uint8)), f"cap {i}",
                         {"prompt": "p", "prompt_id": f"id{i}", "seed": i, "variant": 0, "score": None})
             for i in range(3)]
     return ShardResult(index, 0, 3, recs, rejected=[{"row": 9, "id": "9", "reason": "empty prompt"}],
@@ -123,3 +150,123 @@ def test_redact_url_drops_credentials_and_signatures() -> None:
     assert redact_url("https://user:secret@host:9000/b?X-Amz-Signature=abc") == "https://host:9000/b"
     assert redact_url("s3://bucket/prefix") == "s3://bucket/prefix"
     assert redact_url("local/path") == "local/path"
+
+
+# ---- the driver (llmgan.job.run) with the local executor: no Ray anywhere in these tests -----------------------
+
+def _prompts(path: Path, rows: int = 9) -> str:
+    names = ["red star", "blue circle", None, "green cross", "   "]
+    pq.write_table(pa.table({"id": [f"r{i}" for i in range(rows)], "prompt": [names[i % 5] for i in range(rows)],
+                             "n": pa.array([2] * rows, pa.int32())}), path)
+    return str(path)
+
+
+def _local(tiny_ckpt: str, prompts: str, out: Path, **kw) -> dict:
+    from llmgan.job.local_executor import LocalExecutor
+    from llmgan.job.run import run_job
+
+    cfg = GenerateConfig(prompts=prompts, out=str(out), ckpt=tiny_ckpt, expand=False, shard_size=4, batch_size=3,
+                         executor="local", **kw)
+    return run_job(cfg, LocalExecutor(), progress=False)
+
+
+def _data_files(out: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted((out / "shards").iterdir()) if not p.name.endswith(".stats.json")}
+
+
+def test_local_executor_records_rejects_and_resumes_one_shard(tmp_path: Path, tiny_ckpt: str) -> None:
+    prompts = _prompts(tmp_path / "p.parquet")
+    out = tmp_path / "out"
+    summary = _local(tiny_ckpt, prompts, out)
+    assert summary["executor"] == "local" and summary["images"] == 12 and summary["shards"] == 4
+    assert summary["rejected_reasons"] == {"null prompt": 2, "empty prompt": 1}
+    stats = json.loads((out / "shards" / "00001.stats.json").read_text())
+    assert [(r["id"], r["reason"]) for r in stats["rejected"]] == [("r2", "null prompt"), ("r4", "empty prompt")]
+    first = _data_files(out)
+    (out / "shards" / "00001.stats.json").unlink()  # shard 1 un-committed: only it is redone
+    (out / "_SUCCESS.json").unlink()
+    again = _local(tiny_ckpt, prompts, out)
+    assert again["images_this_run"] == json.loads((out / "shards" / "00001.stats.json").read_text())["images"] == 2
+    assert again["images"] == 12 and _data_files(out) == first
+    assert _local(tiny_ckpt, prompts, out)["images_this_run"] == 0  # all committed: nothing runs
+
+
+def _fail_shard(monkeypatch: pytest.MonkeyPatch, shard: int, times: int) -> list[str]:
+    """ShardGenerator.draw raises for `shard` on its first `times` attempts (a real stage exception)."""
+    from llmgan.job.stages import ShardGenerator
+
+    draw = ShardGenerator.draw
+    calls: list[str] = []
+
+    def flaky(self, emb, batch):  # type: ignore[no-untyped-def]
+        if batch[0].key == f"{shard:05d}_000000":  # the shard's first batch: one per attempt
+            calls.append(batch[0].key)
+            if len(calls) <= times:
+                raise RuntimeError(f"injected fault {len(calls)}")
+        return draw(self, emb, batch)
+
+    monkeypatch.setattr(ShardGenerator, "draw", flaky)
+    return calls
+
+
+def test_failed_shard_is_retried_then_job_fails_naming_it(tmp_path: Path, tiny_ckpt: str,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from llmgan.job.outcomes import JobFailed, ShardFailed
+
+    prompts = _prompts(tmp_path / "p.parquet")
+    out = tmp_path / "out"
+    calls = _fail_shard(monkeypatch, 1, times=99)
+    with pytest.raises(JobFailed) as info:
+        _local(tiny_ckpt, prompts, out, max_retries=2)
+    assert len(calls) == 3  # the first attempt and two retries
+    message = str(info.value)
+    assert "1 shard(s) failed after 2 retries (shards 00001: RuntimeError: injected fault 3)" in message
+    assert "rerun the same command" in message
+    assert info.value.failures == [ShardFailed(1, "RuntimeError: injected fault 3")]
+    assert sorted(committed_shards(Storage(), str(out))) == [0, 2, 3] and not (out / "_SUCCESS.json").exists()
+    monkeypatch.undo()
+    summary = _local(tiny_ckpt, prompts, out, max_retries=2)  # resume: only the failed shard runs
+    redone = json.loads((out / "shards" / "00001.stats.json").read_text())["images"]
+    assert summary["images_this_run"] == redone == 2 and summary["images"] == 12
+
+
+def test_flaky_shard_succeeds_on_retry(tmp_path: Path, tiny_ckpt: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    prompts = _prompts(tmp_path / "p.parquet")
+    calls = _fail_shard(monkeypatch, 2, times=1)
+    summary = _local(tiny_ckpt, prompts, tmp_path / "out", max_retries=1)
+    assert len(calls) == 2 and summary["images"] == 12 and summary["shards"] == 4
+
+
+class _Reporting:
+    """An executor that reports what it is given instead of running shards."""
+
+    name = "fake"
+
+    def __init__(self, report) -> None:  # type: ignore[no-untyped-def]
+        self.report, self.passes = report, 0
+
+    def prepare(self, cfg: GenerateConfig) -> GenerateConfig:
+        return cfg
+
+    def run(self, cfg, todo, job_id, on_outcome) -> None:  # type: ignore[no-untyped-def]
+        self.passes += 1
+        for item in self.report(todo):
+            on_outcome(item)
+
+
+def test_outcomes_are_typed(tmp_path: Path, tiny_ckpt: str) -> None:
+    from llmgan.job.outcomes import JobFailed, ShardCommitted, ShardFailed
+    from llmgan.job.run import run_job
+
+    assert ShardFailed.of(3, ValueError("bad " * 200)) == ShardFailed(3, ("ValueError: " + "bad " * 200)[:500])
+    assert ShardCommitted({"shard": 2, "images": 5}).shard == 2
+    cfg = GenerateConfig(prompts=_prompts(tmp_path / "p.parquet"), out=str(tmp_path / "out"), ckpt=tiny_ckpt,
+                         expand=False, shard_size=4, max_retries=1)
+    # an error dict is not an outcome: it can never pass for a committed shard's stats
+    with pytest.raises(TypeError, match="reported dict, not a shard outcome"):
+        run_job(cfg, _Reporting(lambda todo: [{"shard": s.index, "error": "x"} for s in todo]), progress=False)
+    silent = _Reporting(lambda todo: [])  # a shard without an outcome counts as failed, and is retried
+    with pytest.raises(JobFailed, match=r"4 shard\(s\) failed after 1 retries \(shards 00000, 00001, 00002, 00003: "
+                                        r"no outcome reported\)"):
+        run_job(cfg, silent, progress=False)
+    assert silent.passes == 2

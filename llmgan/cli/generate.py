@@ -1,75 +1,116 @@
-"""`llmgan generate` (also `jobs/generate.py`): bulk generation from a prompts Parquet file on Ray."""
+"""`llmgan generate` (also `jobs/generate.py`): bulk generation from a prompts Parquet file, on Ray or in
+one local process. Each option is declared once; defaults and validation live in GenerateConfig."""
 
 from __future__ import annotations
 
 import json
+from typing import Annotated, Any
 
 import typer
+from typer.core import TyperCommand
 
-from llmgan.cli.common import EXIT_RUNTIME_ERROR, fail, handle_errors, setup_logging
+from llmgan.cli.common import EXIT_RUNTIME_ERROR, Ckpt, Lm, Quiet, S3Endpoint, Seed, fail, handle_errors, setup_logging
+from llmgan.job.config import EXECUTORS, FORMATS, GenerateConfig
+
+_EXP, _GEN = GenerateConfig.expander, GenerateConfig.generator  # the pools' defaults
+
+
+class OneLineErrorsCommand(TyperCommand):
+    """A bad option value (wrong type, out of a typer range) is one `error:` line and exit 2, like a bad
+    setting that GenerateConfig rejects, instead of click's usage box."""
+
+    def make_context(self, info_name: str | None, args: list[str], parent: Any = None, **extra: Any) -> Any:
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except typer.TyperException as exc:
+            if getattr(exc, "exit_code", 1) != 2:  # 2: a usage error (bad value, missing argument)
+                raise
+            raise fail(exc.format_message()) from None
 
 
 @handle_errors
 def generate(
-    prompts: str = typer.Argument(..., help="Prompts Parquet file (local path or s3://...)."),
-    out: str | None = typer.Option(None, "--out", help="Output folder or s3:// prefix [default: outputs/<stem>]."),
-    prompt_column: str = typer.Option("prompt", help="Name of the prompt column."),
-    n_per_prompt: int = typer.Option(1, "--n-per-prompt", help="Images per prompt (a row's `n` column wins)."),
-    variants: int = typer.Option(1, help="Expanded captions per prompt; images cycle through them."),
-    expand: bool = typer.Option(True, "--expand/--no-expand", help="Expand prompts with the caption LM."),
-    lm: str | None = typer.Option(None, "--lm", help="Caption LM: HF directory or hub id [default: bundled]."),
-    ckpt: str | None = typer.Option(None, "--ckpt", help="GAN checkpoint dir or s3:// [default: bundled]."),
-    best_of: int = typer.Option(1, "--best-of", help="Draw K candidates per image, keep the best match."),
-    truncation: float = typer.Option(1.0, help="Noise truncation (lower: safer, less varied)."),
-    temperature: float = typer.Option(0.9, help="Caption LM sampling temperature."),
-    top_p: float = typer.Option(0.95, "--top-p", help="Caption LM nucleus sampling."),
-    seed: int = typer.Option(0, help="Job seed: every image's seed derives from it."),
-    shard_size: int = typer.Option(1000, "--shard-size", help="Images per shard (the unit of work and commit)."),
-    format: str = typer.Option("webdataset", "--format", help="webdataset (tar) or parquet."),
-    batch_size: int = typer.Option(64, "--batch-size", help="GAN batch size."),
-    s3_endpoint: str | None = typer.Option(None, "--s3-endpoint", help="S3 endpoint URL [env: AWS_ENDPOINT_URL_S3]."),
-    expander_min: int = typer.Option(1, "--expander-min-actors"),
-    expander_max: int = typer.Option(1, "--expander-max-actors"),
-    expander_cpus: float | None = typer.Option(
-        None, "--expander-cpus", help="CPUs per expander actor [default: 0.25; 0 with --no-expand]."),
-    expander_gpus: float = typer.Option(0.0, "--expander-gpus", help="GPUs (or a fraction) per expander actor."),
-    generator_min: int = typer.Option(1, "--generator-min-actors"),
-    generator_max: int | None = typer.Option(
-        None, "--generator-max-actors", help="[default: as many as the CPUs (GPUs) the expanders leave allow]"),
-    generator_cpus: float | None = typer.Option(
-        None, "--generator-cpus", help="CPUs per generator actor [default: 1, or an equal share of the CPUs the "
-        "expanders leave when --generator-max-actors is not given either]."),
-    generator_gpus: float = typer.Option(0.0, "--generator-gpus", help="GPUs (or a fraction) per generator actor."),
-    expander_resources: str | None = typer.Option(
-        None, "--expander-resources", help='Custom Ray resources per expander actor, JSON: \'{"lm_gpu": 1}\'.'),
-    generator_resources: str | None = typer.Option(
-        None, "--generator-resources", help='Custom Ray resources per generator actor, JSON: \'{"gan_gpu": 1}\'.'),
-    max_retries: int = typer.Option(2, "--max-retries", help="Times a failed shard is retried before the job fails."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing, different job in --out."),
-    blocklist: str | None = typer.Option(
-        None, "--blocklist", help="Words/phrases, or re:PATTERN lines (file or s3://): matching prompts and "
-        "captions are rejected as `blocked`."),
-    quiet: bool = typer.Option(False, "--quiet", help="No per-shard progress lines."),
+    prompts: Annotated[str, typer.Argument(help="Prompts Parquet file (local path or s3://...).")],
+    out: Annotated[str, typer.Option(
+        "--out", help="Output folder or s3:// prefix (default: outputs/<prompts file stem>).",
+        show_default=False)] = GenerateConfig.out,
+    prompt_column: Annotated[str, typer.Option("--prompt-column", help="Name of the prompt column.")
+                             ] = GenerateConfig.prompt_column,
+    n_per_prompt: Annotated[int, typer.Option(
+        "--n-per-prompt", help="Images per prompt (a row's `n` column wins).")] = GenerateConfig.n_per_prompt,
+    variants: Annotated[int, typer.Option(
+        "--variants", help="Expanded captions per prompt; images cycle through them.")] = GenerateConfig.variants,
+    expand: Annotated[bool, typer.Option(
+        "--expand/--no-expand", help="Expand prompts with the caption LM.")] = GenerateConfig.expand,
+    lm: Lm = GenerateConfig.lm,
+    ckpt: Ckpt = GenerateConfig.ckpt,
+    best_of: Annotated[int, typer.Option(
+        "--best-of", help="Draw K candidates per image, keep the best match (1..64).")] = GenerateConfig.best_of,
+    truncation: Annotated[float, typer.Option(
+        "--truncation", help="Noise scale in (0, 1]: lower is more typical, less varied.")] = GenerateConfig.truncation,
+    temperature: Annotated[float, typer.Option(
+        "--temperature", help="Caption LM sampling temperature (> 0).")] = GenerateConfig.temperature,
+    top_p: Annotated[float, typer.Option("--top-p", help="Caption LM nucleus sampling, in (0, 1].")
+                     ] = GenerateConfig.top_p,
+    seed: Seed = GenerateConfig.seed,
+    shard_size: Annotated[int, typer.Option(
+        "--shard-size", help="Images per shard (the unit of work and commit).")] = GenerateConfig.shard_size,
+    format: Annotated[str, typer.Option("--format", help=" or ".join(FORMATS) + ".")] = GenerateConfig.format,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="GAN batch size.")] = GenerateConfig.batch_size,
+    s3_endpoint: S3Endpoint = GenerateConfig.s3_endpoint,
+    executor: Annotated[str, typer.Option(
+        "--executor", help="ray: actor pools on the Ray cluster (RAY_ADDRESS, else a local Ray); local: one "
+        "process, no Ray needed (same shards, byte for byte).")] = GenerateConfig.executor,
+    expander_min: Annotated[int, typer.Option("--expander-min-actors")] = _EXP.min_actors,
+    expander_max: Annotated[int, typer.Option("--expander-max-actors")] = _EXP.max_actors,
+    expander_cpus: Annotated[float | None, typer.Option(
+        "--expander-cpus", help="CPUs per expander actor [default: 0.25; 0 with --no-expand].")] = _EXP.num_cpus,
+    expander_gpus: Annotated[float, typer.Option(
+        "--expander-gpus", help="GPUs (or a fraction) per expander actor.")] = _EXP.num_gpus,
+    generator_min: Annotated[int, typer.Option("--generator-min-actors")] = _GEN.min_actors,
+    generator_max: Annotated[int | None, typer.Option(
+        "--generator-max-actors", help="[default: as many as the CPUs (GPUs) the expanders leave allow]")
+    ] = _GEN.max_actors,
+    generator_cpus: Annotated[float | None, typer.Option(
+        "--generator-cpus", help="CPUs per generator actor [default: 1, or an equal share of the CPUs the "
+        "expanders leave when --generator-max-actors is not given either].")] = _GEN.num_cpus,
+    generator_gpus: Annotated[float, typer.Option(
+        "--generator-gpus", help="GPUs (or a fraction) per generator actor; with --executor local, > 0 puts the "
+        "GAN on the GPU.")] = _GEN.num_gpus,
+    expander_resources: Annotated[str | None, typer.Option(
+        "--expander-resources", help='Custom Ray resources per expander actor, JSON: \'{"lm_gpu": 1}\'.')] = None,
+    generator_resources: Annotated[str | None, typer.Option(
+        "--generator-resources", help='Custom Ray resources per generator actor, JSON: \'{"gan_gpu": 1}\'.')] = None,
+    max_retries: Annotated[int, typer.Option(
+        "--max-retries", help="Times a failed shard is retried before the job fails.")] = GenerateConfig.max_retries,
+    overwrite: Annotated[bool, typer.Option(
+        "--overwrite", help="Replace an existing, different job in --out.")] = GenerateConfig.overwrite,
+    blocklist: Annotated[str | None, typer.Option(
+        "--blocklist", help="Words/phrases, or re:PATTERN lines (file or s3://): matching prompts and "
+        "captions are rejected as `blocked`.")] = GenerateConfig.blocklist,
+    quiet: Quiet = False,
 ) -> None:
     """Generate images for every prompt in a Parquet file; resumable, shards committed exactly once."""
-    setup_logging()
-    from llmgan.job.config import GenerateConfig, StageResources, parse_resources
+    from llmgan.job.config import StageResources, parse_resources
 
+    # Every setting is checked here, before logging, Ray or any output.
     cfg = GenerateConfig(
-        prompts=prompts, out=out or "", prompt_column=prompt_column, n_per_prompt=n_per_prompt,
+        prompts=prompts, out=out, prompt_column=prompt_column, n_per_prompt=n_per_prompt,
         variants=variants, expand=expand, lm=lm, ckpt=ckpt, best_of=best_of, truncation=truncation,
         temperature=temperature, top_p=top_p, seed=seed, shard_size=shard_size, format=format,
         batch_size=batch_size, s3_endpoint=s3_endpoint, max_retries=max_retries, overwrite=overwrite,
-        blocklist=blocklist,
+        blocklist=blocklist, executor=executor,
         expander=StageResources(expander_min, expander_max, expander_cpus, expander_gpus,
                                 parse_resources(expander_resources, "--expander-resources")),
         generator=StageResources(generator_min, generator_max, generator_cpus, generator_gpus,
                                  parse_resources(generator_resources, "--generator-resources")),
     )
-    from llmgan.distributed.generate import JobFailed, run_generate
+    setup_logging()
+    from llmgan.job.outcomes import JobFailed
+    from llmgan.job.run import run_job
 
     try:
-        summary = run_generate(cfg, progress=not quiet)
+        summary = run_job(cfg, make_executor(cfg.executor), progress=not quiet)
     except JobFailed as exc:
         raise fail(str(exc), EXIT_RUNTIME_ERROR) from None
     rejected = summary["rejected"]
@@ -81,5 +122,17 @@ def generate(
     )
 
 
+def make_executor(name: str) -> Any:
+    """The executor named by --executor; Ray is imported only for "ray"."""
+    assert name in EXECUTORS, name  # GenerateConfig has checked it
+    if name == "local":
+        from llmgan.job.local_executor import LocalExecutor
+
+        return LocalExecutor()
+    from llmgan.distributed.generate import RayExecutor
+
+    return RayExecutor()
+
+
 def register(app: typer.Typer) -> None:
-    app.command("generate")(generate)
+    app.command("generate", cls=OneLineErrorsCommand)(generate)

@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from llmgan.errors import UserError
+from llmgan.gan.config import MAX_TRUNCATION
 from llmgan.io.storage import is_s3
 
 FORMATS = ("webdataset", "parquet")
+EXECUTORS = ("ray", "local")
+MAX_VARIANTS = 64
+MAX_BEST_OF = 64
+MAX_SHARD_SIZE = 1_000_000
+MAX_BATCH_SIZE = 65_536
+MAX_RETRIES = 100
 EXPANDER_CPUS = 0.25  # default CPU reservation of a caption-LM actor (see size_pools)
 
 # Settings that change what is written: a rerun into the same folder must agree on all of them.
@@ -22,7 +30,8 @@ OUTPUT_DEFINING = (
 
 @dataclass(frozen=True)
 class StageResources:
-    """Actor pool sizing for one pipeline stage (Ray Data `concurrency=(min, max)`)."""
+    """Actor pool sizing for one pipeline stage (Ray Data `concurrency=(min, max)`); the local executor runs
+    one of each stage and reads only `num_gpus` (> 0: that stage's model goes on the GPU)."""
 
     min_actors: int = 1
     max_actors: int | None = 1  # None: as many as the cluster has room for (see size_pools)
@@ -31,18 +40,32 @@ class StageResources:
     # Custom Ray resources per actor, e.g. {"gan_gpu": 1}: pins the stage to node types that offer them.
     resources: dict[str, float] = field(default_factory=dict)
 
-    def __post_init__(self) -> None:
-        if self.min_actors < 1:
-            raise UserError(f"min actors must be >= 1, got {self.min_actors}")
-        if self.max_actors is not None and self.max_actors < self.min_actors:
-            raise UserError(f"max actors ({self.max_actors}) must be >= min actors ({self.min_actors})")
-        if (self.num_cpus or 0) < 0 or self.num_gpus < 0:
-            raise UserError("CPUs and GPUs per actor must be >= 0")
+    def validate(self, stage: str) -> None:
+        """Raise UserError naming the `--<stage>-...` option that is out of range."""
+        opt = f"--{stage}"
+        if _not_int(self.min_actors) or self.min_actors < 1:
+            raise UserError(f"{opt}-min-actors must be >= 1, got {self.min_actors!r}")
+        if self.max_actors is not None and (_not_int(self.max_actors) or self.max_actors < self.min_actors):
+            raise UserError(f"{opt}-max-actors ({self.max_actors!r}) must be >= {opt}-min-actors ({self.min_actors})")
+        for name, value in ((f"{opt}-cpus", self.num_cpus), (f"{opt}-gpus", self.num_gpus)):
+            if value is not None and not (_number(value) and 0 <= value < math.inf):
+                raise UserError(f"{name} must be a number >= 0, got {value!r}")
+        if not isinstance(self.resources, dict):
+            raise UserError(f"{opt}-resources must be a JSON object, got {self.resources!r}")
         for name, amount in self.resources.items():
-            if not name or name in ("CPU", "GPU", "memory"):
-                raise UserError(f"resources: {name!r} is not a custom resource name (use the -cpus/-gpus options)")
-            if isinstance(amount, bool) or not isinstance(amount, (int, float)) or amount < 0:
-                raise UserError(f"resources: {name} must be a number >= 0, got {amount!r}")
+            if not isinstance(name, str) or not name or name in ("CPU", "GPU", "memory"):
+                raise UserError(f"{opt}-resources: {name!r} is not a custom resource name "
+                                f"(use {opt}-cpus / {opt}-gpus)")
+            if not (_number(amount) and 0 <= amount < math.inf):
+                raise UserError(f"{opt}-resources: {name} must be a number >= 0, got {amount!r}")
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _not_int(value: object) -> bool:
+    return not isinstance(value, int) or isinstance(value, bool)
 
 
 def parse_resources(text: str | None, option: str) -> dict[str, float]:
@@ -60,6 +83,9 @@ def parse_resources(text: str | None, option: str) -> dict[str, float]:
 
 @dataclass(frozen=True)
 class GenerateConfig:
+    """Every setting of `llmgan generate`, with its default; checked once, before anything is written.
+    Validation messages name the option as the user types it (`--best-of`)."""
+
     prompts: str
     out: str = ""  # default: outputs/<prompts file stem>
     prompt_column: str = "prompt"
@@ -83,29 +109,44 @@ class GenerateConfig:
     overwrite: bool = False
     contact_sheet_size: int = 64
     blocklist: str | None = None  # words / re: patterns; matching prompts and captions are rejected
+    executor: str = "ray"  # "ray": actor pools on a Ray cluster; "local": one process, no Ray needed
 
     def __post_init__(self) -> None:
         if not self.prompts:
-            raise UserError("prompts: a prompts Parquet file is required")
+            raise UserError("a prompts Parquet file is required")
         if not self.out:
             object.__setattr__(self, "out", default_out(self.prompts))
-        checks = [
-            ("n_per_prompt", self.n_per_prompt >= 1, "must be >= 1"),
-            ("variants", self.variants >= 1, "must be >= 1"),
-            ("best_of", 1 <= self.best_of <= 64, "must be 1..64"),
-            ("truncation", 0 < self.truncation <= 2, "must be in (0, 2]"),
-            ("temperature", self.temperature > 0, "must be > 0"),
-            ("top_p", 0 < self.top_p <= 1, "must be in (0, 1]"),
-            ("shard_size", 1 <= self.shard_size <= 1_000_000, "must be 1..1000000"),
-            ("batch_size", 1 <= self.batch_size <= 65_536, "must be 1..65536"),
-            ("max_retries", self.max_retries >= 0, "must be >= 0"),
-            ("seed", 0 <= self.seed < 2**63, "must be a non-negative 63-bit integer"),
+        ints = [
+            ("n_per_prompt", 1, None),
+            ("variants", 1, MAX_VARIANTS),
+            ("best_of", 1, MAX_BEST_OF),
+            ("shard_size", 1, MAX_SHARD_SIZE),
+            ("batch_size", 1, MAX_BATCH_SIZE),
+            ("max_retries", 0, MAX_RETRIES),
+            ("seed", 0, 2**63 - 1),
+            ("contact_sheet_size", 0, 10_000),
         ]
-        for name, ok, why in checks:
-            if not ok:
-                raise UserError(f"{name.replace('_', '-')} {why}, got {getattr(self, name)!r}")
-        if self.format not in FORMATS:
-            raise UserError(f"format must be one of {', '.join(FORMATS)}, got {self.format!r}")
+        for name, lo, hi in ints:
+            value = getattr(self, name)
+            if _not_int(value) or value < lo or (hi is not None and value > hi):
+                bound = f"must be >= {lo}" if hi is None else f"must be {lo}..{hi}"
+                raise UserError(f"{_option(name)} {bound}, got {value!r}")
+        floats = [
+            ("truncation", MAX_TRUNCATION, f"must be in (0, {MAX_TRUNCATION:g}]"),
+            ("top_p", 1.0, "must be in (0, 1]"),
+            ("temperature", math.inf, "must be > 0"),
+        ]
+        for name, hi, why in floats:
+            value = getattr(self, name)
+            if not (_number(value) and 0 < value <= hi and math.isfinite(value)):
+                raise UserError(f"{_option(name)} {why}, got {value!r}")
+        for name, choices in (("format", FORMATS), ("executor", EXECUTORS)):
+            if getattr(self, name) not in choices:
+                raise UserError(f"{_option(name)} must be one of {', '.join(choices)}, got {getattr(self, name)!r}")
+        if not isinstance(self.prompt_column, str) or not self.prompt_column.strip():
+            raise UserError(f"--prompt-column must be a column name, got {self.prompt_column!r}")
+        self.expander.validate("expander")
+        self.generator.validate("generator")
 
     def output_settings(self) -> dict:
         """The settings that decide the output (compared on rerun)."""
@@ -113,6 +154,11 @@ class GenerateConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+def _option(name: str) -> str:
+    """The command-line spelling of a setting (contact_sheet_size is not on the command line)."""
+    return name if name == "contact_sheet_size" else "--" + name.replace("_", "-")
 
 
 def default_out(prompts: str) -> str:

@@ -12,6 +12,7 @@ from typing import Any
 
 from llmgan import __version__
 from llmgan.errors import UserError
+from llmgan.io.images import png_bytes
 from llmgan.io.storage import Storage, join, redact_url  # noqa: F401 - redact_url: re-exported
 from llmgan.job.shards import SHARDS_DIR, committed_shards, read_shard_images, read_stats
 
@@ -154,8 +155,6 @@ def write_contact_sheet(storage: Storage, out: str, count: int) -> str | None:
     sheet = Image.new("RGB", (cols * (side + pad) + pad, rows * (side + pad) + pad), (40, 40, 40))
     for i, im in enumerate(images):
         sheet.paste(im, (pad + (i % cols) * (side + pad), pad + (i // cols) * (side + pad)))
-    buf = io.BytesIO()
-    sheet.save(buf, format="PNG")
     url = join(out, CONTACT_SHEET)
-    storage.write_bytes(url, buf.getvalue())
+    storage.write_bytes(url, png_bytes(sheet))
     return url

@@ -7,10 +7,10 @@ image index), never on batching or scheduling, so a redone shard is byte-identic
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 
 from llmgan.io.prompts import PromptsFile
+from llmgan.io.seeds import derive_seed
 
 # A shard also closes after this many rows, so a file of mostly null or rejected prompts still makes
 # bounded shards (bounded memory in the actors, bounded rejection lists) instead of one huge one.
@@ -50,20 +50,15 @@ def make_plan(prompts: PromptsFile, n_per_prompt: int, shard_size: int) -> list[
     return shards
 
 
-def _h64(*parts: object) -> int:
-    data = "\x1f".join(str(p) for p in parts).encode("utf-8", "surrogatepass")
-    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little") >> 1  # 63-bit
-
-
 def prompt_seed(job_seed: int, prompt_id: str, row_seed: int | None) -> int:
     """A row's `seed` column wins; otherwise the seed derives from (job seed, prompt id)."""
-    return _h64("prompt", row_seed) if row_seed is not None else _h64("prompt", job_seed, prompt_id)
+    return derive_seed("prompt", row_seed) if row_seed is not None else derive_seed("prompt", job_seed, prompt_id)
 
 
 def image_seed(base: int, variant: int, index: int) -> int:
-    return _h64("image", base, variant, index)
+    return derive_seed("image", base, variant, index)
 
 
 def caption_seed(job_seed: int) -> int:
     """Seed handed to the caption expander (which derives per-(prompt id, variant) streams from it)."""
-    return _h64("caption", job_seed)
+    return derive_seed("caption", job_seed)

@@ -1,13 +1,13 @@
-"""The two compute stages of generation, per shard, with no Ray: the distributed layer wraps them in actors
-and the single-process baseline calls them directly, so both do exactly the same work.
+"""The two compute stages of generation, per shard, with no Ray: the Ray executor wraps them in actors and
+the local executor calls them directly, so both do exactly the same work and write the same bytes.
 
 ShardExpander: prompt rows of a shard -> validated rows -> K captions per prompt -> one work item per image.
-ShardGenerator: work items -> text embeddings (LRU-cached) -> GAN in fixed batches (best-of-N) -> PNG bytes.
+ShardGenerator: work items -> text embeddings (LRU-cached) -> GAN in fixed batches (best-of-N) -> PNG bytes,
+one ImageRecord (key, png, caption, meta dict) per image.
 """
 
 from __future__ import annotations
 
-import io
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from llmgan.io.images import png_bytes
 from llmgan.io.prompts import PromptsFile
 from llmgan.io.storage import Storage
 from llmgan.job.blocklist import BLOCKED, load_blocklist
@@ -105,14 +106,6 @@ class ShardExpander:
         return work
 
 
-def encode_png(image: np.ndarray) -> bytes:
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(image).save(buf, format="PNG")
-    return buf.getvalue()
-
-
 class ShardGenerator:
     """Stage 2. Holds the text encoder (with its caption cache) and the GAN."""
 
@@ -151,14 +144,22 @@ class ShardGenerator:
         for start in range(0, len(work.items), cfg.batch_size):
             batch = work.items[start:start + cfg.batch_size]
             g0 = time.perf_counter()
-            images, scores = self.gan.sample(emb[start:start + len(batch)], [it.seed for it in batch],
-                                             best_of=cfg.best_of, truncation=cfg.truncation)
+            images, scores = self.draw(emb[start:start + len(batch)], batch)
             gan_s += time.perf_counter() - g0
-            pending.append((batch, scores, self._png_pool.map(encode_png, list(images))))
+            pending.append((batch, scores, self._png_pool.map(png_bytes, list(images))))
         p0 = time.perf_counter()
         for batch, scores, pngs in pending:
             for it, score, png in zip(batch, scores, pngs):
-                meta = dict(it.meta, key=it.key, score=None if np.isnan(score) else round(float(score), 5))
-                result.records.append(ImageRecord(it.key, png, it.caption, meta))
+                result.records.append(self.record(it, float(score), png))
         result.seconds.update(text=t1 - t0, generate=gan_s, png_wait=time.perf_counter() - p0)
         return result
+
+    def draw(self, emb: np.ndarray, batch: list[WorkItem]) -> tuple[np.ndarray, np.ndarray]:
+        """One GAN batch: uint8 (N, H, W, 3) images and their match scores (NaN without reranking)."""
+        return self.gan.sample(emb, [it.seed for it in batch], best_of=self.cfg.best_of,
+                               truncation=self.cfg.truncation)
+
+    @staticmethod
+    def record(item: WorkItem, score: float, png: bytes) -> ImageRecord:
+        meta = dict(item.meta, key=item.key, score=None if np.isnan(score) else round(score, 5))
+        return ImageRecord(item.key, png, item.caption, meta)
