@@ -137,3 +137,17 @@ def mean_pairwise_distance(images: np.ndarray) -> float:
         flat /= 255.0
     i, j = np.triu_indices(len(x), k=1)
     return float(np.sqrt(((flat[i] - flat[j]) ** 2).mean(axis=1)).mean())
+
+
+def psnr(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Peak signal-to-noise ratio of each pair (x[i], y[i]) in dB: (N,); inf where a pair is identical.
+
+    Images as in `ssim` (uint8 0..255 or floats in 0..1, data range 1 after scaling); the mean squared
+    error is over all pixels and channels of the pair: 10 * log10(1 / MSE).
+    """
+    a, b = _as_float(x), _as_float(y)
+    if a.shape != b.shape:
+        raise ValueError(f"psnr needs images of the same shape, got {tuple(a.shape)} and {tuple(b.shape)}")
+    mse = (a.double() - b.double()).pow(2).mean(dim=(1, 2, 3)).numpy()
+    with np.errstate(divide="ignore"):
+        return 10.0 * np.log10(1.0 / mse)

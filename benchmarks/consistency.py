@@ -1,0 +1,253 @@
+"""Consistency-scorer agreement with ground truth on held-out REAL images (`python -m benchmarks.consistency --out DIR`).
+
+Each image is scored with its true caption (a match) and with a caption that changes one attribute (a
+mismatch); per scorer and image set: accuracy of (score >= t) at t = 0.5 and at the best t, ROC AUC,
+expected calibration error, a per-attribute breakdown, and a reliability table. Writes DIR/consistency.json
+and DIR/calibration.png (binned predicted score vs observed match rate).
+
+Sets: shapes with training-split attribute combinations (new images), shapes with held-out (shape, colour)
+combinations, and the digits rows a digits matcher was not trained on. The shapes classifier covers shapes
+only (there is no shipped digits classifier); the matcher covers both. The GAN's discriminator logit is shown
+as a baseline (AUC only: it is not a probability).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+import time
+from typing import Any
+
+import numpy as np
+
+from llmgan.data import vocab
+from llmgan.io.seeds import derive_seed
+
+BINS = 10
+DIGITS_TRAIN = 1500  # the first rows train the digits matcher; the rest (297) are held out
+_NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+# the phrases digits captions use for thickness and slant (llmgan/data/digits.py)
+_DIGIT_PHRASES = {
+    "thickness": {"thin": "thin strokes", "regular": "medium strokes", "thick": "thick, bold strokes"},
+    "slant": {"leaning left": "slanted to the left", "upright": "upright", "leaning right": "slanted to the right"},
+}
+
+
+# ---- image sets with matched and one-attribute-changed captions ------------------------------------
+
+
+def shapes_set(n: int, split: str, seed: int) -> dict[str, Any]:
+    from llmgan.data.shapes import decode_images, generate_shapes, make_caption
+
+    table = generate_shapes(n, split=split, seed=seed)
+    labels = [{a: table[a][i].as_py() for a in vocab.ATTRIBUTES} for i in range(n)]
+    wrong, changed = [], []
+    for i, lab in enumerate(labels):
+        rng = np.random.default_rng(derive_seed("consistency-mismatch", split, seed, i))
+        attr = str(rng.choice(vocab.ATTRIBUTES))
+        other = [v for v in vocab.VALUES[attr] if v != lab[attr]]
+        wrong.append(make_caption({**lab, attr: str(rng.choice(other))}, rng))
+        changed.append(attr)
+    return {"images": decode_images(table["image"].to_pylist()), "captions": table["caption"].to_pylist(),
+            "wrong": wrong, "changed": changed}
+
+
+def _change_digit_caption(caption: str, label: int, thickness: str, slant: str,
+                          rng: np.random.Generator) -> tuple[str, str]:
+    """(caption with one of digit / thickness / slant changed, which); the digit when the phrase is absent."""
+    attr = str(rng.choice(["label", "label", "thickness", "slant"]))  # the digit is what users ask for most
+    if attr != "label":
+        current = thickness if attr == "thickness" else slant
+        table = _DIGIT_PHRASES[attr]
+        new = str(rng.choice([v for v in table if v != current]))
+        if table[current] in caption:
+            return caption.replace(table[current], table[new], 1), attr
+    new_label = int(rng.choice([d for d in range(10) if d != label]))
+    out = re.sub(rf"\b{label}\b", str(new_label), caption)
+    out = re.sub(rf"\b{_NUMBER_WORDS[label]}\b", _NUMBER_WORDS[new_label], out)
+    return out, "label"
+
+
+def digits_tables(out_dir: str) -> tuple[str, dict[str, Any]]:
+    """(path of the digits training rows as Parquet, the held-out set with matched/mismatched captions)."""
+    from llmgan.data.digits import generate_digits
+    from llmgan.data.shapes import decode_images, write_dataset
+
+    table = generate_digits(size=32, seed=0)
+    train_path = os.path.join(out_dir, "digits_train.parquet")
+    if not os.path.exists(train_path):
+        write_dataset(table.slice(0, DIGITS_TRAIN), train_path)
+    held = table.slice(DIGITS_TRAIN)
+    captions = held["caption"].to_pylist()
+    wrong, changed = [], []
+    for i, (cap, lab, th, sl) in enumerate(zip(captions, held["label"].to_pylist(), held["thickness"].to_pylist(),
+                                               held["slant"].to_pylist())):
+        w, attr = _change_digit_caption(cap, int(lab), th, sl, np.random.default_rng(derive_seed("digits-mm", i)))
+        wrong.append(w)
+        changed.append(attr)
+    return train_path, {"images": decode_images(held["image"].to_pylist()), "captions": captions, "wrong": wrong,
+                        "changed": changed}
+
+
+# ---- figures ---------------------------------------------------------------------------------------
+
+
+def agreement(pos: np.ndarray, neg: np.ndarray, changed: list[str], probability: bool = True) -> dict[str, Any]:
+    """Accuracy at 0.5 and at the best threshold, AUC, ECE, reliability bins, per-attribute figures."""
+    from llmgan.gan.matcher import roc_auc
+
+    scores = np.concatenate([pos, neg])
+    truth = np.concatenate([np.ones(len(pos)), np.zeros(len(neg))])
+    cands = np.unique(scores)
+    accs = [float(((scores >= t) == truth).mean()) for t in cands]
+    best = int(np.argmax(accs))
+    out: dict[str, Any] = {"pairs": int(len(scores)), "auc": roc_auc(pos, neg),
+                           "best_threshold": float(cands[best]), "accuracy_at_best": accs[best]}
+    by_attr = {}
+    for attr in sorted(set(changed)):
+        sel = np.array([c == attr for c in changed])
+        by_attr[attr] = {"n": int(sel.sum()), "auc": roc_auc(pos, neg[sel])}
+        if probability:
+            by_attr[attr]["caught_at_0.5"] = float((neg[sel] < 0.5).mean())
+    out["by_changed_attribute"] = by_attr
+    if probability:
+        out["accuracy_at_0.5"] = float(((scores >= 0.5) == truth).mean())
+        out["mean_score_match"] = float(pos.mean())
+        out["mean_score_mismatch"] = float(neg.mean())
+        edges = np.linspace(0, 1, BINS + 1)
+        idx = np.clip(np.digitize(scores, edges[1:-1]), 0, BINS - 1)
+        bins, ece = [], 0.0
+        for b in range(BINS):
+            sel = idx == b
+            if sel.any():
+                bins.append({"lo": float(edges[b]), "hi": float(edges[b + 1]), "n": int(sel.sum()),
+                             "mean_score": float(scores[sel].mean()), "match_rate": float(truth[sel].mean())})
+                ece += sel.mean() * abs(scores[sel].mean() - truth[sel].mean())
+        out["reliability"] = bins
+        out["ece"] = float(ece)
+    return out
+
+
+def calibration_png(series: dict[str, list[dict[str, float]]], path: str) -> None:
+    """Reliability diagram drawn with PIL: one line per (set, scorer), dot area ~ images in the bin."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    palette = [(60, 120, 220), (235, 140, 40), (40, 160, 80), (200, 50, 60), (140, 80, 190), (90, 90, 90)]
+    size, left, top, legend_h = 360, 50, 36, 16 * len(series) + 8
+    img = Image.new("RGB", (left + size + 20, top + size + 40 + legend_h), "white")
+    d, font = ImageDraw.Draw(img), ImageFont.load_default()
+
+    def xy(p: float, q: float) -> tuple[float, float]:
+        return left + p * size, top + (1 - q) * size
+
+    d.text((left, 8), "calibration: predicted score vs observed match rate", fill="black", font=font)
+    d.rectangle([xy(0, 1), xy(1, 0)], outline=(120, 120, 120))
+    for k in range(1, 5):
+        d.line([xy(k / 5, 0), xy(k / 5, 1)], fill=(230, 230, 230))
+        d.line([xy(0, k / 5), xy(1, k / 5)], fill=(230, 230, 230))
+        d.text((xy(k / 5, 0)[0] - 8, top + size + 4), f"{k / 5:.1f}", fill="black", font=font)
+        d.text((left - 28, xy(0, k / 5)[1] - 6), f"{k / 5:.1f}", fill="black", font=font)
+    d.line([xy(0, 0), xy(1, 1)], fill=(160, 160, 160), width=1)
+    d.text((left + size // 2 - 40, top + size + 18), "predicted score", fill="black", font=font)
+    total = max(sum(b["n"] for bins in series.values() for b in bins), 1)
+    for k, (name, bins) in enumerate(series.items()):
+        color = palette[k % len(palette)]
+        pts = [xy(b["mean_score"], b["match_rate"]) for b in bins]
+        if len(pts) > 1:
+            d.line(pts, fill=color, width=2)
+        for b, (px, py) in zip(bins, pts):
+            r = 2 + 10 * (b["n"] / total) ** 0.5
+            d.ellipse([px - r, py - r, px + r, py + r], outline=color, width=2)
+        y = top + size + 40 + 16 * k
+        d.rectangle([left, y + 2, left + 10, y + 12], fill=color)
+        d.text((left + 16, y), name, fill="black", font=font)
+    img.save(path)
+
+
+# ---- the run ---------------------------------------------------------------------------------------
+
+
+def _score(scorer: Any, images: np.ndarray, captions: list[str], emb: np.ndarray) -> tuple[np.ndarray, float]:
+    start = time.perf_counter()
+    result = scorer.score(images, captions, [""] * len(captions), emb=emb)
+    return np.array([r.score for r in result]), len(captions) / (time.perf_counter() - start)
+
+
+def run(out_dir: str, n: int = 1000, seed: int = 0, shapes_matcher: str | None = None,
+        digits_matcher: str | None = None, digits_steps: int = 800) -> dict[str, Any]:
+    import torch
+
+    from llmgan.eval.consistency import ClassifierScorer, MatcherScorer, shipped_matcher_path
+    from llmgan.gan.inference import GanModel
+    from llmgan.gan.matcher import Matcher, train_matcher
+    from llmgan.text.encoder import TextEncoder
+
+    os.makedirs(out_dir, exist_ok=True)
+    encoder = TextEncoder()
+    shapes_matcher = shapes_matcher or shipped_matcher_path()
+    scorers = {"shapes-classifier": ClassifierScorer(), "matcher": MatcherScorer(Matcher.load(shapes_matcher))}
+    gan = GanModel.load(None, discriminator=True)
+    train_path, digits = digits_tables(out_dir)
+    if digits_matcher is None:
+        digits_matcher = os.path.join(out_dir, "digits-matcher")
+        if not os.path.exists(os.path.join(digits_matcher, "matcher.json")):
+            train_matcher(train_path, digits_matcher, digits_steps, seed=seed)
+    sets = {
+        "shapes (train combinations)": (shapes_set(n, "train", 1000 + seed), scorers),
+        "shapes (held-out combinations)": (shapes_set(n, "heldout", 1000 + seed), scorers),
+        "digits (held-out rows)": (digits, {"matcher": MatcherScorer(Matcher.load(digits_matcher))}),
+    }
+    report: dict[str, Any] = {"n_per_set": n, "seed": seed, "shapes_matcher": shapes_matcher,
+                              "digits_matcher": digits_matcher, "torch_threads": torch.get_num_threads(), "sets": {}}
+    curves: dict[str, list[dict[str, float]]] = {}
+    for set_name, (data, set_scorers) in sets.items():
+        emb_pos, emb_neg = encoder.encode(data["captions"]), encoder.encode(data["wrong"])
+        rows: dict[str, Any] = {}
+        for name, scorer in set_scorers.items():
+            pos, speed = _score(scorer, data["images"], data["captions"], emb_pos)
+            neg, _ = _score(scorer, data["images"], data["wrong"], emb_neg)
+            rows[name] = {**agreement(pos, neg, data["changed"]), "images_per_s": round(speed, 1)}
+            curves[f"{set_name}: {name}"] = rows[name]["reliability"]
+            print(f"{set_name:32s} {name:18s} AUC {rows[name]['auc']:.4f}  acc@0.5 {rows[name]['accuracy_at_0.5']:.4f}"
+                  f"  acc@best {rows[name]['accuracy_at_best']:.4f} (t={rows[name]['best_threshold']:.3f})"
+                  f"  ECE {rows[name]['ece']:.4f}  {speed:.0f} img/s", flush=True)
+        if set_name.startswith("shapes"):  # the shipped GAN's D: was trained on these captions
+            pos = gan.score(data["images"], emb_pos)
+            neg = gan.score(data["images"], emb_neg)
+            rows["gan-discriminator (logit)"] = agreement(pos, neg, data["changed"], probability=False)
+            print(f"{set_name:32s} {'gan-discriminator':18s} AUC {rows['gan-discriminator (logit)']['auc']:.4f}",
+                  flush=True)
+        report["sets"][set_name] = rows
+    calibration_png(curves, os.path.join(out_dir, "calibration.png"))
+    with open(os.path.join(out_dir, "consistency.json"), "w") as f:
+        json.dump(report, f, indent=2)
+        f.write("\n")
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.consistency", description=__doc__.splitlines()[0])
+    parser.add_argument("--out", required=True, help="folder for consistency.json and calibration.png")
+    parser.add_argument("--n", type=int, default=1000, help="images per shapes set")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--shapes-matcher", default=None, help="matcher folder (default: the shipped shapes matcher)")
+    parser.add_argument("--digits-matcher", default=None, help="matcher folder (default: train one into OUT)")
+    parser.add_argument("--digits-steps", type=int, default=800, help="steps when training the digits matcher")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads")
+    args = parser.parse_args(argv)
+    if args.n < 10:
+        parser.error("--n must be at least 10")
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    import torch
+
+    torch.set_num_threads(max(1, args.threads))
+    run(args.out, args.n, args.seed, args.shapes_matcher, args.digits_matcher, args.digits_steps)
+    print(f"wrote {os.path.join(args.out, 'consistency.json')} and calibration.png", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
