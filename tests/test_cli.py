@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
+import pytest
 import typer
 from typer.testing import CliRunner
 
 from llmgan import __version__
-from llmgan.cli.app import app
+from llmgan.cli.app import app, main
 from llmgan.cli.common import handle_errors
 from llmgan.errors import StorageError, UserError
 
@@ -49,3 +51,91 @@ def test_errors_become_one_line_and_exit_codes() -> None:
     assert user.output.strip() == "error: field 'steps' must be positive, got -1"
     storage = runner.invoke(demo, ["storage"])
     assert storage.exit_code == 1 and "Traceback" not in storage.output
+
+
+# ---- every bad value of every option of data / sample / eval / train-classifier (and train's shared ones) ----------
+
+def _bad_values(tmp: Path) -> list[tuple[list[str], str]]:
+    """(argv, the option the one-line error must name); every argv is complete but for one bad value."""
+    pq, out = str(tmp / "out" / "d.parquet"), str(tmp / "out" / "dir")
+    (tmp / "a_folder").mkdir()
+    shapes = ["data", "shapes", "--n", "4"]
+    pairs = ["data", "prompt-pairs", "--n", "4"]
+    sample = ["sample", "a red star", "--out", out]
+    ev = ["eval", "--data", str(tmp / "data.parquet"), "--out", out]
+    clf = ["train-classifier", "--data", str(tmp / "data.parquet"), "--out", out]
+    cases: list[tuple[list[str], str]] = [
+        (shapes, "--out"),  # missing
+        ([*shapes, "--out", ""], "--out"),
+        ([*shapes, "--out", str(tmp / "a_folder")], "--out"),
+        ([*shapes, "--out", "s3://bucket-only"], "--out"),
+        (["data", "shapes", "--n", "0", "--out", pq], "--n"),
+        (["data", "shapes", "--n", "-3", "--out", pq], "--n"),
+        (["data", "shapes", "--n", "many", "--out", pq], "--n"),
+        ([*shapes, "--out", pq, "--size", "4"], "--size"),
+        ([*shapes, "--out", pq, "--size", "4096"], "--size"),
+        ([*shapes, "--out", pq, "--seed", "-1"], "--seed"),
+        ([*shapes, "--out", pq, "--seed", "x"], "--seed"),
+        ([*shapes, "--out", pq, "--split", "test"], "--split"),
+        ([*shapes, "--out", pq, "--no-such-option"], "--no-such-option"),
+        (["data", "prompt-pairs", "--n", "0", "--out", pq], "--n"),
+        ([*pairs, "--out", pq, "--detail", "1.5"], "--detail"),
+        ([*pairs, "--out", pq, "--detail", "-0.1"], "--detail"),
+        ([*pairs, "--out", pq, "--split", "heldin"], "--split"),
+        ([*pairs, "--out", pq, "--seed", "-2"], "--seed"),
+        ([*pairs, "--out", ""], "--out"),
+        (["data", "digits", "--out", pq, "--size", "7"], "--size"),
+        (["data", "digits", "--out", pq, "--seed", "-1"], "--seed"),
+        (["data", "digits", "--out", str(tmp / "a_folder")], "--out"),
+        (["sample", " ", "--out", out], "PROMPT"),
+        (["sample", "a red star"], "--out"),
+        ([*sample, "-n", "0"], "--n"),
+        ([*sample, "--n", "10001"], "--n"),
+        ([*sample, "--best-of", "0"], "--best-of"),
+        ([*sample, "--truncation", "0"], "--truncation"),
+        ([*sample, "--truncation", "1.5"], "--truncation"),
+        ([*sample, "--seed", "-1"], "--seed"),
+        (["eval", "--out", out], "--data"),
+        ([*ev, "--n", "5"], "--n"),
+        ([*ev, "--n", "2000000"], "--n"),
+        ([*ev, "--best-of", "0"], "--best-of"),
+        ([*ev, "--seed", "-1"], "--seed"),
+        ([*ev, "--split", "validation"], "--split"),
+        ([*ev, "--threads", "0"], "--threads"),
+        ([*clf, "--steps", "0"], "--steps"),
+        ([*clf, "--seed", "-1"], "--seed"),
+        ([*clf, "--image-size", "4"], "--image-size"),
+        ([*clf, "--threads", "0"], "--threads"),
+        (["train-classifier", "--data", str(tmp / "data.parquet")], "--out"),
+        (["train", "--local", "--data", str(tmp / "data.parquet")], "--out"),
+        (["train", "--local", "--data", str(tmp / "data.parquet"), "--out", out, "--seed", "-1"], "--seed"),
+    ]
+    return cases
+
+
+def test_every_bad_option_value_is_one_line_exit_2_and_writes_nothing(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The `llmgan` entry point: each bad value fails before any work with exit 2 and one stderr line that names
+    the option (config dataclass checks and typer's own type/range checks alike), and no output appears."""
+    cases = _bad_values(tmp_path)
+    failures = []
+    for argv, option in cases:
+        with pytest.raises(SystemExit) as exit_info:
+            main(argv)
+        captured = capsys.readouterr()
+        lines = [ln for ln in captured.err.splitlines() if ln.strip()]
+        if (exit_info.value.code != 2 or len(lines) != 1 or option not in lines[0]
+                or not lines[0].startswith("error: ") or captured.out):
+            failures.append(f"{argv}: exit {exit_info.value.code}, stderr {captured.err!r}, stdout {captured.out!r}")
+    assert failures == [], "\n".join(failures)
+    assert not (tmp_path / "out").exists()  # nothing written, not even a folder
+    assert len(cases) >= 40
+
+
+def test_bad_value_from_the_console_script_is_one_line() -> None:
+    """Same through a real process (`python -m llmgan` runs `main`): typer's range check, then a dataclass check."""
+    for argv, option in ((["data", "shapes", "--n", "3", "--out", "x.parquet", "--seed", "-4"], "--seed"),
+                         (["sample", "red star", "--out", "o", "--truncation", "2"], "--truncation")):
+        proc = subprocess.run([sys.executable, "-m", "llmgan", *argv], capture_output=True, text=True)
+        assert proc.returncode == 2 and proc.stdout == ""
+        assert len(proc.stderr.strip().splitlines()) == 1 and option in proc.stderr, proc.stderr

@@ -226,10 +226,10 @@ def test_cli_shapes(tmp_path, s3_server, s3_url):
     assert result.exit_code == 0, result.output
     assert Storage(endpoint=s3_server).exists(url)
     for args, message in (
-        (["--n", "0", "--out", str(out)], "error: n must be at least 1, got 0"),
-        (["--n", "5", "--out", str(out), "--split", "test"], "error: split must be one of train, heldout, all"),
+        (["--n", "0", "--out", str(out)], "error: --n must be at least 1, got 0"),
+        (["--n", "5", "--out", str(out), "--split", "test"], "error: --split must be one of train, heldout, all"),
         (["--n", "5", "--out", str(tmp_path)], "is a directory"),
-        (["--n", "5", "--out", str(out), "--size", "2"], "error: size must be"),
+        (["--n", "5", "--out", str(out), "--size", "2"], "error: --size must be"),
     ):
         bad = runner.invoke(app, ["data", "shapes", *args])
         assert bad.exit_code == 2, args
@@ -248,4 +248,18 @@ def test_cli_prompt_pairs(tmp_path):
     assert result.exit_code == 0, result.output
     assert pq.read_table(out).equals(shapes.generate_prompt_pairs(30, seed=5))
     bad = runner.invoke(app, ["data", "prompt-pairs", "--n", "5", "--out", str(out), "--detail", "2"])
-    assert bad.exit_code == 2 and bad.stderr.startswith("error: detail must be in [0, 1]")
+    assert bad.exit_code == 2 and bad.stderr.startswith("error: --detail must be in [0, 1]")
+
+
+def test_dataset_settings_are_checked_once_naming_the_option() -> None:
+    """The library path and the CLI share one check per setting (llmgan.data.config), so API callers get the same
+    message the CLI prints."""
+    from llmgan.data.config import ParquetOut
+
+    with pytest.raises(UserError, match="^--seed must be non-negative, got -1$"):
+        shapes.generate_prompt_pairs(3, seed=-1)
+    with pytest.raises(UserError, match="^--size must be between 8 and 1024 pixels, got 4$"):
+        shapes.generate_shapes(3, size=4)
+    with pytest.raises(UserError, match="^--out must not be empty$"):
+        ParquetOut(" ")
+    assert ParquetOut("s3://bucket/data.parquet").url == "s3://bucket/data.parquet"

@@ -18,12 +18,21 @@ F = TypeVar("F", bound=Callable[..., Any])
 # Options shared by several commands. Usage: `seed: Seed = SomeConfig.seed`, `s3_endpoint: S3Endpoint = None`.
 Seed = Annotated[int, typer.Option("--seed", min=0, help="Seed: the same seed gives the same output, byte for byte.")]
 S3Endpoint = Annotated[str | None, typer.Option(
-    "--s3-endpoint", help="S3 endpoint URL for s3:// paths [default: env AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL].")]
-Ckpt = Annotated[str | None, typer.Option("--ckpt", help="GAN checkpoint folder or s3:// prefix [default: bundled].")]
-Lm = Annotated[str | None, typer.Option("--lm", help="Caption LM: HF directory, s3:// or hub id [default: bundled].")]
+    "--s3-endpoint", help="S3 endpoint URL for s3:// paths (default: env AWS_ENDPOINT_URL_S3, else AWS_ENDPOINT_URL).")]
+# help texts avoid [brackets]: typer's rich help drops them as markup
+Ckpt = Annotated[str | None, typer.Option(
+    "--ckpt", help="GAN checkpoint folder, training run folder or s3:// prefix (default: the bundled shapes model).")]
+Lm = Annotated[str | None, typer.Option(
+    "--lm", help="Caption LM: HF directory, s3:// or hub id (default: the bundled shapes captioner).")]
 OutDir = Annotated[str, typer.Option("--out", help="Output folder (local path or s3://bucket/prefix).")]
 OutFile = Annotated[str, typer.Option("--out", help="Output file (local path or s3://bucket/key).")]
 Quiet = Annotated[bool, typer.Option("--quiet", help="No progress output (the summary is still printed).")]
+Data = Annotated[str, typer.Option(
+    "--data", help="Captioned images: Parquet file/folder, WebDataset shards or image folder (local or s3://).")]
+BestOf = Annotated[int, typer.Option(
+    "--best-of", help="Draw K candidates per image and keep the one D scores as the best caption match.")]
+Threads = Annotated[int | None, typer.Option(
+    "--threads", help="Torch CPU threads (1 is often fastest on a busy machine).")]
 
 EXIT_USER_ERROR = 2
 EXIT_RUNTIME_ERROR = 1

@@ -5,16 +5,18 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from llmgan.cli.common import handle_errors, setup_logging
-from llmgan.errors import UserError
+from llmgan.cli.common import OutFile, S3Endpoint, Seed, handle_errors, setup_logging
+from llmgan.data.config import DigitsConfig, ParquetOut, PromptPairsConfig, ShapesConfig
 
 if TYPE_CHECKING:
     import pyarrow as pa
+
+# --size: both image datasets (the training and eval commands call it --image-size)
+Size = Annotated[int, typer.Option("--size", help="Image side in pixels.")]
 
 data_app = typer.Typer(
     help="Build the built-in captioned training datasets (shapes, digits) as Parquet.",
@@ -37,13 +39,6 @@ def _progress(description: str, total: int) -> Iterator[Callable[[int], None]]:
         yield lambda done: bar.update(task, completed=done)
 
 
-def _check_out(out: str) -> None:
-    if not out.strip():
-        raise UserError("--out must not be empty")
-    if not out.startswith("s3://") and Path(out).is_dir():
-        raise UserError(f"--out {out} is a directory; give a file path such as {Path(out) / 'data.parquet'}")
-
-
 def _summary(kind: str, table: pa.Table, out: str, size: int, seconds: float, extra: str = "") -> str:
     mb = sum(len(b) for b in table["image"].to_pylist() if b) / 1e6
     return f"wrote {table.num_rows} {kind} images ({size}x{size}{extra}, {mb:.1f} MB of PNG) to {out} in {seconds:.1f}s"
@@ -52,78 +47,80 @@ def _summary(kind: str, table: pa.Table, out: str, size: int, seconds: float, ex
 @data_app.command("shapes")
 @handle_errors
 def shapes_command(
-    n: int = typer.Option(..., "--n", help="Number of images."),
-    out: str = typer.Option(..., "--out", help="Output Parquet file (local path or s3://bucket/key.parquet)."),
-    size: int = typer.Option(32, "--size", help="Image side in pixels."),
-    seed: int = typer.Option(0, "--seed", help="Seed: the same seed writes the same bytes."),
-    split: str = typer.Option("train", "--split", help="train (no held-out combinations), heldout, or all."),
-    s3_endpoint: str | None = typer.Option(None, "--s3-endpoint", help="S3 endpoint URL [env: AWS_ENDPOINT_URL_S3]."),
+    n: Annotated[int, typer.Option("--n", help="Number of images.")],
+    out: OutFile,
+    size: Size = ShapesConfig.size,
+    seed: Seed = ShapesConfig.seed,
+    split: Annotated[str, typer.Option("--split", help="train (no held-out combinations), heldout, or all.")]
+    = ShapesConfig.split,
+    s3_endpoint: S3Endpoint = None,
 ) -> None:
     """Procedural shapes: one coloured shape per image, with a caption and a short prompt."""
     setup_logging()
+    cfg, target = ShapesConfig(n=n, size=size, seed=seed, split=split), ParquetOut(out)
     from llmgan.data.shapes import generate_shapes, write_dataset
     from llmgan.io.storage import Storage
 
-    _check_out(out)
     storage = Storage(s3_endpoint)
-    storage.check_bucket(out)  # fail before the work, not after it
+    storage.check_bucket(target.url)  # fail before the work, not after it
     start = time.perf_counter()
-    with _progress("shapes", max(n, 0)) as progress:
-        table = generate_shapes(n, size=size, seed=seed, split=split, progress=progress)
-    write_dataset(table, out, storage)
-    typer.echo(_summary("shapes", table, out, size, time.perf_counter() - start, f", split {split}, seed {seed}"))
+    with _progress("shapes", cfg.n) as progress:
+        table = generate_shapes(cfg.n, size=cfg.size, seed=cfg.seed, split=cfg.split, progress=progress)
+    write_dataset(table, target.url, storage)
+    typer.echo(_summary("shapes", table, out, cfg.size, time.perf_counter() - start,
+                        f", split {cfg.split}, seed {cfg.seed}"))
 
 
 @data_app.command("prompt-pairs")
 @handle_errors
 def prompt_pairs_command(
-    n: int = typer.Option(..., "--n", help="Number of (short prompt, caption) pairs."),
-    out: str = typer.Option(..., "--out", help="Output Parquet file (local path or s3://bucket/key.parquet)."),
-    seed: int = typer.Option(0, "--seed", help="Seed: the same seed writes the same bytes."),
-    detail: float = typer.Option(0.6, "--detail", help="For half the pairs: chance that the prompt states each of "
-                                 "size, position, background."),
-    split: str = typer.Option("all", "--split", help="all, train (no held-out pairs) or heldout."),
-    s3_endpoint: str | None = typer.Option(None, "--s3-endpoint", help="S3 endpoint URL [env: AWS_ENDPOINT_URL_S3]."),
+    n: Annotated[int, typer.Option("--n", help="Number of (short prompt, caption) pairs.")],
+    out: OutFile,
+    seed: Seed = PromptPairsConfig.seed,
+    detail: Annotated[float, typer.Option("--detail", help="For half the pairs: chance that the prompt states each "
+                                          "of size, position, background.")] = PromptPairsConfig.detail,
+    split: Annotated[str, typer.Option("--split", help="all, train (no held-out pairs) or heldout.")]
+    = PromptPairsConfig.split,
+    s3_endpoint: S3Endpoint = None,
 ) -> None:
     """Shapes (short prompt -> caption) pairs without images: training data for `llmgan train-lm`."""
     setup_logging()
+    cfg, target = PromptPairsConfig(n=n, seed=seed, detail=detail, split=split), ParquetOut(out)
     from llmgan.data.shapes import generate_prompt_pairs, write_dataset
     from llmgan.io.storage import Storage
 
-    _check_out(out)
     storage = Storage(s3_endpoint)
-    storage.check_bucket(out)
+    storage.check_bucket(target.url)
     start = time.perf_counter()
-    table = generate_prompt_pairs(n, seed=seed, detail=detail, split=split)
-    write_dataset(table, out, storage)
-    typer.echo(f"wrote {table.num_rows} prompt pairs (split {split}, seed {seed}, detail {detail}) to {out} in "
-               f"{time.perf_counter() - start:.1f}s")
+    table = generate_prompt_pairs(cfg.n, seed=cfg.seed, detail=cfg.detail, split=cfg.split)
+    write_dataset(table, target.url, storage)
+    typer.echo(f"wrote {table.num_rows} prompt pairs (split {cfg.split}, seed {cfg.seed}, detail {cfg.detail}) "
+               f"to {out} in {time.perf_counter() - start:.1f}s")
 
 
 @data_app.command("digits")
 @handle_errors
 def digits_command(
-    out: str = typer.Option(..., "--out", help="Output Parquet file (local path or s3://bucket/key.parquet)."),
-    size: int = typer.Option(32, "--size", help="Image side in pixels (upscaled from 8x8)."),
-    seed: int = typer.Option(0, "--seed", help="Seed for the caption wording."),
-    s3_endpoint: str | None = typer.Option(None, "--s3-endpoint", help="S3 endpoint URL [env: AWS_ENDPOINT_URL_S3]."),
+    out: OutFile,
+    size: Size = DigitsConfig.size,
+    seed: Seed = DigitsConfig.seed,
+    s3_endpoint: S3Endpoint = None,
 ) -> None:
-    """Real handwritten digits (scikit-learn, 1,797 images) with measured thickness/slant captions."""
+    """Real handwritten digits (scikit-learn, 1,797 images, upscaled from 8x8) with measured thickness/slant
+    captions; --seed picks the caption wording."""
     setup_logging()
+    cfg, target = DigitsConfig(size=size, seed=seed), ParquetOut(out)
     from llmgan.data.digits import generate_digits
     from llmgan.data.shapes import write_dataset
     from llmgan.io.storage import Storage
 
-    _check_out(out)
-    if seed < 0:
-        raise UserError(f"--seed must be non-negative, got {seed}")
     storage = Storage(s3_endpoint)
-    storage.check_bucket(out)
+    storage.check_bucket(target.url)
     start = time.perf_counter()
     with _progress("digits", 1797) as progress:
-        table = generate_digits(size=size, seed=seed, progress=progress)
-    write_dataset(table, out, storage)
-    typer.echo(_summary("digits", table, out, size, time.perf_counter() - start))
+        table = generate_digits(size=cfg.size, seed=cfg.seed, progress=progress)
+    write_dataset(table, target.url, storage)
+    typer.echo(_summary("digits", table, out, cfg.size, time.perf_counter() - start))
 
 
 def register(app: typer.Typer) -> None:

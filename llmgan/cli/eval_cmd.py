@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import math
 import os
+from typing import Annotated
 
 import typer
 
-from llmgan.cli.common import handle_errors, setup_logging
+from llmgan.cli.common import BestOf, Ckpt, Data, OutDir, S3Endpoint, Seed, Threads, handle_errors, setup_logging
 from llmgan.errors import UserError
+from llmgan.eval.options import ClassifierTrainOptions, EvalOptions
 
 
 def _fmt(v: object) -> str:
@@ -44,62 +46,66 @@ def _table(report: dict) -> str:
 
 @handle_errors
 def eval_command(
-    ckpt: str | None = typer.Option(None, "--ckpt", help="GAN checkpoint or training run directory (default: the shipped shapes model)."),
-    data: str = typer.Option(..., "--data", help="Labelled dataset (Parquet / WebDataset / folder, local or s3://) whose captions drive generation."),
-    out: str = typer.Option(..., "--out", help="Output directory (local or s3://) for report.json and plots."),
-    n: int = typer.Option(2000, "--n", help="Generated images per split."),
-    best_of: int = typer.Option(1, "--best-of", help="Keep the best of K candidates per image, as D ranks them."),
-    seed: int = typer.Option(0, "--seed", help="Seed for caption choice and noise."),
-    split: str = typer.Option("both", "--split", help="both (train and heldout captions, when the data has them), train, heldout, or all."),
-    classifier: str | None = typer.Option(None, "--classifier", help="Evaluation classifier directory (default: shipped shapes classifier, or one trained on the data's `label` column)."),
-    threads: int | None = typer.Option(None, "--threads", help="Torch threads (default: torch's choice; 1 is often faster on a busy machine)."),
-    s3_endpoint: str | None = typer.Option(None, "--s3-endpoint", help="S3 endpoint URL [env: AWS_ENDPOINT_URL_S3]."),
+    data: Data,
+    out: OutDir,
+    ckpt: Ckpt = None,
+    n: Annotated[int, typer.Option("--n", help="Generated images per split.")] = EvalOptions.n,
+    best_of: BestOf = EvalOptions.best_of,
+    seed: Seed = EvalOptions.seed,
+    split: Annotated[str, typer.Option(
+        "--split", help="both (train and heldout captions, when the data has them), train, heldout, or all.")]
+    = EvalOptions.split,
+    classifier: Annotated[str | None, typer.Option(
+        "--classifier", help="Evaluation classifier directory (default: shipped shapes classifier, or one trained on "
+        "the data's `label` column).")] = None,
+    threads: Threads = EvalOptions.threads,
+    s3_endpoint: S3Endpoint = None,
 ) -> None:
-    """Judge a GAN's images with a classifier trained on real images only; writes OUT/report.json and plots."""
+    """Judge a GAN's images with a classifier trained on real images only: generates from the captions of DATA
+    (labelled images) and writes OUT/report.json and plots."""
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     setup_logging()
-    if threads is not None and threads < 1:
-        raise UserError(f"--threads must be at least 1, got {threads}")
+    opts = EvalOptions(n=n, best_of=best_of, seed=seed, split=split, threads=threads)
     import torch
 
     from llmgan.eval.report import evaluate
     from llmgan.io.storage import Storage, join
 
-    if threads is not None:
-        torch.set_num_threads(threads)
-
-    report = evaluate(ckpt, data, out, n=n, best_of=best_of, seed=seed, split=split, classifier=classifier,
-                      storage=Storage(s3_endpoint))
+    if opts.threads is not None:
+        torch.set_num_threads(opts.threads)
+    report = evaluate(ckpt, data, out, n=opts.n, best_of=opts.best_of, seed=opts.seed, split=opts.split,
+                      classifier=classifier, storage=Storage(s3_endpoint))
     typer.echo(_table(report))
     typer.echo(f"report: {join(out, 'report.json')}")
 
 
 @handle_errors
 def train_classifier_command(
-    data: str = typer.Option(..., "--data", help="Real labelled images (Parquet / WebDataset / folder, local or s3://)."),
-    out: str = typer.Option(..., "--out", help="Directory (local or s3://) for classifier.safetensors + classifier.json."),
-    steps: int = typer.Option(1500, "--steps", help="Training steps (batch 64)."),
-    seed: int = typer.Option(1, "--seed", help="Seed for the train/validation split, initialisation and batches."),
-    image_size: int = typer.Option(32, "--image-size", help="Side the images are loaded at (the classifier works at <= 32 px)."),
-    threads: int = typer.Option(1, "--threads", help="Torch threads; 1 is fastest on a busy 2-core machine."),
-    s3_endpoint: str | None = typer.Option(None, "--s3-endpoint", help="S3 endpoint URL [env: AWS_ENDPOINT_URL_S3]."),
+    data: Data,
+    out: OutDir,
+    steps: Annotated[int, typer.Option("--steps", help="Training steps (batch 64).")] = ClassifierTrainOptions.steps,
+    seed: Seed = ClassifierTrainOptions.seed,
+    image_size: Annotated[int, typer.Option(
+        "--image-size", help="Side the images are loaded at (the classifier works at <= 32 px).")]
+    = ClassifierTrainOptions.image_size,
+    threads: Threads = ClassifierTrainOptions.threads,
+    s3_endpoint: S3Endpoint = None,
 ) -> None:
-    """Train the evaluation classifier on real images; one softmax head per label column."""
+    """Train the evaluation classifier on DATA's real labelled images, one softmax head per label column; writes
+    OUT/classifier.safetensors and OUT/classifier.json."""
     setup_logging()
-    if steps < 1:
-        raise UserError(f"--steps must be at least 1, got {steps}")
-    if threads < 1:
-        raise UserError(f"--threads must be at least 1, got {threads}")
+    opts = ClassifierTrainOptions(steps=steps, seed=seed, image_size=image_size,
+                                  threads=ClassifierTrainOptions.threads if threads is None else threads)
     from llmgan.data.readers import load_captioned
     from llmgan.eval.classifier import LABEL_ATTRIBUTES, train_classifier
     from llmgan.io.storage import Storage
 
     storage = Storage(s3_endpoint)
-    ds = load_captioned(data, image_size, storage=storage)
+    ds = load_captioned(data, opts.image_size, storage=storage)
     labels = {a: ds.labels[a] for a in LABEL_ATTRIBUTES if a in ds.labels}
     if not labels:
         raise UserError(f"{data} has no label column ({', '.join(LABEL_ATTRIBUTES)}) to train on")
-    clf = train_classifier(ds.images, labels, seed=seed, steps=steps, threads=threads)
+    clf = train_classifier(ds.images, labels, seed=opts.seed, steps=opts.steps, threads=opts.threads)
     clf.info["data"] = data
     clf.save(out, storage=storage)
     val = clf.info.get("val_accuracy", {})

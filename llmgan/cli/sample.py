@@ -3,52 +3,72 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
+from typing import Annotated
 
 import typer
 
-from llmgan.cli.common import handle_errors
+from llmgan.cli.common import BestOf, Ckpt, OutDir, S3Endpoint, Seed, handle_errors
 from llmgan.errors import UserError
+from llmgan.gan.config import MAX_TRUNCATION
+
+MAX_IMAGES = 10_000
+
+
+@dataclass(frozen=True)
+class SampleConfig:
+    """One `llmgan sample` run: N images of PROMPT, image i seeded by derive_seed(seed, i)."""
+
+    prompt: str
+    n: int = 8
+    seed: int = 0
+    best_of: int = 1
+    truncation: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not self.prompt.strip():
+            raise UserError("PROMPT must not be empty")
+        if not 1 <= self.n <= MAX_IMAGES:
+            raise UserError(f"--n must be between 1 and {MAX_IMAGES}, got {self.n}")
+        if self.seed < 0:
+            raise UserError(f"--seed must be non-negative, got {self.seed}")
+        if self.best_of < 1:
+            raise UserError(f"--best-of must be at least 1, got {self.best_of}")
+        if not 0 < self.truncation <= MAX_TRUNCATION:
+            raise UserError(f"--truncation must be in (0, {MAX_TRUNCATION:g}], got {self.truncation}")
 
 
 @handle_errors
 def sample_command(
-    prompt: str = typer.Argument(..., help="The caption to draw, e.g. 'a small red star in the top left corner'."),
-    n: int = typer.Option(8, "-n", "--n", help="Number of images."),
-    out: str = typer.Option(..., "--out", help="Output directory (local or s3://); gets 000.png ... and grid.png."),
-    ckpt: str | None = typer.Option(None, "--ckpt", help="GAN checkpoint or training run directory (default: the shipped shapes model)."),
-    seed: int = typer.Option(0, "--seed", help="Same seed, same images."),
-    best_of: int = typer.Option(1, "--best-of", help="Draw K candidates per image and keep the one D scores as the best caption match."),
-    truncation: float = typer.Option(1.0, "--truncation", help="Noise scale in (0, 1]: lower is more typical, less varied."),
-    s3_endpoint: str | None = typer.Option(None, "--s3-endpoint", help="S3 endpoint URL [env: AWS_ENDPOINT_URL_S3]."),
+    prompt: Annotated[str, typer.Argument(help="The caption to draw, e.g. 'a small red star in the top left corner'.")],
+    out: OutDir,
+    n: Annotated[int, typer.Option("-n", "--n", help="Number of images.")] = SampleConfig.n,
+    ckpt: Ckpt = None,
+    seed: Seed = SampleConfig.seed,
+    best_of: BestOf = SampleConfig.best_of,
+    truncation: Annotated[float, typer.Option(
+        "--truncation", help="Noise scale in (0, 1]: lower is more typical, less varied.")] = SampleConfig.truncation,
+    s3_endpoint: S3Endpoint = None,
 ) -> None:
-    """Generate N images for PROMPT; prints the files written on stdout."""
+    """Generate N images for PROMPT into OUT (000.png ... and grid.png); prints what was written on stdout."""
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    if not prompt.strip():
-        raise UserError("PROMPT must not be empty")
-    if not 1 <= n <= 10_000:
-        raise UserError(f"-n must be between 1 and 10000, got {n}")
-    if best_of < 1:
-        raise UserError(f"--best-of must be at least 1, got {best_of}")
-    if not 0 < truncation <= 1:
-        raise UserError(f"--truncation must be in (0, 1], got {truncation}")
-    if seed < 0:
-        raise UserError(f"--seed must be non-negative, got {seed}")
-    from llmgan.gan.inference import GanModel, derive_seed
-    from llmgan.gan.local_train import grid_png
+    cfg = SampleConfig(prompt=prompt, n=n, seed=seed, best_of=best_of, truncation=truncation)
+    from llmgan.gan.inference import GanModel
+    from llmgan.io.images import grid, png_bytes
+    from llmgan.io.seeds import derive_seed
     from llmgan.io.storage import Storage, join
     from llmgan.text.encoder import TextEncoder
 
     storage = Storage(s3_endpoint)
-    model = GanModel.load(ckpt, storage=storage, discriminator=best_of > 1)
-    emb = TextEncoder(model=model.text_encoder).encode([prompt] * n)
-    seeds = [derive_seed(seed, i) for i in range(n)]
-    images, scores = model.sample(emb, seeds, best_of=best_of, truncation=truncation)
-    from llmgan.data.shapes import encode_png
-
+    model = GanModel.load(ckpt, storage=storage, discriminator=cfg.best_of > 1)
+    emb = TextEncoder(model=model.text_encoder).encode([cfg.prompt] * cfg.n)
+    seeds = [derive_seed(cfg.seed, i) for i in range(cfg.n)]
+    images, _ = model.sample(emb, seeds, best_of=cfg.best_of, truncation=cfg.truncation)
     for i, img in enumerate(images):
-        storage.write_bytes(join(out, f"{i:03d}.png"), encode_png(img))
-    storage.write_bytes(join(out, "grid.png"), grid_png(images, cols=min(8, n)))
-    typer.echo(f"wrote {n} images ({model.image_size}x{model.image_size}, model {model.identity}) and grid.png to {out}")
+        storage.write_bytes(join(out, f"{i:03d}.png"), png_bytes(img))
+    storage.write_bytes(join(out, "grid.png"), png_bytes(grid(images, cols=min(8, cfg.n))))
+    typer.echo(f"wrote {cfg.n} images ({model.image_size}x{model.image_size}, model {model.identity}) and grid.png "
+               f"to {out}")
 
 
 def register(app: typer.Typer) -> None:

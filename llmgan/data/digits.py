@@ -15,8 +15,8 @@ import numpy as np
 import pyarrow as pa
 from PIL import Image
 
-from llmgan.data.shapes import encode_png
-from llmgan.errors import UserError
+from llmgan.data.config import DigitsConfig
+from llmgan.io.images import png_bytes
 
 NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 THICKNESS = ("thin", "regular", "thick")
@@ -76,12 +76,7 @@ def generate_digits(
     """The digits as a table with COLUMNS; images are white-on-black RGB PNGs of `size` pixels."""
     from sklearn.datasets import load_digits
 
-    if size < 8 or size > 1024:
-        raise UserError(f"size must be between 8 and 1024 pixels, got {size}")
-    if seed < 0:
-        raise UserError(f"seed must be non-negative, got {seed}")
-    if limit is not None and limit < 1:
-        raise UserError(f"limit must be at least 1, got {limit}")
+    DigitsConfig(size=size, seed=seed, limit=limit)  # validates, naming the CLI options
     digits = load_digits()
     raw, labels = digits.images, digits.target.astype(int)  # (1797, 8, 8) in 0..16
     ink, shear = measure(raw)  # measured on all images so the tertiles do not depend on `limit`
@@ -97,7 +92,7 @@ def generate_digits(
         label = int(labels[i])
         template = _TEMPLATES[int(rng.integers(len(_TEMPLATES)))]
         cols["id"].append(f"digits-{i:04d}")
-        cols["image"].append(encode_png(img))
+        cols["image"].append(png_bytes(img))
         cols["caption"].append(
             template.format(word=NUMBER_WORDS[label], label=label, strokes=_THICKNESS_WORDS[thickness[i]],
                             slant=_SLANT_WORDS[slant[i]])

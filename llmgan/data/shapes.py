@@ -22,12 +22,13 @@ import pyarrow.parquet as pq
 from PIL import Image, ImageDraw
 
 from llmgan.data import vocab
+from llmgan.data.config import SPLITS, PromptPairsConfig, ShapesConfig
 from llmgan.errors import UserError
+from llmgan.io.images import png_bytes
 from llmgan.io.storage import Storage
 
 SUPERSAMPLE = 4  # draw at 4x and downsample with a box filter: anti-aliased edges, exact flat background
 STAR_INNER_RATIO = 0.45  # inner/outer radius; a little fatter than a regular star so it survives 32 px
-SPLITS = ("train", "heldout", "all")
 
 # Held-out split: these (shape, color) pairs never appear in "train". Every shape and every colour is
 # still seen in training, so generating one of these tests compositional generalisation.
@@ -213,12 +214,6 @@ def sample_labels(rng: np.random.Generator, split: str = "all") -> dict[str, str
             return labels
 
 
-def encode_png(image: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(image).save(buf, format="PNG")
-    return buf.getvalue()
-
-
 def generate_shapes(
     n: int,
     size: int = 32,
@@ -227,14 +222,7 @@ def generate_shapes(
     progress: Callable[[int], None] | None = None,
 ) -> pa.Table:
     """`n` captioned shape images as a table with COLUMNS; `progress(k)` is called as samples complete."""
-    if n < 1:
-        raise UserError(f"n must be at least 1, got {n}")
-    if size < 8 or size > 1024:
-        raise UserError(f"size must be between 8 and 1024 pixels, got {size}")
-    if split not in SPLITS:
-        raise UserError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
-    if seed < 0:
-        raise UserError(f"seed must be non-negative, got {seed}")
+    ShapesConfig(n=n, size=size, seed=seed, split=split)  # validates, naming the CLI options
     cols: dict[str, list] = {c: [] for c in COLUMNS}
     for i in range(n):
         # one independent stream per sample: sample i is the same whatever n is
@@ -242,7 +230,7 @@ def generate_shapes(
         labels = sample_labels(rng, split)
         image = render_shape(labels, size, rng)
         cols["id"].append(f"shapes-{split}-{seed}-{i:07d}")
-        cols["image"].append(encode_png(image))
+        cols["image"].append(png_bytes(image))
         cols["caption"].append(make_caption(labels, rng))
         cols["short_prompt"].append(make_short_prompt(labels, rng))
         for attr in vocab.ATTRIBUTES:
@@ -262,12 +250,7 @@ def generate_prompt_pairs(n: int, seed: int = 0, detail: float = 0.6, split: str
     probability `detail`. Users state size, position or background in a quarter of prompts; with so little of
     that signal a small LM learned to copy colour and shape but sampled size as if it had not been stated.
     """
-    if n < 1:
-        raise UserError(f"n must be at least 1, got {n}")
-    if not 0 <= detail <= 1:
-        raise UserError(f"detail must be in [0, 1], got {detail}")
-    if split not in SPLITS:
-        raise UserError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
+    PromptPairsConfig(n=n, seed=seed, detail=detail, split=split)
     prompts, captions = [], []
     for i in range(n):
         rng = np.random.default_rng([seed, 99, i])

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from llmgan.errors import StorageError, UserError
+from llmgan.io.images import to_float
 from llmgan.io.storage import Storage, join
 
 WEIGHTS_FILE = "classifier.safetensors"
@@ -66,7 +67,7 @@ def _to_tensor(images: np.ndarray, size: int) -> torch.Tensor:
     images = np.asarray(images)
     if images.ndim != 4 or images.shape[-1] != 3:
         raise UserError(f"images must be an (N, H, W, 3) array, got shape {images.shape}")
-    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
+    x = to_float(images)
     if x.shape[-2:] != (size, size):
         x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
     return x

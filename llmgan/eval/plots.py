@@ -2,22 +2,16 @@
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
+
+from llmgan.io.images import png_bytes as png_bytes  # the one PNG encoder; report.py calls it as plots.png_bytes
 
 BAR_COLORS = {"train": (60, 120, 220), "heldout": (235, 140, 40), "all": (60, 120, 220), "real": (150, 150, 150)}
 
 
 def _font() -> ImageFont.ImageFont:
     return ImageFont.load_default()
-
-
-def png_bytes(img: Image.Image) -> bytes:
-    buf = io.BytesIO()
-    img.save(buf, format="PNG")
-    return buf.getvalue()
 
 
 def accuracy_bars(accuracy: dict[str, dict[str, float]], title: str) -> Image.Image:
