@@ -29,9 +29,11 @@ import torch.nn.functional as F
 
 from llmgan.errors import UserError
 from llmgan.gan.config import GanConfig
-from llmgan.gan.inference import default_checkpoint_path, derive_seed
-from llmgan.gan.local_train import batch_indices, to_float
+from llmgan.gan.inference import default_checkpoint_path
 from llmgan.gan.step import ema_decay_at, make_train_state, train_step, update_ema
+from llmgan.gan.trainer import batch_indices
+from llmgan.io.images import to_float, to_uint8
+from llmgan.io.seeds import derive_seed
 
 ATTRIBUTES = ("shape", "color", "size", "position", "background")
 TARGET = ">= 20"
@@ -41,10 +43,6 @@ COND_DROP = 0.1  # captions replaced by the null (zero) embedding in training, s
 def _noise_rows(seeds: Sequence[int], shape: tuple[int, ...]) -> torch.Tensor:
     """Row i drawn from seeds[i] alone: the same image whatever batch it lands in."""
     return torch.stack([torch.randn(shape, generator=torch.Generator().manual_seed(int(s) % 2**63)) for s in seeds])
-
-
-def _uint8(x: torch.Tensor) -> np.ndarray:
-    return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
 # ---- data --------------------------------------------------------------------------------------------------
@@ -94,7 +92,7 @@ class GanContestant:
 
     @torch.inference_mode()
     def sample(self, emb: torch.Tensor, seeds: Sequence[int]) -> np.ndarray:
-        return _uint8(self.state.G_ema.eval()(_noise_rows(seeds, (self.config.z_dim,)), emb))
+        return to_uint8(self.state.G_ema.eval()(_noise_rows(seeds, (self.config.z_dim,)), emb))
 
 
 def make_unet(image_size: int, text_dim: int, width: int) -> torch.nn.Module:
@@ -163,7 +161,7 @@ class DiffusionContestant:
             else:
                 eps = self.ema(x, t, encoder_hidden_states=cond).sample
             x = self.scheduler.step(eps, t, x).prev_sample
-        return _uint8(x)
+        return to_uint8(x)
 
 
 # ---- measurement -------------------------------------------------------------------------------------------

@@ -36,7 +36,7 @@ def run(images: int = 1024, steps: int = 60, batch_size: int = 32, g_width: int 
     """Local, Ray Train x1 and Ray Train x2 (then local again, to show machine noise); returns the figures."""
     from llmgan.data.shapes import generate_shapes, write_dataset
     from llmgan.distributed.train import DistTrainOptions, connect_ray, run_train, shutdown_ray
-    from llmgan.gan.local_train import LocalTrainOptions, train_local
+    from llmgan.gan.trainer import LocalTrainOptions, train_local
     from llmgan.text.encoder import TextEncoder, embed_dataset_captions, embedding_cache_url
 
     cpus = cpus or len(os.sched_getaffinity(0))
@@ -54,7 +54,7 @@ def run(images: int = 1024, steps: int = 60, batch_size: int = 32, g_width: int 
             t0 = time.perf_counter()
             train_local(data, os.path.join(tmp, name), config, LocalTrainOptions(
                 steps=steps, log_every=log_every, checkpoint_every=steps, sample_every=steps, eval_every=steps,
-                threads=cpus, classifier=None, progress=False))
+                threads=cpus, progress=False))
             figures[name] = {"imgs_per_s": _steady(_rows(os.path.join(tmp, name))),
                              "wall_s": round(time.perf_counter() - t0, 1)}
 
@@ -62,7 +62,7 @@ def run(images: int = 1024, steps: int = 60, batch_size: int = 32, g_width: int 
             t0 = time.perf_counter()
             run_train(data, os.path.join(tmp, name), config, DistTrainOptions(
                 steps=steps, workers=workers, cpus_per_worker=max(1, cpus // workers), checkpoint_every=steps,
-                log_every=log_every, classifier=None, progress=False))
+                sample_every=steps, eval_every=steps, log_every=log_every, classifier=None, progress=False))
             figures[name] = {"imgs_per_s": _steady(_rows(os.path.join(tmp, name))),
                              "wall_s": round(time.perf_counter() - t0, 1)}
 

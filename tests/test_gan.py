@@ -171,7 +171,7 @@ def test_sample_is_deterministic_whatever_the_batch(tiny_model: GanModel) -> Non
 
 
 def test_best_of_picks_the_highest_scoring_candidate(tiny_model: GanModel) -> None:
-    from llmgan.gan.inference import derive_seed
+    from llmgan.io.seeds import derive_seed
 
     emb = _emb(3).numpy()
     seeds = [1, 2, 3]
@@ -218,7 +218,8 @@ def test_train_local_cli_end_to_end_with_resume_and_sample(tiny_data: str, tmp_p
     summary = json.loads(second.stdout.strip().splitlines()[-1])
     assert summary["start_step"] == 2 and summary["steps"] == 6 and summary["steps_this_run"] == 4
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in rows] == [2, 6]  # every log_every (50) steps and at the end of each run
+    # at each checkpoint/evaluation (every 2 steps here; log_every is 50) and at the end of each run
+    assert [r["step"] for r in rows] == [2, 4, 6]
     assert all(np.isfinite(r["loss_d"]) and r["imgs_per_s"] > 0 for r in rows)
     assert json.loads((out / "final" / "config.json").read_text())["step"] == 6
     # the newest two are kept; the pruned one leaves no empty folder behind

@@ -1,5 +1,6 @@
 """Distributed GAN training on real Ray Train: 2 workers with checkpoints in a moto S3 bucket, a killed worker,
-rerun of a finished run, equivalence with --local, and two workers on two nodes of a multi-node cluster."""
+sample/eval intervals, rerun of a finished run, step-by-step equivalence with --local (contrastive pool on), and
+two workers on two nodes of a multi-node cluster."""
 
 from __future__ import annotations
 
@@ -64,7 +65,8 @@ def test_two_workers_on_s3_survive_a_killed_worker_sample_and_rerun_does_nothing
 ) -> None:
     storage = Storage(s3_server)
     # with the shipped shapes classifier: per-attribute accuracy of the EMA generator at each checkpoint
-    options = DistTrainOptions(steps=30, workers=2, checkpoint_every=5, log_every=5, max_failures=2, progress=False)
+    options = DistTrainOptions(steps=30, workers=2, checkpoint_every=5, log_every=5, sample_every=10, eval_every=15,
+                               max_failures=2, progress=False)
     thread, result = _train_in_thread(shapes_data, s3_url, TINY, options, storage=storage)
     snapshot, events = join(s3_url, "checkpoint_manager_snapshot.json"), join(s3_url, "events.jsonl")
     victim, deadline = None, time.time() + 400
@@ -91,7 +93,10 @@ def test_two_workers_on_s3_survive_a_killed_worker_sample_and_rerun_does_nothing
     assert [r["step"] for r in rows] == list(range(5, 35, 5))  # rows past the checkpoint were dropped, redone once
     assert all(r["workers"] == 2 and r["imgs_per_s"] > 0 and np.isfinite(r["loss_d"]) and r["lr_d"] == TINY.lr_d
                for r in rows)
-    assert all(0 <= r[f"acc_{a}"] <= 1 for r in rows for a in ("shape", "color", "size", "position", "background"))
+    evaluated = [r["step"] for r in rows if any(k.startswith("acc_") for k in r)]
+    assert evaluated == [15, 30]  # --eval-every 15, not at every checkpoint
+    assert all(0 <= r[f"acc_{a}"] <= 1 for r in rows if r["step"] in evaluated
+               for a in ("shape", "color", "size", "position", "background"))
 
     names = storage.list(s3_url)
     for name in ("checkpoints/00000030/config.json", "checkpoints/00000030/training_state.pt",
@@ -99,6 +104,8 @@ def test_two_workers_on_s3_survive_a_killed_worker_sample_and_rerun_does_nothing
                  "samples/00000030.png", "samples/captions.txt", "metrics.png", "run.json", "summary.json"):
         assert name in names, name
     assert not any(n.startswith("checkpoints/00000005/") for n in names)  # only the newest two are kept
+    assert sorted(n for n in names if n.startswith("samples/")) == [  # --sample-every 10
+        "samples/00000010.png", "samples/00000020.png", "samples/00000030.png", "samples/captions.txt"]
     assert not any(n.startswith("final/training_state") for n in names)  # inference checkpoint only
 
     # the run URL itself loads for inference (final/), and so does a single checkpoint
@@ -117,26 +124,39 @@ def test_two_workers_on_s3_survive_a_killed_worker_sample_and_rerun_does_nothing
 
 
 def test_one_worker_matches_local_training(ray_local: Any, shapes_data: str, tmp_path: Path) -> None:
-    """Same seed and data: `llmgan train --local` and a 1-worker Ray Train run give the same losses and weights."""
+    """Same seed and data, contrastive pool on: `llmgan train --local` and a 1-worker Ray Train run are the same
+    training loop, so every step's losses, the evaluations, the sample grids and the weights agree; the sample
+    and eval intervals are honoured under Ray Train."""
     runner = CliRunner()
-    common = ["--data", shapes_data, "--steps", "3", "--batch-size", "8", "--g-width", "4", "--d-width", "4",
-              "--checkpoint-every", "3", "--no-eval", "--seed", "11"]
-    local = runner.invoke(app, ["train", "--local", *common, "--out", str(tmp_path / "local"), "--threads", "1",
-                                "--sample-every", "3", "--eval-every", "3"])
+    common = ["--data", shapes_data, "--steps", "6", "--batch-size", "8", "--g-width", "4", "--d-width", "4",
+              "--contrastive-pool", "16", "--log-every", "1", "--checkpoint-every", "3", "--sample-every", "2",
+              "--eval-every", "3", "--seed", "11"]
+    local = runner.invoke(app, ["train", "--local", *common, "--out", str(tmp_path / "local"), "--threads", "1"])
     assert local.exit_code == 0, local.output
-    # log_every only exists on the distributed path; --local logs every 50 steps, so compare with its final row
     dist = runner.invoke(app, ["train", *common, "--out", str(tmp_path / "dist"), "--workers", "1",
-                               "--cpus-per-worker", "1", "--log-every", "3"])
+                               "--cpus-per-worker", "1"])
     assert dist.exit_code == 0, dist.output
     summary = json.loads(dist.stdout.strip().splitlines()[-1])
-    assert summary["steps"] == 3 and summary["steps_this_run"] == 3
+    assert summary["steps"] == 6 and summary["steps_this_run"] == 6
 
-    rows = {}
+    rows = {name: [json.loads(ln) for ln in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
+            for name in ("local", "dist")}
+    assert [r["step"] for r in rows["local"]] == [r["step"] for r in rows["dist"]] == [1, 2, 3, 4, 5, 6]
+    for a, b in zip(rows["local"], rows["dist"]):
+        for key in ("loss_d", "loss_g", "loss_d_cond", "d_real", "d_fake", "d_contrastive", "g_contrastive"):
+            assert b[key] == pytest.approx(a[key], abs=2e-4), (a["step"], key)
+        assert ("r1" in a) == ("r1" in b) and b.get("r1", 0) == pytest.approx(a.get("r1", 0), abs=2e-4)
+        # the shipped shapes classifier scores the EMA generator every --eval-every steps, on both runtimes
+        accs = sorted(k for k in a if k.startswith("acc_"))
+        assert accs == sorted(k for k in b if k.startswith("acc_"))
+        assert bool(accs) == (a["step"] % 3 == 0), a
+        assert all(b[k] == pytest.approx(a[k], abs=1e-6) for k in accs)
     for name in ("local", "dist"):
-        rows[name] = json.loads((tmp_path / name / "metrics.jsonl").read_text().splitlines()[-1])
-    assert rows["local"]["step"] == rows["dist"]["step"] == 3
-    for key in ("loss_d", "loss_g", "loss_d_cond", "d_real", "d_fake", "d_contrastive", "g_contrastive", "r1"):
-        assert rows["dist"][key] == pytest.approx(rows["local"][key], abs=2e-4), key
+        samples = sorted(p.name for p in (tmp_path / name / "samples").iterdir())
+        assert samples == ["00000002.png", "00000004.png", "00000006.png", "captions.txt"], (name, samples)
+        assert (tmp_path / name / "metrics.png").exists()
+    assert (tmp_path / "local" / "samples" / "00000004.png").read_bytes() == \
+        (tmp_path / "dist" / "samples" / "00000004.png").read_bytes()
     for weights in ("generator.safetensors", "discriminator.safetensors"):
         a = load_file(str(tmp_path / "local" / "final" / weights))
         b = load_file(str(tmp_path / "dist" / "final" / weights))

@@ -1,13 +1,13 @@
 """Distributed GAN training on Ray Train (`llmgan train` without --local, jobs/train.py): the driver side.
 
 The driver decodes the data and embeds the captions once, ships each worker only its rows through the
-object store, and runs a TorchTrainer whose workers (llmgan.distributed.train_worker) call the same
-train_step as --local. Run folder RUN_URL (local or s3://):
+object store, and runs a TorchTrainer whose workers (llmgan.distributed.train_worker) run the same training
+loop as --local (llmgan.gan.trainer). Run folder RUN_URL (local or s3://):
   run.json                   settings (model config, data, seed); a rerun with another config is refused
   checkpoints/{step:08d}/    GAN checkpoints with training state, reported through Ray Train (last 2 kept)
   final/                     inference checkpoint (config.json + safetensors) when the run is complete
-  samples/{step:08d}.png     sample grid at every checkpoint (captions in samples/captions.txt)
-  metrics.jsonl, metrics.png losses, images/s, learning rates, per-attribute accuracy; curves
+  samples/{step:08d}.png     sample grid every --sample-every steps (captions in samples/captions.txt)
+  metrics.jsonl, metrics.png losses, images/s, learning rates, per-attribute accuracy (--eval-every); curves
   events.jsonl               one line per start/resume (step, workers with pid and node) and finish
   summary.json               the last invocation's summary
   checkpoint_manager_snapshot.json  Ray Train's own record: rerunning the same command resumes from it
@@ -15,6 +15,7 @@ train_step as --local. Run folder RUN_URL (local or s3://):
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -52,7 +53,10 @@ class DistTrainOptions:
     cpus_per_worker: int | None = None  # None: the cluster's CPUs split evenly (capped at the largest node)
     seed: int = 0
     checkpoint_every: int = 500
+    sample_every: int = 500
+    eval_every: int = 500
     log_every: int = 50
+    keep_checkpoints: int = 2
     max_failures: int = 3
     address: str | None = None  # Ray cluster address; None: RAY_ADDRESS, else a local Ray
     text_encoder: str | None = None
@@ -66,7 +70,7 @@ class DistTrainOptions:
             raise UserError(f"steps must be at least 1, got {self.steps}")
         if self.epochs is not None and not self.epochs > 0:
             raise UserError(f"epochs must be > 0, got {self.epochs}")
-        for name in ("workers", "checkpoint_every", "log_every"):
+        for name in ("workers", "checkpoint_every", "sample_every", "eval_every", "log_every", "keep_checkpoints"):
             if getattr(self, name) < 1:
                 raise UserError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.cpus_per_worker is not None and self.cpus_per_worker < 1:
@@ -199,11 +203,31 @@ def _progress(tracker: Any, target: int, stop: threading.Event, enabled: bool) -
             return
 
 
+def accuracy_evaluator(classifier: str | None, labels: dict[str, list[str]]) -> Any:
+    """Per-attribute accuracy under the attribute classifier `classifier` ("default": the shipped one), or
+    None when it is not wanted, cannot be loaded, or the data lacks its labels."""
+    from llmgan.eval.classifier import load_classifier
+    from llmgan.gan.train_report import AccuracyEvaluator, evaluator_fits
+
+    if classifier is None:
+        return None
+    try:
+        evaluator = AccuracyEvaluator(load_classifier(None if classifier == "default" else classifier))
+    except Exception as exc:  # noqa: BLE001 - accuracy tracking is optional
+        log.info("no evaluation classifier (%s); per-attribute accuracy is not tracked", exc)
+        return None
+    if not evaluator_fits(evaluator, labels):
+        log.info("evaluation classifier does not fit this data; per-attribute accuracy is not tracked")
+        return None
+    return evaluator
+
+
 def run_train(data: str, out: str, config: GanConfig, options: DistTrainOptions,
               storage: Storage | None = None) -> dict[str, Any]:
     """Train (or resume) a GAN on Ray Train; returns the summary (also written to RUN_URL/summary.json)."""
     from llmgan.gan.train_data import load_training_data
-    from llmgan.gan.train_report import load_eval_classifier, make_probes
+    from llmgan.gan.train_report import make_probes
+    from llmgan.gan.trainer import LoopOptions
 
     storage = storage or Storage()
     started = time.perf_counter()
@@ -225,8 +249,8 @@ def run_train(data: str, out: str, config: GanConfig, options: DistTrainOptions,
     if saved is not None:
         _check_compatible(saved, config, data, out)
     target = options.total_steps(n, config.batch_size)
-    clf = load_eval_classifier(options.classifier, dataset.labels)
-    probes = make_probes(emb, dataset.captions, dataset.labels, options.seed, clf.attributes if clf else None)
+    evaluator = accuracy_evaluator(options.classifier, dataset.labels)
+    probes = make_probes(emb, dataset.captions, dataset.labels, options.seed, evaluator.attributes if evaluator else ())
     storage.write_text(join(out, RUN_FILE), json.dumps({
         "model": config.to_dict(), "data": data, "images": n, "seed": options.seed, "skipped": dataset.skipped,
         "text_encoder": options.text_encoder, "target_steps": target, "workers": options.workers,
@@ -236,7 +260,7 @@ def run_train(data: str, out: str, config: GanConfig, options: DistTrainOptions,
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
-    from llmgan.distributed.train_worker import train_loop
+    from llmgan.distributed.train_worker import train_loop_per_worker
 
     threads = _cpus_per_worker(options)
     # each worker gets only its rows (r, r + W, ...): the object store holds every image once
@@ -245,20 +269,23 @@ def run_train(data: str, out: str, config: GanConfig, options: DistTrainOptions,
     del dataset
     tracker = ProgressTracker.remote()
     loop_config = {
-        "model": config.to_dict(), "seed": options.seed, "steps": target, "out": out, "endpoint": storage.endpoint,
-        "shards": shards, "probes": ray.put(probes), "tracker": tracker, "threads": threads, "gpu": options.gpu,
-        "checkpoint_every": options.checkpoint_every, "log_every": options.log_every,
-        "classifier": options.classifier if clf else None, "text_encoder": options.text_encoder, "data": data,
+        "model": config.to_dict(), "out": out, "endpoint": storage.endpoint, "shards": shards,
+        "probes": ray.put(probes), "evaluator": ray.put(evaluator) if evaluator else None, "tracker": tracker,
+        "threads": threads, "gpu": options.gpu, "text_encoder": options.text_encoder, "data": data,
+        "loop": dataclasses.asdict(LoopOptions(
+            steps=target, seed=options.seed, checkpoint_every=options.checkpoint_every,
+            sample_every=options.sample_every, eval_every=options.eval_every, log_every=options.log_every,
+            keep_checkpoints=options.keep_checkpoints, progress=False)),
     }
     resources = {"CPU": threads}
     trainer = TorchTrainer(
-        train_loop,
+        train_loop_per_worker,
         train_loop_config=loop_config,
         scaling_config=ScalingConfig(num_workers=options.workers, use_gpu=options.gpu, resources_per_worker=resources),
         run_config=RunConfig(
             name=name, storage_path=storage_path, storage_filesystem=fs,
             failure_config=FailureConfig(max_failures=options.max_failures),
-            checkpoint_config=CheckpointConfig(num_to_keep=2),
+            checkpoint_config=CheckpointConfig(num_to_keep=options.keep_checkpoints),
         ),
     )
     log.info("training %s on %d worker(s) x %d CPU%s: %d images, %d steps, run folder %s", data, options.workers,
@@ -282,8 +309,9 @@ def run_train(data: str, out: str, config: GanConfig, options: DistTrainOptions,
 
 def _summary(storage: Storage, out: str, target: int, steps_run: int, images_run: int, seconds: float,
              already_complete: bool = False) -> dict[str, Any]:
-    from llmgan.distributed.train_worker import EVENTS, METRICS
+    from llmgan.distributed.train_worker import EVENTS
     from llmgan.gan.checkpoint import read_meta
+    from llmgan.gan.trainer import METRICS
 
     meta = read_meta(join(out, "final"), storage)
     rows = [json.loads(ln) for ln in storage.read_text(join(out, METRICS)).splitlines() if ln.strip()] \

@@ -117,7 +117,7 @@ def _inception(probs: dict[str, np.ndarray]) -> dict[str, float]:
 
 
 def _evaluate_split(run: _Run, name: str, rows: np.ndarray) -> tuple[dict[str, Any], list]:
-    from llmgan.gan.inference import derive_seed
+    from llmgan.io.seeds import derive_seed
 
     opts, data, clf, attrs = run.opts, run.data, run.clf, run.attrs
     code = _SPLIT_CODE[name]

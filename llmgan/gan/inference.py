@@ -6,7 +6,6 @@ so the same (caption, seed) gives the same image whatever else is in the batch.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -24,6 +23,8 @@ from llmgan.gan.checkpoint import (
 )
 from llmgan.gan.config import MAX_TRUNCATION, GanConfig
 from llmgan.gan.networks import Discriminator, Generator
+from llmgan.io.images import to_float, to_uint8
+from llmgan.io.seeds import derive_seed
 from llmgan.io.storage import Storage
 
 CHUNK = 256  # rows per forward pass: bounds memory, and outputs do not depend on it
@@ -32,18 +33,6 @@ CHUNK = 256  # rows per forward pass: bounds memory, and outputs do not depend o
 def default_checkpoint_path() -> str:
     """The shipped 32 px shapes model inside the package."""
     return str(Path(__file__).resolve().parent.parent / "assets" / "gan" / "shapes32")
-
-
-def derive_seed(*parts: int) -> int:
-    """A 63-bit seed from integers, e.g. (seed, candidate): stable across runs and platforms."""
-    h = hashlib.sha256(":".join(str(int(p)) for p in parts).encode()).digest()
-    return int.from_bytes(h[:8], "little") >> 1
-
-
-def _to_uint8(x: torch.Tensor) -> np.ndarray:
-    """(N, 3, H, W) in [-1, 1] -> uint8 (N, H, W, 3)."""
-    x = ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-    return x.permute(0, 2, 3, 1).cpu().numpy()
 
 
 class GanModel:
@@ -134,7 +123,7 @@ class GanModel:
         z = torch.as_tensor(z, dtype=torch.float32).to(self.device)
         if z.shape != (e.shape[0], self.z_dim):
             raise UserError(f"noise must have shape ({e.shape[0]}, {self.z_dim}), got {tuple(z.shape)}")
-        return _to_uint8(self._generate_float(e, z))
+        return to_uint8(self._generate_float(e, z))
 
     @torch.inference_mode()
     def _score_float(self, images: torch.Tensor, emb: torch.Tensor) -> np.ndarray:
@@ -150,7 +139,7 @@ class GanModel:
         images = np.asarray(images)
         if images.ndim != 4 or images.shape[1:] != (self.image_size, self.image_size, 3):
             raise UserError(f"images must be uint8 (N, {self.image_size}, {self.image_size}, 3), got {images.shape}")
-        x = torch.from_numpy(images.astype(np.float32) / 127.5 - 1.0).permute(0, 3, 1, 2).to(self.device)
+        x = to_float(images).to(self.device)
         return self._score_float(x, self._emb(emb))
 
     def sample(

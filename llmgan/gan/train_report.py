@@ -1,23 +1,19 @@
-"""Training-run reporting shared by the distributed trainer: fixed probes (sample-grid captions, an
-evaluation set with labels), EMA images on any device, the optional attribute classifier, and a PNG of
-the loss and accuracy curves from metrics rows.
-"""
+"""Training-run reporting: fixed probes (sample-grid captions, an evaluation set with labels), EMA images,
+the injected evaluator interface (figures into metrics rows and curves), and the metrics.png curves."""
 
 from __future__ import annotations
 
-import io
-import logging
 import math
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 from torch import nn
 
-from llmgan.gan.inference import derive_seed
-
-log = logging.getLogger(__name__)
+from llmgan.io.images import to_uint8
+from llmgan.io.seeds import derive_seed
 
 GRID_ROWS = 8
 EVAL_IMAGES = 500
@@ -25,19 +21,21 @@ EVAL_IMAGES = 500
 
 @dataclass
 class Probes:
-    """Fixed inputs for sample grids and accuracy checks: the same captions and seeds at every checkpoint."""
+    """Fixed inputs for sample grids and evaluation: the same captions and seeds at every evaluation."""
 
     grid_emb: np.ndarray  # (GRID_ROWS * GRID_ROWS, E): each grid caption repeated once per column
     grid_seeds: list[int]
     grid_captions: list[str]
     eval_emb: np.ndarray  # (M, E)
     eval_seeds: list[int]
-    eval_labels: dict[str, list[str]]  # attribute -> M labels; empty when accuracy is not tracked
+    eval_captions: list[str]
+    eval_labels: dict[str, list[str]]  # attribute -> M labels (the evaluator's attributes only)
 
 
 def make_probes(emb: np.ndarray, captions: list[str], labels: dict[str, list[str]], seed: int,
-                attributes: list[str] | None) -> Probes:
-    """Probe rows and seeds drawn exactly as the --local loop draws them, so both report comparable figures."""
+                attributes: Sequence[str] = ()) -> Probes:
+    """Probe rows and seeds from the whole dataset: a pure function of (data, seed), so every runtime and
+    every resume evaluates the same captions with the same noise."""
     n = len(captions)
     rng = np.random.default_rng([seed, 7])
     grid_rows = rng.choice(n, size=min(GRID_ROWS, n), replace=False)
@@ -45,11 +43,12 @@ def make_probes(emb: np.ndarray, captions: list[str], labels: dict[str, list[str
     eval_rows = rng.choice(n, size=min(EVAL_IMAGES, n), replace=False)
     return Probes(
         grid_emb=np.ascontiguousarray(grid_emb, np.float32),
-        grid_seeds=[derive_seed(seed, 2, i) for i in range(len(grid_emb))],
+        grid_seeds=[derive_seed("train-grid", seed, i) for i in range(len(grid_emb))],
         grid_captions=[captions[i] for i in grid_rows],
         eval_emb=np.ascontiguousarray(emb[eval_rows], np.float32),
-        eval_seeds=[derive_seed(seed, 3, i) for i in range(len(eval_rows))],
-        eval_labels={a: [labels[a][i] for i in eval_rows] for a in (attributes or [])},
+        eval_seeds=[derive_seed("train-eval", seed, i) for i in range(len(eval_rows))],
+        eval_captions=[captions[i] for i in eval_rows],
+        eval_labels={a: [labels[a][i] for i in eval_rows] for a in attributes},
     )
 
 
@@ -60,34 +59,75 @@ def ema_images(G_ema: nn.Module, z_dim: int, emb: np.ndarray | torch.Tensor, see
     e = torch.as_tensor(np.array(emb, dtype=np.float32))  # a copy: object-store arrays are read-only
     z = torch.stack([torch.randn(z_dim, generator=torch.Generator().manual_seed(s)) for s in seeds])
     out = [G_ema(z[i : i + 256].to(device), e[i : i + 256].to(device)) for i in range(0, len(seeds), 256)]
-    x = torch.cat(out).float().cpu()
-    return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    return to_uint8(torch.cat(out))
 
 
-def load_eval_classifier(name: str | None, labels: dict[str, list[str]]) -> Any:
-    """The attribute classifier (None: not wanted, not installed, or the data lacks its labels)."""
-    if name is None:
-        return None
-    try:
-        from llmgan.eval.classifier import load_classifier
-    except ImportError:
-        return None
-    try:
-        clf = load_classifier(None if name == "default" else name)
-    except Exception as exc:  # noqa: BLE001 - accuracy tracking is optional
-        log.info("no evaluation classifier (%s); per-attribute accuracy is not tracked", exc)
-        return None
-    if not all(a in labels and all(labels[a]) for a in clf.attributes):
-        log.info("evaluation classifier does not fit this data; per-attribute accuracy is not tracked")
-        return None
-    return clf
+# ---- evaluation, injected by the caller ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Panel:
+    """One panel of metrics.png: the metrics keys it plots (exact names, or every key starting with `prefix`)."""
+
+    title: str
+    keys: tuple[str, ...] = ()
+    prefix: str | None = None
+    y_range: tuple[float, float] | None = None
+
+    def select(self, names: set[str]) -> list[str]:
+        return [k for k in self.keys if k in names] + sorted(
+            k for k in names if self.prefix and k.startswith(self.prefix) and k not in self.keys)
+
+
+LOSSES = Panel("losses", keys=("loss_d", "loss_g", "d_contrastive", "g_contrastive"))
+
+
+class Evaluator(Protocol):
+    """Scores EMA-generator images of the fixed evaluation probes. The training loop gets one from its caller
+    (so this layer never imports llmgan.eval); its figures go into metrics.jsonl rows and its panels into
+    metrics.png."""
+
+    attributes: Sequence[str]  # label columns the probes must carry (may be empty)
+    panels: Sequence[Panel]  # curves it adds to metrics.png
+
+    def evaluate(self, images: np.ndarray, captions: list[str], labels: dict[str, list[str]]) -> dict[str, float]:
+        """images uint8 (M, S, S, 3) generated from `captions`; -> {metrics key: value}."""
+        ...
+
+
+class AttributeModel(Protocol):
+    attributes: list[str]
+
+    def accuracy(self, images: np.ndarray, labels: dict[str, list[str]]) -> dict[str, float]: ...
+
+
+@dataclass
+class AccuracyEvaluator:
+    """Per-attribute accuracy of generated images under an attribute classifier (e.g.
+    llmgan.eval.classifier.AttributeClassifier): metrics keys acc_<attribute>."""
+
+    classifier: AttributeModel
+    panels: Sequence[Panel] = field(default=(
+        Panel("per-attribute accuracy of the EMA generator", prefix="acc_", y_range=(0.0, 1.0)),))
+
+    @property
+    def attributes(self) -> list[str]:
+        return list(self.classifier.attributes)
+
+    def evaluate(self, images: np.ndarray, captions: list[str], labels: dict[str, list[str]]) -> dict[str, float]:
+        return {f"acc_{k}": round(float(v), 4) for k, v in self.classifier.accuracy(images, labels).items()}
+
+
+def evaluator_fits(evaluator: Evaluator, labels: dict[str, list[str]]) -> bool:
+    """Whether the data carries every label the evaluator needs (all rows labelled)."""
+    return all(a in labels and all(labels[a]) for a in evaluator.attributes)
 
 
 # ---- curves PNG ------------------------------------------------------------------------------------------
 
 _COLORS = [(60, 120, 220), (235, 140, 40), (40, 160, 80), (200, 50, 50), (140, 90, 190), (120, 120, 120),
            (30, 170, 170), (190, 150, 30)]
-LOSS_KEYS = ("loss_d", "loss_g", "d_contrastive", "g_contrastive")
+_TOP, _HEIGHT, _GAP = 24, 166, 40
 
 
 def _panel(draw: Any, box: tuple[int, int, int, int], series: dict[str, list[tuple[float, float]]],
@@ -123,18 +163,17 @@ def _panel(draw: Any, box: tuple[int, int, int, int], series: dict[str, list[tup
         draw.text((x1 + 8, y0 + 14 * k), name, fill=color)
 
 
-def curves_png(rows: list[dict[str, Any]]) -> bytes:
-    """Two panels from metrics rows: losses (top) and per-attribute accuracy in [0, 1] (bottom)."""
+def curves_png(rows: list[dict[str, Any]], panels: Sequence[Panel] = (LOSSES,)) -> bytes:
+    """One panel per Panel, stacked: each plots its keys from the metrics rows against the step."""
     from PIL import Image, ImageDraw
 
-    def series(keys: list[str]) -> dict[str, list[tuple[float, float]]]:
-        return {k: [(float(r["step"]), float(r[k])) for r in rows if k in r] for k in keys}
+    from llmgan.io.images import png_bytes
 
-    acc_keys = sorted({k for r in rows for k in r if k.startswith("acc_")})
-    img = Image.new("RGB", (640, 420), "white")
+    names = {k for r in rows for k in r}
+    img = Image.new("RGB", (640, _TOP + len(panels) * (_HEIGHT + _GAP)), "white")
     draw = ImageDraw.Draw(img)
-    _panel(draw, (50, 24, 520, 190), series([k for k in LOSS_KEYS if any(k in r for r in rows)]), "losses")
-    _panel(draw, (50, 230, 520, 396), series(acc_keys), "per-attribute accuracy of the EMA generator", (0.0, 1.0))
-    buf = io.BytesIO()
-    img.save(buf, format="PNG")
-    return buf.getvalue()
+    for i, panel in enumerate(panels):
+        series = {k: [(float(r["step"]), float(r[k])) for r in rows if k in r] for k in panel.select(names)}
+        y0 = _TOP + i * (_HEIGHT + _GAP)
+        _panel(draw, (50, y0, 520, y0 + _HEIGHT), series, panel.title, panel.y_range)
+    return png_bytes(img)
