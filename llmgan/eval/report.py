@@ -3,8 +3,9 @@
 Per split (training-split and held-out-split captions, when the data has a split): per-attribute and joint
 accuracy against the caption's labels, Fréchet distance in classifier feature space beside the
 real-vs-real floor, an Inception-Score-style figure, and diversity (pixel distance and SSIM among images
-of one caption, beside the same figures for real images with the same labels). report.json is written
-last, so its presence means the evaluation is complete.
+of one caption, beside the same figures for real images with the same labels), the consistency scorer's
+verdicts (mean, share below 0.5, beside real images') and, for shapes, SSIM/PSNR against the real image of
+the same caption. report.json is written last, so its presence means the evaluation is complete.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections import Counter
 from typing import Any
 
 import numpy as np
@@ -26,6 +28,7 @@ from llmgan.eval.classifier import (
     load_classifier,
     train_classifier,
 )
+from llmgan.eval.consistency import ClassifierScorer, load_scorer
 from llmgan.eval.options import EvalOptions
 from llmgan.io.storage import Storage, join
 
@@ -37,6 +40,7 @@ PER_GROUP = 8  # images per caption for the diversity and SSIM figures
 GRID_ROWS = 8
 CHUNK = 256
 SHIPPED = "shipped:shapes32"
+PSNR_CAP = 100.0  # dB; identical pairs (inf) count as this, so means stay finite
 
 
 def _row_splits(labels: dict[str, list[str]], count: int) -> list[str] | None:
@@ -84,9 +88,9 @@ class _Run:
     """Shared state of one evaluation: model, encoder, classifier, data."""
 
     def __init__(self, model: Any, encoder: Any, clf: AttributeClassifier, data: Any, attrs: list[str],
-                 opts: EvalOptions, emb_cache: str | None, storage: Storage) -> None:
+                 opts: EvalOptions, emb_cache: str | None, storage: Storage, scorer: Any = None) -> None:
         self.model, self.encoder, self.clf, self.data, self.attrs = model, encoder, clf, data, attrs
-        self.opts, self.emb_cache, self.storage = opts, emb_cache, storage
+        self.opts, self.emb_cache, self.storage, self.scorer = opts, emb_cache, storage, scorer
 
     def embed(self, captions: list[str]) -> np.ndarray:
         from llmgan.text.encoder import embed_dataset_captions
@@ -181,7 +185,70 @@ def _evaluate_split(run: _Run, name: str, rows: np.ndarray) -> tuple[dict[str, A
     result["diversity"]["ratio"] = (result["diversity"]["generated"] / result["diversity"]["real"]
                                     if real_d and result["diversity"]["real"] else None)
     result["ssim"] = {"generated": mean(gen_s), "real": mean(real_s)}
+    result["consistency"] = _consistency(run, images, captions, real_sel)
+    result["reference"] = _reference(run, images, pick, rows, rng)
     return result, grid
+
+
+def _consistency(run: _Run, images: np.ndarray, captions: list[str], real_sel: np.ndarray) -> dict[str, Any] | None:
+    """Distribution of the consistency scorer's verdicts on the generated images, beside real images' own.
+
+    The caption is the prompt here (eval has no separate user prompt).
+    """
+    scorer = run.scorer
+    if scorer is None:
+        return None
+    # the matcher reads embeddings of its own text encoder; reuse the GAN's only when they are the same
+    matcher = getattr(scorer, "matcher", None)
+    same = matcher is not None and matcher.text_encoder == run.model.text_encoder
+    real_caps = [run.data.captions[i] for i in real_sel]
+
+    def summary(verdicts: list) -> dict[str, Any]:
+        s = np.array([v.score for v in verdicts], np.float64)
+        out: dict[str, Any] = {"n": len(s), "mean": float(s.mean()) if len(s) else None,
+                               "below_0.5": float((s < 0.5).mean()) if len(s) else None}
+        wrong = Counter(a for v in verdicts for a in v.disagree)
+        if wrong:
+            out["disagree"] = {a: c / len(s) for a, c in sorted(wrong.items())}
+        return out
+
+    gen = scorer.score(images, captions, captions, emb=run.embed(captions) if same else None)
+    real = scorer.score(run.data.images[real_sel], real_caps, real_caps, emb=run.embed(real_caps) if same else None)
+    return {"scorer": scorer.name, "generated": summary(gen), "real": summary(real)}
+
+
+def _reference(run: _Run, images: np.ndarray, pick: np.ndarray, rows: np.ndarray,
+               rng: np.random.Generator) -> dict[str, Any] | None:
+    """SSIM / PSNR of each generated image against the real image of the caption it was drawn from.
+
+    Only where a caption fixes its image up to jitter (the shapes labels): image k, drawn from row pick[k]'s
+    caption, is paired with row pick[k]'s image. The floor pairs that real image with another real image
+    of the same five labels (other jitter and wording): what a perfect generator would reach.
+    """
+    from llmgan.data.vocab import ATTRIBUTES
+
+    data = run.data
+    if not set(ATTRIBUTES) <= set(run.attrs):
+        return None
+    gen_ssim = metrics.ssim(images, data.images[pick])
+    gen_psnr = np.minimum(metrics.psnr(images, data.images[pick]), PSNR_CAP)
+    groups: dict[tuple, list[int]] = {}
+    for i in rows:
+        groups.setdefault(tuple(data.labels[a][i] for a in ATTRIBUTES), []).append(int(i))
+    pairs = []
+    for i in pick:
+        same = groups[tuple(data.labels[a][i] for a in ATTRIBUTES)]
+        if len(same) > 1:
+            j = same[int(rng.integers(len(same) - 1))]
+            pairs.append((int(i), j if j != i else same[-1]))
+    out: dict[str, Any] = {"pairing": "generated from row i's caption vs row i's real image",
+                           "ssim": float(gen_ssim.mean()), "psnr": float(gen_psnr.mean()),
+                           "ssim_real": None, "psnr_real": None, "real_pairs": len(pairs)}
+    if pairs:
+        a, b = data.images[[p[0] for p in pairs]], data.images[[p[1] for p in pairs]]
+        out["ssim_real"] = float(metrics.ssim(a, b).mean())
+        out["psnr_real"] = float(np.minimum(metrics.psnr(a, b), PSNR_CAP).mean())
+    return out
 
 
 def evaluate(
@@ -196,6 +263,7 @@ def evaluate(
     classifier: str | None = None,
     truncation: float = 1.0,
     classifier_steps: int = 1500,
+    consistency: str | None = "auto",
     storage: Storage | None = None,
     device: str = "cpu",
 ) -> dict[str, Any]:
@@ -240,7 +308,10 @@ def evaluate(
             raise UserError(f"{data} has no rows in split {opts.split!r}")
 
     encoder = TextEncoder(model=model.text_encoder)
-    run = _Run(model, encoder, clf, ds, attrs, opts, embedding_cache_url(data), storage)
+    scorer = load_scorer(consistency, model.path, storage, device)
+    if scorer is None and consistency in (None, "auto") and clf_source == SHIPPED:  # shapes data: its classifier fits
+        scorer = ClassifierScorer(clf)
+    run = _Run(model, encoder, clf, ds, attrs, opts, embedding_cache_url(data), storage, scorer)
     splits: dict[str, Any] = {}
     grids: dict[str, list] = {}
     for name, rows in wanted.items():
@@ -266,6 +337,7 @@ def evaluate(
         "truncation": truncation,
         "split": split,
         "classifier": {"source": clf_source, "attributes": clf.attributes, "info": clf.info},
+        "consistency_scorer": None if scorer is None else {"name": scorer.name, "spec": consistency},
         "attributes": attrs,
         "splits": splits,
         "files": files,
