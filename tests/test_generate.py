@@ -211,7 +211,36 @@ def test_bad_input_one_line_error_nothing_written(tmp_path: Path, tiny_ckpt: str
 def test_bad_option_is_one_line(tmp_path: Path) -> None:
     result = subprocess.run([sys.executable, "-m", "llmgan", "generate", "x.parquet", "--shard-size", "0"],
                             capture_output=True, text=True, timeout=60)
-    assert result.returncode == 2 and result.stderr.strip() == "error: shard-size must be 1..1000000, got 0"
+    assert result.returncode == 2 and result.stderr.strip() == "error: --shard-size must be 1..1000000, got 0"
+
+
+def shard_file_shas(out: str) -> dict[str, str]:
+    """sha256 of every shard data and index file (stats hold timings and worker ids, so they differ)."""
+    import hashlib
+
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(Path(out, "shards").iterdir())
+            if not p.name.endswith(".stats.json")}
+
+
+def test_local_executor_writes_the_ray_executors_bytes_without_ray(ray_local, tiny_ckpt: str, tmp_path: Path) -> None:
+    """Same job, both executors: identical shard files. The local run is the CLI in a process where `ray`
+    cannot be imported, with caption expansion on (LM and GAN both run on different thread counts)."""
+    prompts = write_prompts(tmp_path / "prompts.parquet", 8, bad_rows=True)
+    kw = dict(ckpt=tiny_ckpt, variants=2, shard_size=5, batch_size=4)
+    ray_summary = run(ray_local, prompts=prompts, out=str(tmp_path / "ray"), **kw)
+    local = str(tmp_path / "local")
+    argv = ["llmgan", "generate", prompts, "--out", local, "--ckpt", tiny_ckpt, "--variants", "2", "--shard-size", "5",
+            "--batch-size", "4", "--executor", "local", "--quiet"]
+    code = f"import runpy, sys; sys.modules['ray'] = None; sys.argv = {argv!r}; runpy.run_module('llmgan', run_name='__main__')"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert f"{ray_summary['images']} images in {ray_summary['shards']} shards" in result.stdout
+    local_summary = json.loads(Path(local, "_SUCCESS.json").read_text())
+    assert local_summary["executor"] == "local" and ray_summary["executor"] == "ray"
+    assert local_summary["rejected_reasons"] == ray_summary["rejected_reasons"] == {"null prompt": 1, "empty prompt": 1}
+    shas = shard_file_shas(local)
+    assert len(shas) == 2 * ray_summary["shards"] >= 4
+    assert shas == shard_file_shas(str(tmp_path / "ray"))
 
 
 def test_expansion_with_the_bundled_caption_lm(ray_local, tiny_ckpt: str, tmp_path: Path) -> None:
