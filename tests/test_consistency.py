@@ -208,6 +208,11 @@ def test_eval_reports_consistency_and_reference_figures(tiny: dict[str, str], tm
     assert 0 <= cons["generated"]["below_0.5"] <= 1 and cons["real"]["mean"] > 0.9 and cons["real"]["below_0.5"] == 0
     ref = split["reference"]
     assert -1 <= ref["ssim"] <= 1 and 0 < ref["psnr"] < 100
+    from llmgan.cli.eval_cmd import _table
+
+    lines = _table(report).splitlines()
+    assert any(ln.startswith("consistency ") and f"{cons['generated']['mean']:.3f}" in ln for ln in lines)
+    assert any(ln.startswith("ref PSNR ") and f"{ref['psnr']:.3f}" in ln for ln in lines)
     on_disk = json.loads((tmp_path / "r" / "report.json").read_text())
     assert on_disk["splits"]["all"]["reference"]["psnr"] == pytest.approx(ref["psnr"])
     digits = evaluate(None, str(Path(tiny["root"]) / "digits.parquet"), str(tmp_path / "d"), n=10,

@@ -38,6 +38,14 @@ def _table(report: dict) -> str:
         ("div real", lambda s: s["diversity"]["real"]),
         ("SSIM gen", lambda s: s["ssim"]["generated"]),
         ("SSIM real", lambda s: s["ssim"]["real"]),
+        # consistency scorer verdicts (None: no scorer fits) and shapes' SSIM/PSNR against the caption's real image
+        ("consistency", lambda s: (s.get("consistency") or {}).get("generated", {}).get("mean")),
+        ("cons < 0.5", lambda s: (s.get("consistency") or {}).get("generated", {}).get("below_0.5")),
+        ("cons real", lambda s: (s.get("consistency") or {}).get("real", {}).get("mean")),
+        ("ref SSIM", lambda s: (s.get("reference") or {}).get("ssim")),
+        ("ref SSIM flr", lambda s: (s.get("reference") or {}).get("ssim_real")),
+        ("ref PSNR", lambda s: (s.get("reference") or {}).get("psnr")),
+        ("ref PSNR flr", lambda s: (s.get("reference") or {}).get("psnr_real")),
     ]
     for label, get in rows:
         lines.append(f"{label:<{width}}" + "".join(f"{_fmt(get(splits[n])):>12}" for n in names))
