@@ -1,4 +1,5 @@
-"""Caption-LM benchmark: batched vs one-at-a-time `generate` throughput, faithfulness and variety, in one run."""
+"""Caption-LM benchmark: batched vs one-at-a-time `generate` throughput, first-draft faithfulness per prompt set
+with keep-words on and off, guard outcomes and variety, in one run (optionally: how the GAN draws synonyms)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,15 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import Any
 
+import numpy as np
 import torch
 
-from llmgan.data.vocab import is_faithful, parse_attributes
+from llmgan.data import vocab
+from llmgan.data.shapes_text import ShapesFaithfulness
 from llmgan.text.expander import CaptionExpander, ExpanderConfig, normalize_prompt
+from llmgan.text.options import keeps_words
 
 
 def heldout_prompts(n: int, seed: int = 1234) -> list[str]:
@@ -20,6 +25,90 @@ def heldout_prompts(n: int, seed: int = 1234) -> list[str]:
     from llmgan.data.shapes import generate_shapes
 
     return [str(p) for p in generate_shapes(n, size=16, seed=seed, split="heldout").column("short_prompt").to_pylist()]
+
+
+def _labels(rng: np.random.Generator) -> dict[str, str]:
+    from llmgan.data.shapes import sample_labels
+
+    return sample_labels(rng, "heldout" if rng.random() < 0.5 else "all")
+
+
+def _other_word(rng: np.random.Generator, attr: str, value: str) -> str:
+    """A word other than the canonical one, from the caption corpus or from what users type; else canonical."""
+    words = [*vocab.SYNONYMS[attr][value][1:], *vocab.TYPED_SYNONYMS[attr].get(value, ())]
+    return str(rng.choice(words)) if words else value
+
+
+def synonym_prompts(n: int, seed: int = 77) -> list[str]:
+    """"crimson star", "tiny azure square in the upper-left": short prompts whose colour (and sometimes more) is
+    named by a synonym, held-out and seen (shape, colour) pairs alike."""
+    out = []
+    for i in range(n):
+        rng = np.random.default_rng([seed, 1, i])
+        lab = _labels(rng)
+        words = {a: _other_word(rng, a, lab[a]) if a == "color" or rng.random() < 0.5 else lab[a] for a in lab}
+        text = f"{words['color']} {words['shape']}"
+        if rng.random() < 0.4:
+            text = f"{words['size']} {text}"
+        if rng.random() < 0.3:
+            text += f" in the {words['position']}"
+        if rng.random() < 0.3:
+            text += f" on {words['background']} {rng.choice(vocab.BACKGROUND_NOUNS)}"
+        out.append(text)
+    return out
+
+
+def combined_prompts(n: int, seed: int = 78) -> list[str]:
+    """"a small green square on a gray background": prompts as people type them, with articles and three to
+    five attributes, now and then a synonym."""
+    out = []
+    for i in range(n):
+        rng = np.random.default_rng([seed, 2, i])
+        lab = _labels(rng)
+        words = {a: _other_word(rng, a, lab[a]) if rng.random() < 0.2 else lab[a] for a in lab}
+        extras = [a for a in ("position", "background") if rng.random() < 0.6] or ["background"]
+        head = f"{words['size']} {words['color']} {words['shape']}"
+        text = f"{'an' if head[0] in 'aeiou' else 'a'} {head}"
+        if "position" in extras:
+            text += f" in the {words['position']}" + (" corner" if lab["position"] != "center" and rng.random() < 0.5
+                                                      else "")
+        if "background" in extras:
+            bg = words["background"]
+            text += f" on {'an' if bg[0] in 'aeiou' else 'a'} {bg} {rng.choice(vocab.BACKGROUND_NOUNS)}"
+        out.append(text)
+    return out
+
+
+class _Recorder(ShapesFaithfulness):
+    """The shapes check, remembering every draft it judged (to count those that keep the user's words)."""
+
+    def __init__(self) -> None:
+        self.drafts: list[tuple[str, str, bool]] = []
+        self.before_pin: list[bool] = []
+
+    def pin(self, prompt: str, caption: str) -> str:
+        self.before_pin.append(super().check(prompt, caption))  # the LM's own draft, by value
+        return super().pin(prompt, caption)
+
+    def check(self, prompt: str, caption: str) -> bool:
+        ok = super().check(prompt, caption)
+        self.drafts.append((prompt, caption, ok))
+        return ok
+
+
+def first_drafts(expander: CaptionExpander, prompts: list[str], seed: int) -> dict[str, Any]:
+    """Faithfulness of every prompt's first draft (no resample, no fallback) and how many keep the user's words."""
+    rec = _Recorder()
+    expander.check = rec
+    result = expander.expand(prompts, [f"f{i}" for i in range(len(prompts))], 1, seed=seed)
+    # with no resamples every checked prompt is either accepted at once or falls back (an empty draft too)
+    checked, faithful = len(prompts) - result.stats["unchecked"], result.stats["faithful"]
+    verbatim = sum(ok and keeps_words(rec.stated_words(p), c) for p, c, ok in rec.drafts)
+    n = max(checked, 1)
+    lm_faithful = sum(rec.before_pin) if rec.before_pin else faithful
+    return {"checked": checked, "faithful": faithful, "faithfulness": round(faithful / n, 4),
+            "words_kept": round(verbatim / n, 4), "pinned": result.stats["pinned"],
+            "lm_faithful_before_pin": round(lm_faithful / n, 4)}
 
 
 def one_at_a_time(expander: CaptionExpander, prompts: Sequence[str]) -> float:
@@ -38,75 +127,118 @@ def one_at_a_time(expander: CaptionExpander, prompts: Sequence[str]) -> float:
     return time.perf_counter() - started
 
 
-def run(lm: str | None = None, n_speed: int = 512, n_baseline: int = 512, n_variety: int = 64, variants: int = 8, batch_size: int = 64, device: str = "cpu",
-        out=sys.stdout) -> dict:
+def run(lm: str | None = None, n_speed: int = 512, n_baseline: int = 512, n_variety: int = 64, variants: int = 8,
+        batch_size: int = 64, device: str = "cpu", out=sys.stdout) -> dict:
     """Measure everything with one loaded LM and print a table; returns the figures as a dict."""
     base = ExpanderConfig(lm=lm, batch_size=batch_size, device=device, cache_size=0)
-    prompts = heldout_prompts(max(n_speed, n_variety))
-    raw = CaptionExpander(replace(base, max_resamples=0))
+    sets = {"held-out": heldout_prompts(max(n_speed, n_variety)), "synonyms": synonym_prompts(n_speed),
+            "combined": combined_prompts(n_speed)}
+    prompts = sets["held-out"]
+    raw = CaptionExpander(replace(base, max_resamples=0), check=ShapesFaithfulness())
     keys = [f"p{i}" for i in range(len(prompts))]
 
-    # speed: batched expansion of n_speed prompts vs n_baseline single-prompt generate() calls
+    # speed: batched expansion (default settings, one draft each) vs n_baseline single-prompt generate() calls
     raw.expand(prompts[:8], keys[:8], 1, seed=99)  # warm-up (allocator, kernels) for both paths
     t0 = time.perf_counter()
-    speed_run = raw.expand(prompts[:n_speed], keys[:n_speed], 1, seed=0)
+    raw.expand(prompts[:n_speed], keys[:n_speed], 1, seed=0)
     batched_s = time.perf_counter() - t0
     single_s = one_at_a_time(raw, prompts[:n_baseline])
     batched_rate, single_rate = n_speed / batched_s, n_baseline / single_s
 
-    # faithfulness before any fallback, from the same run: with max_resamples=0 a fallback = an unfaithful sample
-    checked = n_speed - speed_run.stats["unchecked"]
-    faithful = speed_run.stats["faithful"] / max(checked, 1)
-
-    # variety and guard outcomes with the default guard, as the generation job runs it
-    guarded = CaptionExpander(base)
-    var_run = guarded.expand(prompts[:n_variety], keys[:n_variety], variants, seed=2)
-    distinct = [len(set(caps)) for caps in var_run.captions]
-    all_ok = all(is_faithful(p, c) for p, caps in zip(prompts, var_run.captions) for c in caps)
-    states = sum(1 for p in prompts[:n_variety] if parse_attributes(p))
-
+    # first drafts per prompt set, keep-words off (the LM's own words) and on (the default)
+    drafts: dict[str, dict[str, Any]] = {}
+    guard: dict[str, dict[str, Any]] = {}
+    for keep in (False, True):
+        mode = "keep-words" if keep else "no-keep-words"
+        raw.config = replace(raw.config, keep_words=keep)
+        guarded = CaptionExpander(replace(base, keep_words=keep), check=ShapesFaithfulness())
+        for name, ps in sets.items():
+            drafts[f"{name} {mode}"] = first_drafts(raw, ps[:n_speed], seed=0)
+            # the job's path: up to 3 resamples, then the prompt itself; variety among the K variants
+            g = guarded.expand(ps[:n_variety], [f"v{i}" for i in range(n_variety)], variants, seed=2)
+            distinct = [len(set(caps)) for caps in g.captions]
+            guard[f"{name} {mode}"] = {
+                **{k: g.stats[k] for k in ("faithful", "resampled", "fallback", "unchecked", "pinned")},
+                "distinct_mean": round(sum(distinct) / len(distinct), 2), "distinct_min": min(distinct)}
+    headline = drafts["held-out keep-words"]
     result = {
         "lm": raw.identity, "device": device, "threads": torch.get_num_threads(), "batch_size": batch_size,
         "batched_prompts": n_speed, "batched_s": round(batched_s, 2), "batched_prompts_per_s": round(batched_rate, 1),
         "single_prompts": n_baseline, "single_s": round(single_s, 2), "single_prompts_per_s": round(single_rate, 1),
         "speedup": round(batched_rate / single_rate, 1),
-        "faithful_checked": checked, "faithfulness": round(faithful, 4),
-        "variety_prompts": n_variety, "variants": variants, "distinct_mean": round(sum(distinct) / len(distinct), 2),
-        "distinct_min": min(distinct), "guard": {k: var_run.stats[k] for k in ("faithful", "resampled", "fallback",
-                                                                               "unchecked")},
-        "guarded_all_faithful": all_ok, "prompts_with_attributes": states,
+        "faithful_checked": headline["checked"], "faithfulness": headline["faithfulness"],
+        "variety_prompts": n_variety, "variants": variants,
+        "distinct_mean": guard["held-out keep-words"]["distinct_mean"],
+        "distinct_min": guard["held-out keep-words"]["distinct_min"],
+        "first_drafts": drafts, "guard": guard,
     }
     rows = [
         ("batched expander", f"{n_speed} prompts in {batched_s:.1f}s", f"{batched_rate:.1f} prompts/s"),
         ("one-at-a-time generate()", f"{n_baseline} prompts in {single_s:.1f}s", f"{single_rate:.1f} prompts/s"),
         ("speed-up", "", f"{result['speedup']}x (target >= 8x)"),
-        ("faithfulness, no guard", f"{speed_run.stats['faithful']}/{checked} held-out prompts",
-         f"{100 * faithful:.1f}% (target >= 98%)"),
-        ("variety", f"{n_variety} prompts x {variants}", f"{result['distinct_mean']} distinct (min {min(distinct)}; "
-         "target >= 5)"),
-        ("guard outcomes", ", ".join(f"{k} {v}" for k, v in result["guard"].items()), ""),
     ]
-    print(f"caption LM {raw.identity} on {device} ({result['threads']} threads), batch {batch_size}", file=out)
+    for name, d in drafts.items():
+        g = guard[name]
+        rows.append((f"first drafts, {name}", f"{d['faithful']}/{d['checked']} faithful, {d['pinned']} pinned",
+                     f"{100 * d['faithfulness']:.1f}% faithful, {100 * d['words_kept']:.1f}% words kept, "
+                     f"{100 * d['lm_faithful_before_pin']:.1f}% before pinning"))
+        rows.append((f"  guard x{variants}, {name}", f"resampled {g['resampled']}, fallback {g['fallback']}",
+                     f"{g['distinct_mean']} distinct (min {g['distinct_min']})"))
+    print(f"caption LM {raw.identity} on {device} ({result['threads']} threads), batch {batch_size}; "
+          "targets: >= 98% first drafts faithful with keep-words, >= 5 distinct of 8", file=out)
     width = [max(len(r[i]) for r in rows) for i in range(3)]
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r, width)).rstrip(), file=out)
     return result
 
 
+def gan_synonyms(n: int = 48, seed: int = 0, out=sys.stdout) -> dict[str, float]:
+    """How the shipped text encoder + GAN draw a value named by each word (canonical, corpus synonym, typed-only
+    synonym alone and as `caption_phrase` writes it): the evaluation classifier's accuracy over n images each."""
+    from llmgan.eval.classifier import load_classifier
+    from llmgan.gan.inference import GanModel
+    from llmgan.text.encoder import TextEncoder
+
+    gan = GanModel.load(None)
+    enc, clf = TextEncoder(gan.text_encoder), load_classifier(None)
+    figures: dict[str, float] = {}
+    for attr in ("shape", "color", "size", "background"):
+        for value in vocab.VALUES[attr]:
+            words = [(w, "canonical" if i == 0 else "corpus") for i, w in enumerate(vocab.SYNONYMS[attr][value])]
+            for w in vocab.TYPED_SYNONYMS[attr].get(value, ()):
+                words.append((w, "typed"))
+                if vocab.caption_phrase(attr, w) != w:
+                    words.append((vocab.caption_phrase(attr, w), "typed, as captioned"))
+            for word, kind in words:
+                rng = np.random.default_rng([seed, len(figures)])
+                labels = [{a: str(rng.choice(vocab.VALUES[a])) for a in vocab.ATTRIBUTES} for _ in range(n)]
+                caps = [f"a {lab['size']} {lab['color']} {lab['shape']} in the {lab['position']} on a "
+                        f"{lab['background']} background".replace(f" {lab[attr]} ", f" {word} ", 1) for lab in labels]
+                images = gan.generate(enc.encode(caps), gan.noise(list(range(n))))
+                acc = float(np.mean([p == value for p in clf.predict(images)[attr]]))
+                figures[f"{attr}:{word}"] = acc
+                print(f"{attr:10s} {value:10s} {word:22s} {kind:20s} {acc:.2f}", file=out)
+    return figures
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.expand", description=__doc__)
     parser.add_argument("--lm", default=None, help="caption LM directory or hub id (default: the shipped LM)")
-    parser.add_argument("--n", type=int, default=512, help="held-out prompts for the batched run and faithfulness")
+    parser.add_argument("--n", type=int, default=512, help="prompts per set for the batched run and first drafts")
     parser.add_argument("--baseline", type=int, default=512, help="prompts for the one-at-a-time run (a prefix)")
-    parser.add_argument("--variety", type=int, default=64, help="prompts for the variety measure (8 variants each)")
+    parser.add_argument("--variety", type=int, default=64, help="prompts per set for guard and variety (8 variants)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (both paths use the same)")
+    parser.add_argument("--gan-synonyms", action="store_true",
+                        help="instead: how the shipped GAN draws each synonym (evaluation classifier, ~1 min)")
     parser.add_argument("--json", default=None, help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    result = run(args.lm, args.n, args.baseline, args.variety, batch_size=args.batch_size,
-                 device=args.device)
+    if args.gan_synonyms:
+        result: dict = gan_synonyms()
+    else:
+        result = run(args.lm, args.n, args.baseline, args.variety, batch_size=args.batch_size, device=args.device)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=2)

@@ -1,4 +1,5 @@
-"""The caption expander on the shipped LM and on a random tiny GPT-2: determinism, dedupe, guard, CLI."""
+"""The caption expander on the shipped LM and on a random tiny GPT-2: determinism, dedupe, the pluggable
+faithfulness check (none / shapes), keep-words, CLI."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ import torch
 from typer.testing import CliRunner
 
 from llmgan.cli.app import app
+from llmgan.data.shapes_text import ShapesFaithfulness, faithfulness, shapes_faithfulness
 from llmgan.data.vocab import is_faithful
 from llmgan.errors import UserError
+from llmgan.io.seeds import derive_seed
 from llmgan.text.expander import (
     OUTCOMES,
     SHIPPED_LM,
@@ -20,6 +23,7 @@ from llmgan.text.expander import (
     clean_caption,
     sample_tokens,
 )
+from llmgan.text.options import keeps_words
 
 WORDS = "short long : a an the small large red blue green star circle square in on at top left right center of".split()
 CHAT_TEMPLATE = "{% for m in messages %}<u> {{ m['content'] }}\n{% endfor %}<a>"
@@ -50,18 +54,30 @@ def tiny_lm(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 @pytest.fixture(scope="module")
 def shipped() -> CaptionExpander:
-    return CaptionExpander(ExpanderConfig(cache_size=0))
+    return CaptionExpander(ExpanderConfig(cache_size=0), check=shapes_faithfulness())
 
 
 def _outcomes(stats: dict[str, int]) -> int:
     return sum(stats[k] for k in OUTCOMES)
 
 
-def test_config_validation_names_the_field() -> None:
-    for bad, field in [({"top_p": 0.0}, "top_p"), ({"device": "gpu0"}, "device"), ({"batch_size": 0}, "batch_size"),
-                       ({"instruction": "no placeholder"}, "instruction"), ({"temperature": -1.0}, "temperature")]:
-        with pytest.raises(UserError, match=field):
+def test_config_validation_names_the_option() -> None:
+    for bad, option in [({"top_p": 0.0}, "--top-p"), ({"device": "gpu0"}, "--device"), ({"batch_size": 0}, "--batch-size"),
+                        ({"instruction": "no placeholder"}, "--instruction"), ({"temperature": -1.0}, "--temperature"),
+                        ({"check": "shape"}, "--check"), ({"keep_words": "yes"}, "--keep-words")]:
+        with pytest.raises(UserError, match=f"^{option} ") as err:
             ExpanderConfig(**bad)
+        assert "\n" not in str(err.value)
+    with pytest.raises(UserError, match="^--check must be one of auto, shapes, none"):
+        faithfulness("vocab")
+
+
+def test_auto_check_is_shapes_only_with_the_shipped_lm() -> None:
+    assert ExpanderConfig().resolved_check == "shapes"
+    assert ExpanderConfig(lm="/models/mine").resolved_check is None
+    assert ExpanderConfig(lm="/models/mine", check="shapes").resolved_check == "shapes"
+    assert ExpanderConfig(check="none").resolved_check is None
+    assert isinstance(faithfulness("shapes"), ShapesFaithfulness) and faithfulness(None) is None
 
 
 def test_sampling_respects_top_p_and_uniforms() -> None:
@@ -102,7 +118,7 @@ def test_random_gpt2_determinism_across_batch_compositions(tiny_lm: str) -> None
     exp = CaptionExpander(cfg)
     keys = [f"id{i}" for i in range(len(UNCHECKED))]
     together = exp.expand(UNCHECKED, keys, variants=3, seed=11)
-    assert together.stats["unchecked"] == len(UNCHECKED) * 3  # prompts outside the vocabulary are not guarded
+    assert together.stats["unchecked"] == len(UNCHECKED) * 3  # no check passed: nothing is guarded
     alone = [exp.expand([p], [k], variants=3, seed=11).captions[0] for p, k in zip(UNCHECKED, keys)]
     assert together.captions == alone
     mixed = exp.expand(UNCHECKED[::-1] + ["extra prompt"], keys[::-1] + ["x"], variants=3, seed=11)
@@ -131,9 +147,20 @@ def test_cache_is_bounded(tiny_lm: str) -> None:
     assert len(exp._cache) == 5
 
 
+def test_no_check_applies_no_domain_rule_and_rows_use_derive_seed(tiny_lm: str) -> None:
+    exp = CaptionExpander(ExpanderConfig(lm=tiny_lm, max_new_tokens=6, max_resamples=3, cache_size=0))
+    assert exp.check is None
+    result = exp.expand(["red star", "zebra"], ["k", "z"], variants=2, seed=7)
+    assert result.stats["unchecked"] == 4 and result.stats["pinned"] == 0 and exp.model_calls == 1
+    # row (key, variant, attempt) samples from derive_seed("caption", job seed, key, variant, attempt)
+    alone = exp.generate_rows([exp.format_prompt("red star")], [derive_seed("caption", 7, "k", 1, 0)])
+    assert alone[0] == result.captions[0][1]
+
+
 def test_guard_resamples_then_falls_back_to_the_prompt(tiny_lm: str) -> None:
     # a random LM essentially never names "red star": every attempt is rejected, then the prompt is used
-    exp = CaptionExpander(ExpanderConfig(lm=tiny_lm, max_new_tokens=6, max_resamples=2))
+    exp = CaptionExpander(ExpanderConfig(lm=tiny_lm, max_new_tokens=6, max_resamples=2, keep_words=False),
+                          check=shapes_faithfulness())
     result = exp.expand(["red  star", "large blue circle"], ["a", "b"], variants=3, seed=0)
     assert result.captions == [["red star"] * 3, ["large blue circle"] * 3]
     assert result.stats["fallback"] == 6 and _outcomes(result.stats) == 6
@@ -170,6 +197,81 @@ def test_shipped_lm_determinism_across_batches(shipped: CaptionExpander) -> None
     assert [shipped.expand([p], [k], variants=2, seed=5).captions[0] for p, k in zip(prompts, keys)] == together
 
 
+def test_keep_words_on_a_random_lm_keeps_every_stated_word(tiny_lm: str) -> None:
+    cfg = ExpanderConfig(lm=tiny_lm, max_new_tokens=8, max_resamples=1, cache_size=0)
+    exp = CaptionExpander(cfg, check=shapes_faithfulness())
+    prompts = ["red star", "large blue circle", "zebra"]
+    result = exp.expand(prompts, ["a", "b", "c"], variants=4, seed=1)
+    assert result.stats["pinned"] > 0 and result.stats["unchecked"] == 4
+    for prompt, words, caps in zip(prompts[:2], (["red", "star"], ["large", "blue", "circle"]), result.captions):
+        assert all(keeps_words(words, c) and is_faithful(prompt, c) for c in caps), caps
+    assert exp.expand(prompts[::-1], ["c", "b", "a"], variants=4, seed=1).captions == result.captions[::-1]
+
+
+def test_shapes_check_states_conditions_and_pins() -> None:
+    f = ShapesFaithfulness()
+    assert f.stated_words("a small green square on a gray background") == ["small", "green", "square", "gray",
+                                                                         "background"]
+    assert f.stated_words("red blue star") == ["star"]  # a contradiction states no colour
+    assert f.stated_words("zebra") == []
+    # the LM is asked in its corpus's words; a prompt with other words keeps them, synonyms made canonical
+    assert f.condition("a small green square on a gray background") == "small green square on gray background"
+    assert f.condition("Crimson star in the upper-left") == "red star in the top left"
+    assert f.condition("glowing azure box") == "glowing blue square"
+    # a synonym or another value becomes the user's word; the article follows it
+    assert f.pin("azure square", "an emerald box, small, on a dark blue backdrop") == \
+        "an azure square, small, on a dark blue backdrop"
+    assert f.pin("green circle", "an orange disc") == "a green circle"
+    # missing attributes go where the corpus puts them
+    assert f.pin("a small crimson star in the top left on a navy backdrop", "an orange five-pointed star") == \
+        "a small crimson star on a navy backdrop in the top left"
+    assert f.pin("large white cross", "a red cross") == "a large white cross"
+    # a colour the GAN never saw in a caption is written with its canonical word after it
+    assert f.pin("ruby star on silver background", "a star on a black background") == \
+        "a ruby red star on a silver gray background"
+    assert f.pin("red star", "nothing to hold a colour") == "nothing to hold a colour"  # no noun: unchanged
+    for prompt, caption in [("crimson star", "a scarlet star at the top right"), ("teal circle", "a small shape")]:
+        pinned = f.pin(prompt, caption)
+        assert f.check(prompt, pinned) and keeps_words(f.stated_words(prompt), pinned)
+
+
+KEEP = ["crimson star", "azure square", "scarlet circle", "a small green square on a gray background",
+        "a large ruby triangle in the upper-left corner on a silver backdrop"]
+KEPT = [["crimson", "star"], ["azure", "square"], ["scarlet", "circle"],
+        ["small", "green", "square", "gray", "background"],
+        ["large", "ruby", "triangle", "upper-left", "silver", "backdrop"]]
+
+
+def test_keep_words_on_the_shipped_lm(shipped: CaptionExpander) -> None:
+    keys = [f"k{i}" for i in range(len(KEEP))]
+    result = shipped.expand(KEEP, keys, variants=6, seed=3)
+    assert result.stats["faithful"] == 30  # every first draft kept the words: no resample, no fallback
+    for prompt, words, caps in zip(KEEP, KEPT, result.captions):
+        assert all(keeps_words(words, c) and is_faithful(prompt, c) for c in caps), caps
+        assert len(set(caps)) >= 4  # the LM still picks the unstated details
+    alone = [shipped.expand([p], [k], variants=6, seed=3).captions[0] for p, k in zip(KEEP[::-1], keys[::-1])]
+    assert alone == result.captions[::-1]
+    # without keep-words the LM writes its own synonyms
+    own = CaptionExpander(ExpanderConfig(cache_size=0, keep_words=False), check=shapes_faithfulness())
+    loose = own.expand(KEEP[:3], keys[:3], variants=6, seed=3)
+    assert not all(keeps_words(w, c) for w, caps in zip(KEPT, loose.captions) for c in caps)
+    assert loose.stats["pinned"] == 0
+
+
+def test_generate_job_builds_the_expander_with_the_check(tiny_lm: str) -> None:
+    from llmgan.job.config import OUTPUT_DEFINING, GenerateConfig
+    from llmgan.job.stages import ShardExpander
+
+    assert "keep_words" in OUTPUT_DEFINING
+    with pytest.raises(UserError, match="^--keep-words "):
+        GenerateConfig(prompts="p.parquet", keep_words="no")  # type: ignore[arg-type]
+    bundled = ShardExpander(GenerateConfig(prompts="p.parquet", keep_words=False)).expander
+    assert isinstance(bundled.check, ShapesFaithfulness) and bundled.config.keep_words is False
+    assert ShardExpander(GenerateConfig(prompts="p.parquet", lm=tiny_lm)).expander.check is None
+    result = runner.invoke(app, ["generate", "--help"])
+    assert "--no-keep-words" in result.stdout
+
+
 def test_bad_lm_is_one_user_error(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="not found"):
         CaptionExpander(ExpanderConfig(lm=str(tmp_path / "missing")))
@@ -190,19 +292,25 @@ def _one_torch_thread() -> Iterator[None]:
 
 
 def test_expand_cli_prints_n_lines(tiny_lm: str) -> None:
-    result = runner.invoke(app, ["expand", "red star", "-n", "3", "--seed", "1"])
+    result = runner.invoke(app, ["expand", "crimson star", "-n", "3", "--seed", "1"])
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
-    assert len(lines) == 3 and all(is_faithful("red star", line) for line in lines)
-    assert "3 expansions" in result.stderr
-    again = runner.invoke(app, ["expand", "red star", "-n", "3", "--seed", "1"])
+    assert len(lines) == 3 and all(is_faithful("crimson star", line) and "crimson" in line for line in lines)
+    assert "3 expansions: 3 faithful" in result.stderr and "check shapes" in result.stderr
+    again = runner.invoke(app, ["expand", "crimson star", "-n", "3", "--seed", "1"])
     assert again.stdout == result.stdout
+    loose = runner.invoke(app, ["expand", "crimson star", "-n", "3", "--seed", "1", "--no-keep-words"])
+    assert loose.exit_code == 0 and loose.stdout != result.stdout
+    unchecked = runner.invoke(app, ["expand", "red star", "-n", "2", "--check", "none"])
+    assert unchecked.exit_code == 0 and "2 unchecked" in unchecked.stderr
     generic = runner.invoke(app, ["expand", "zebra", "-n", "2", "--lm", tiny_lm, "--temperature", "0.5"])
-    assert generic.exit_code == 0 and len(generic.stdout.splitlines()) == 2
+    assert generic.exit_code == 0 and len(generic.stdout.splitlines()) == 2 and "check none" in generic.stderr
 
 
-def test_expand_cli_bad_lm_is_one_line(tmp_path: Path) -> None:
-    result = runner.invoke(app, ["expand", "red star", "--lm", str(tmp_path / "nope")])
-    assert result.exit_code == 2
-    assert result.stderr.startswith("error: ") and len(result.stderr.strip().splitlines()) == 1
-    assert result.stdout == ""
+def test_expand_cli_bad_values_are_one_line(tmp_path: Path) -> None:
+    for args, words in [(["--lm", str(tmp_path / "nope")], "not found"), (["--check", "vocab"], "--check must be"),
+                        (["--top-p", "1.5"], "--top-p must be"), (["-n", "0"], "-n must be")]:
+        result = runner.invoke(app, ["expand", "red star", *args])
+        assert result.exit_code == 2, args
+        assert result.stderr.startswith("error: ") and len(result.stderr.strip().splitlines()) == 1, result.stderr
+        assert words in result.stderr and result.stdout == ""

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
-from llmgan.cli.common import handle_errors
+from llmgan.cli.common import Lm, Seed, handle_errors
+from llmgan.text.options import CHECKS, ExpanderConfig
+
+_CFG = ExpanderConfig()  # the defaults, declared once in the config
 
 
 def register(app: typer.Typer) -> None:
@@ -13,39 +18,55 @@ def register(app: typer.Typer) -> None:
 
 @handle_errors
 def expand_command(
-    prompt: str = typer.Argument(..., help="Short prompt, e.g. 'red star'."),
-    n: int = typer.Option(4, "-n", "--n", help="Number of expansions."),
-    lm: str | None = typer.Option(None, "--lm", help="Caption LM: directory, s3:// URL or hub id (default: shipped)."),
-    seed: int = typer.Option(0, "--seed", help="Job seed; the same seed gives the same expansions."),
-    temperature: float = typer.Option(0.9, "--temperature", help="Sampling temperature (0 = greedy)."),
-    top_p: float = typer.Option(0.95, "--top-p", help="Nucleus sampling mass."),
-    max_new_tokens: int = typer.Option(48, "--max-new-tokens", help="Longest expansion in tokens."),
-    chat_template: bool = typer.Option(False, "--chat-template", help="Wrap the prompt in the LM's chat template."),
-    instruction: str | None = typer.Option(None, "--instruction", help="Instruction for chat LMs; must contain {prompt}."),
-    trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Allow code shipped with a hub model."),
-    max_resamples: int = typer.Option(3, "--max-resamples", help="Retries of unfaithful expansions before fallback."),
-    device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N or mps."),
+    prompt: Annotated[str, typer.Argument(help="Short prompt, e.g. 'red star'.")],
+    n: Annotated[int, typer.Option("-n", "--n", help="Number of expansions.")] = 4,
+    lm: Lm = _CFG.lm,
+    seed: Seed = 0,
+    temperature: Annotated[float, typer.Option("--temperature", help="Sampling temperature (0 = greedy).")
+                           ] = _CFG.temperature,
+    top_p: Annotated[float, typer.Option("--top-p", help="Nucleus sampling mass.")] = _CFG.top_p,
+    max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", help="Longest expansion in tokens.")
+                              ] = _CFG.max_new_tokens,
+    chat_template: Annotated[bool, typer.Option(
+        "--chat-template", help="Wrap the prompt in the LM's chat template.")] = _CFG.chat_template,
+    instruction: Annotated[str | None, typer.Option(
+        "--instruction", help="Instruction for chat LMs; must contain {prompt}.", show_default=False)] = None,
+    trust_remote_code: Annotated[bool, typer.Option(
+        "--trust-remote-code", help="Allow code shipped with a hub model.")] = _CFG.trust_remote_code,
+    max_resamples: Annotated[int, typer.Option(
+        "--max-resamples", help="Retries of unfaithful expansions before falling back to the prompt.")
+    ] = _CFG.max_resamples,
+    check: Annotated[str, typer.Option(
+        "--check", help=f"Faithfulness check: {', '.join(CHECKS)}. auto = the shapes vocabulary with the bundled "
+        "LM, none with --lm.")] = _CFG.check,
+    keep_words: Annotated[bool, typer.Option(
+        "--keep-words/--no-keep-words", help="Keep the prompt's own attribute words verbatim in every caption "
+        "('crimson star' stays crimson); the LM adds the unstated details. Needs a check.")] = _CFG.keep_words,
+    device: Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:N or mps.")] = _CFG.device,
 ) -> None:
     """Expand a short prompt into N detailed captions (stdout), with a one-line summary on stderr."""
+    from llmgan.data.shapes_text import faithfulness
     from llmgan.errors import UserError
-    from llmgan.text.expander import CaptionExpander, ExpanderConfig
+    from llmgan.text.expander import CaptionExpander
 
     if n < 1:
-        raise UserError(f"-n: must be >= 1, got {n}")
+        raise UserError(f"-n must be >= 1, got {n}")
     if not prompt.strip():
-        raise UserError("PROMPT: must not be empty")
+        raise UserError("PROMPT must not be empty")
     extra = {"instruction": instruction} if instruction is not None else {}
     config = ExpanderConfig(
         lm=lm, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, chat_template=chat_template,
-        trust_remote_code=trust_remote_code, max_resamples=max_resamples, device=device, **extra,
+        trust_remote_code=trust_remote_code, max_resamples=max_resamples, device=device, check=check,
+        keep_words=keep_words, **extra,
     )
-    expander = CaptionExpander(config)
+    expander = CaptionExpander(config, check=faithfulness(config.resolved_check))
     result = expander.expand([prompt], [prompt], variants=n, seed=seed)
     for caption in result.captions[0]:
         typer.echo(caption)
     s = result.stats
     typer.echo(
         f"{n} expansions: {s['faithful']} faithful, {s['resampled']} resampled, {s['fallback']} fallback, "
-        f"{s['unchecked']} unchecked (lm {expander.identity})",
+        f"{s['unchecked']} unchecked; {s['pinned']} drafts with the prompt's words pinned "
+        f"(check {config.resolved_check or 'none'}, lm {expander.identity})",
         err=True,
     )

@@ -52,6 +52,9 @@ def generate(
         "--temperature", help="Caption LM sampling temperature (> 0).")] = GenerateConfig.temperature,
     top_p: Annotated[float, typer.Option("--top-p", help="Caption LM nucleus sampling, in (0, 1].")
                      ] = GenerateConfig.top_p,
+    keep_words: Annotated[bool, typer.Option(
+        "--keep-words/--no-keep-words", help="Keep each prompt's own attribute words verbatim in its expanded "
+        "captions ('crimson star' stays crimson).")] = GenerateConfig.keep_words,
     seed: Seed = GenerateConfig.seed,
     shard_size: Annotated[int, typer.Option(
         "--shard-size", help="Images per shard (the unit of work and commit).")] = GenerateConfig.shard_size,
@@ -97,7 +100,7 @@ def generate(
     cfg = GenerateConfig(
         prompts=prompts, out=out, prompt_column=prompt_column, n_per_prompt=n_per_prompt,
         variants=variants, expand=expand, lm=lm, ckpt=ckpt, best_of=best_of, truncation=truncation,
-        temperature=temperature, top_p=top_p, seed=seed, shard_size=shard_size, format=format,
+        temperature=temperature, top_p=top_p, keep_words=keep_words, seed=seed, shard_size=shard_size, format=format,
         batch_size=batch_size, s3_endpoint=s3_endpoint, max_retries=max_retries, overwrite=overwrite,
         blocklist=blocklist, executor=executor,
         expander=StageResources(expander_min, expander_max, expander_cpus, expander_gpus,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from llmgan.cli.common import handle_errors
+from llmgan.cli.common import OutDir, S3Endpoint, Seed, handle_errors
 
 
 def register(app: typer.Typer) -> None:
@@ -14,7 +14,7 @@ def register(app: typer.Typer) -> None:
 @handle_errors
 def train_lm_command(
     data: str = typer.Option(..., "--data", help="Parquet file (local or s3://) with prompt and caption columns."),
-    out: str = typer.Option(..., "--out", help="Output directory (local or s3://), save_pretrained layout."),
+    out: OutDir = ...,  # a save_pretrained folder, loadable by `llmgan expand --lm OUT`
     steps: int = typer.Option(2000, "--steps", help="Optimizer steps."),
     batch_size: int = typer.Option(32, "--batch-size", help="Sequences per step."),
     lr: float = typer.Option(2e-3, "--lr", help="Peak learning rate (warm-up, then cosine decay)."),
@@ -22,7 +22,7 @@ def train_lm_command(
     n_embd: int = typer.Option(96, "--n-embd", help="Model width."),
     n_head: int = typer.Option(4, "--n-head", help="Attention heads."),
     vocab_size: int = typer.Option(640, "--vocab-size", help="Byte-level BPE vocabulary size."),
-    seed: int = typer.Option(0, "--seed", help="Seed for initialisation and batch order."),
+    seed: Seed = 0,
     max_minutes: float | None = typer.Option(
         None, "--max-minutes", help="Time budget in minutes: the step count is fitted to it (recorded in train_lm.json)."
     ),
@@ -32,7 +32,7 @@ def train_lm_command(
         1, "--threads", help="CPU threads for torch; 1 is fastest for small models on a busy machine."
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty --out."),
-    s3_endpoint: str | None = typer.Option(None, "--s3-endpoint", help="S3 endpoint URL (else AWS_ENDPOINT_URL)."),
+    s3_endpoint: S3Endpoint = None,
 ) -> None:
     """Train a tokenizer and a small GPT-2 caption LM; the output loads like any Hugging Face model."""
     from rich.console import Console
@@ -73,3 +73,5 @@ def train_lm_command(
         f"trained caption LM: {summary['pairs']} pairs, {summary['steps']} steps, final loss {summary['final_loss']}, "
         f"{summary['parameters'] / 1e6:.2f}M params, {summary['bytes'] / 1e6:.1f} MB, {summary['seconds']:.0f}s -> {out}"
     )
+    # a user's LM gets no domain check by default; one trained on shapes captions can take the shapes check
+    console.print(f"try it: llmgan expand 'red star' --lm {out} (add --check shapes when it learned shapes captions)")

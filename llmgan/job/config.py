@@ -24,7 +24,7 @@ EXPANDER_CPUS = 0.25  # default CPU reservation of a caption-LM actor (see size_
 # Settings that change what is written: a rerun into the same folder must agree on all of them.
 OUTPUT_DEFINING = (
     "prompts", "prompt_column", "n_per_prompt", "variants", "expand", "best_of", "truncation", "seed",
-    "shard_size", "format", "temperature", "top_p", "blocklist",
+    "shard_size", "format", "temperature", "top_p", "blocklist", "keep_words",
 )
 
 
@@ -98,6 +98,7 @@ class GenerateConfig:
     truncation: float = 1.0
     temperature: float = 0.9
     top_p: float = 0.95
+    keep_words: bool = True  # the caption LM keeps each prompt's own attribute words verbatim
     seed: int = 0
     shard_size: int = 1000
     format: str = "webdataset"
@@ -143,6 +144,8 @@ class GenerateConfig:
         for name, choices in (("format", FORMATS), ("executor", EXECUTORS)):
             if getattr(self, name) not in choices:
                 raise UserError(f"{_option(name)} must be one of {', '.join(choices)}, got {getattr(self, name)!r}")
+        if not isinstance(self.keep_words, bool):
+            raise UserError(f"--keep-words must be true or false, got {self.keep_words!r}")
         if not isinstance(self.prompt_column, str) or not self.prompt_column.strip():
             raise UserError(f"--prompt-column must be a column name, got {self.prompt_column!r}")
         self.expander.validate("expander")

@@ -58,11 +58,13 @@ class ShardExpander:
         self.blocklist = None
         self.expander = None
         if cfg.expand:
+            from llmgan.data.shapes_text import faithfulness
             from llmgan.text.expander import CaptionExpander, ExpanderConfig
 
-            self.expander = CaptionExpander(ExpanderConfig(
-                lm=cfg.lm, temperature=cfg.temperature, top_p=cfg.top_p, device=pick_device(cfg.expander.num_gpus),
-            ))
+            exp_cfg = ExpanderConfig(lm=cfg.lm, temperature=cfg.temperature, top_p=cfg.top_p, keep_words=cfg.keep_words,
+                                     device=pick_device(cfg.expander.num_gpus))
+            # the shapes check with the bundled LM, none with a user's LM (ExpanderConfig.check "auto")
+            self.expander = CaptionExpander(exp_cfg, check=faithfulness(exp_cfg.resolved_check))
 
     def __call__(self, spec: ShardSpec) -> ShardWork:
         cfg = self.cfg

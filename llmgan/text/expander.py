@@ -2,8 +2,9 @@
 
 Every caption is sampled by our own short decoding loop (KV cache, left padding) in which each row draws its
 random numbers from a generator seeded by (job seed, key, variant, attempt), so a caption does not depend on
-the batch it lands in. A faithfulness guard (the shapes vocabulary parser) resamples expansions that drop or
-contradict a stated attribute and finally falls back to the short prompt itself.
+the batch it lands in. The expander knows no vocabulary: a domain's `Faithfulness` check, when one is passed,
+resamples expansions that drop or contradict a stated attribute (falling back to the short prompt itself), and
+with `keep_words` writes the user's own attribute words into every caption.
 """
 
 from __future__ import annotations
@@ -19,62 +20,16 @@ from typing import Any
 
 import torch
 
-from llmgan.data.vocab import is_faithful, parse_attributes
 from llmgan.errors import UserError
+from llmgan.io.seeds import derive_seed
+from llmgan.text.options import DEFAULT_INSTRUCTION, ExpanderConfig, Faithfulness, keeps_words  # noqa: F401 - re-exported
 
 # Base (non-chat) LMs see this text and continue it; `lm_train` writes its corpus in the same format.
 PROMPT_FORMAT = "short: {prompt}\nlong:"
-DEFAULT_INSTRUCTION = (
-    "Rewrite the short image prompt below as one detailed caption of a single flat shape on a plain background. "
-    "Keep every detail the prompt states; choose plausible values for its colour, size (small or large), "
-    "position (center, top left, top right, bottom left, bottom right) and background if they are missing. "
-    "Answer with the caption only, on one line.\nPrompt: {prompt}"
-)
 SHIPPED_LM = Path(__file__).resolve().parents[1] / "assets" / "lm" / "shapes-captioner"
 OUTCOMES = ("faithful", "resampled", "fallback", "unchecked")
-_DEVICE = re.compile(r"^(cpu|mps|cuda(:\d+)?)$")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 _FULL_HASH_LIMIT = 256 << 20  # files above this are fingerprinted by size + head/tail, not read whole
-
-
-@dataclass(frozen=True)
-class ExpanderConfig:
-    """How captions are sampled; `lm=None` means the caption LM shipped with the package."""
-
-    lm: str | None = None
-    temperature: float = 0.9
-    top_p: float = 0.95
-    max_new_tokens: int = 48
-    max_chars: int = 300
-    chat_template: bool = False
-    instruction: str = DEFAULT_INSTRUCTION
-    trust_remote_code: bool = False
-    batch_size: int = 64
-    max_resamples: int = 3
-    cache_size: int = 100_000
-    device: str = "cpu"
-
-    def __post_init__(self) -> None:
-        if self.lm is not None and (not isinstance(self.lm, str) or not self.lm.strip()):
-            raise UserError("lm: must be a model directory, an s3:// URL or a hub id (or None for the shipped LM)")
-        if not 0.0 <= self.temperature <= 5.0:
-            raise UserError(f"temperature: must be in [0, 5] (0 = greedy), got {self.temperature}")
-        if not 0.0 < self.top_p <= 1.0:
-            raise UserError(f"top_p: must be in (0, 1], got {self.top_p}")
-        if not 1 <= self.max_new_tokens <= 4096:
-            raise UserError(f"max_new_tokens: must be in [1, 4096], got {self.max_new_tokens}")
-        if self.max_chars < 1:
-            raise UserError(f"max_chars: must be >= 1, got {self.max_chars}")
-        if "{prompt}" not in self.instruction:
-            raise UserError("instruction: must contain the placeholder {prompt}")
-        if self.batch_size < 1:
-            raise UserError(f"batch_size: must be >= 1, got {self.batch_size}")
-        if not 0 <= self.max_resamples <= 100:
-            raise UserError(f"max_resamples: must be in [0, 100], got {self.max_resamples}")
-        if self.cache_size < 0:
-            raise UserError(f"cache_size: must be >= 0, got {self.cache_size}")
-        if not _DEVICE.match(self.device):
-            raise UserError(f"device: must be cpu, cuda, cuda:N or mps, got {self.device!r}")
 
 
 @dataclass
@@ -83,12 +38,6 @@ class ExpansionResult:
 
     captions: list[list[str]]
     stats: dict[str, int] = field(default_factory=dict)
-
-
-def row_seed(seed: int, key: str, variant: int, attempt: int) -> int:
-    """The 63-bit seed of one sampled row; a stable hash, so it is the same in every process."""
-    digest = hashlib.blake2b(f"{seed}\x1f{key}\x1f{variant}\x1f{attempt}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little") & ((1 << 63) - 1)
 
 
 def normalize_prompt(prompt: str) -> str:
@@ -192,12 +141,16 @@ def resolve_lm(lm: str | None) -> tuple[str, Path | None]:
 
 
 class CaptionExpander:
-    """Loads one causal LM and expands short prompts into `variants` captions each, deterministically."""
+    """Loads one causal LM and expands short prompts into `variants` captions each, deterministically.
 
-    def __init__(self, config: ExpanderConfig = ExpanderConfig()) -> None:
+    `check` is the domain's faithfulness check (None: any domain, nothing checked, every caption `unchecked`).
+    """
+
+    def __init__(self, config: ExpanderConfig = ExpanderConfig(), check: Faithfulness | None = None) -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.config = config
+        self.check = check
         name, local = resolve_lm(config.lm)
         source = str(local) if local is not None else name
         self.device = torch.device(config.device)
@@ -330,7 +283,7 @@ class CaptionExpander:
         if variants < 1:
             raise UserError(f"variants: must be >= 1, got {variants}")
         cfg = self.config
-        stats = dict.fromkeys((*OUTCOMES, "generated", "cache_hits", "deduped", "model_calls"), 0)
+        stats = dict.fromkeys((*OUTCOMES, "generated", "pinned", "cache_hits", "deduped", "model_calls"), 0)
         calls_before = self.model_calls
         captions: list[list[str]] = [[""] * variants for _ in prompts]
         # (prompt, key, variant) -> output slots; identical prompts with identical keys are sampled once
@@ -348,8 +301,11 @@ class CaptionExpander:
                 slots = jobs.setdefault((prompt, str(key), v), [])
                 stats["deduped"] += bool(slots)
                 slots.append((i, v))
-        stated = {p: any(len(vals) == 1 for vals in parse_attributes(p).values()) for p, _, _ in jobs}
-        tokens = {p: self.format_prompt(p) for p in stated}
+        check = self.check
+        keep = cfg.keep_words and check is not None
+        stated = {p: check.stated_words(p) if check is not None else [] for p, _, _ in jobs}
+        # with keep-words the LM expands the domain's form of the prompt, and the user's words are pinned back
+        tokens = {p: self.format_prompt(check.condition(p) if keep else p) for p in stated}
         settled: dict[tuple[str, str, int], tuple[str, str]] = {}
         pending = list(jobs)
         for attempt in range(cfg.max_resamples + 1):
@@ -360,9 +316,18 @@ class CaptionExpander:
             retry = []
             for job, text in zip(pending, texts):
                 prompt = job[0]
-                if text and not stated[prompt]:
+                if not text:  # an empty draft is resampled whatever the check
+                    retry.append(job)
+                    continue
+                if not stated[prompt]:
                     settled[job] = (text, "unchecked")
-                elif text and is_faithful(prompt, text):
+                    continue
+                assert check is not None  # a prompt states words only when there is a check
+                if keep:
+                    pinned = clean_caption(check.pin(prompt, text), cfg.max_chars)
+                    stats["pinned"] += pinned != text
+                    text = pinned
+                if text and check.check(prompt, text) and (not keep or keeps_words(stated[prompt], text)):
                     settled[job] = (text, "faithful" if attempt == 0 else "resampled")
                 else:
                     retry.append(job)
@@ -387,7 +352,7 @@ class CaptionExpander:
         for start in range(0, len(order), bs):
             chunk = order[start:start + bs]
             rows = [tokens[jobs[j][0]] for j in chunk]
-            seeds = [row_seed(seed, jobs[j][1], jobs[j][2], attempt) for j in chunk]
+            seeds = [derive_seed("caption", seed, jobs[j][1], jobs[j][2], attempt) for j in chunk]
             for j, text in zip(chunk, self.generate_rows(rows, seeds)):
                 texts[j] = text
         return texts

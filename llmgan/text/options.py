@@ -1,0 +1,111 @@
+"""The caption expander's settings (`ExpanderConfig`) and what it asks of a domain (the `Faithfulness` protocol).
+
+Light on purpose (no torch): the CLI reads its defaults from here. The expander itself knows no vocabulary;
+whoever builds one passes the domain's check (`llmgan.data.shapes_text.faithfulness(config.resolved_check)`).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Protocol
+
+from llmgan.errors import UserError
+
+DEFAULT_INSTRUCTION = (
+    "Rewrite the short image prompt below as one detailed caption of a single flat shape on a plain background. "
+    "Keep every detail the prompt states; choose plausible values for its colour, size (small or large), "
+    "position (center, top left, top right, bottom left, bottom right) and background if they are missing. "
+    "Answer with the caption only, on one line.\nPrompt: {prompt}"
+)
+# Values of ExpanderConfig.check / `--check`: "auto" = the shapes check with the shipped caption LM and none with
+# any other LM (a user's LM may know nothing of shapes); "shapes" and "none" force one or the other.
+CHECKS: tuple[str, ...] = ("auto", "shapes", "none")
+_DEVICE = re.compile(r"^(cpu|mps|cuda(:\d+)?)$")
+
+
+@dataclass(frozen=True)
+class ExpanderConfig:
+    """How captions are sampled; `lm=None` means the caption LM shipped with the package."""
+
+    lm: str | None = None
+    temperature: float = 0.9
+    top_p: float = 0.95
+    max_new_tokens: int = 48
+    max_chars: int = 300
+    chat_template: bool = False
+    instruction: str = DEFAULT_INSTRUCTION
+    trust_remote_code: bool = False
+    batch_size: int = 64
+    max_resamples: int = 3
+    cache_size: int = 100_000
+    device: str = "cpu"
+    # the domain check the builder passes: "auto" = "shapes" with the shipped LM, "none" with any other LM
+    check: str = "auto"
+    # keep the prompt's own attribute words verbatim in every caption (needs a check; a no-op without one)
+    keep_words: bool = True
+
+    def __post_init__(self) -> None:
+        if self.lm is not None and (not isinstance(self.lm, str) or not self.lm.strip()):
+            raise UserError("--lm must be a model directory, an s3:// URL or a hub id (or omitted for the shipped LM)")
+        if not 0.0 <= self.temperature <= 5.0:
+            raise UserError(f"--temperature must be in [0, 5] (0 = greedy), got {self.temperature}")
+        if not 0.0 < self.top_p <= 1.0:
+            raise UserError(f"--top-p must be in (0, 1], got {self.top_p}")
+        if not 1 <= self.max_new_tokens <= 4096:
+            raise UserError(f"--max-new-tokens must be in [1, 4096], got {self.max_new_tokens}")
+        if self.max_chars < 1:
+            raise UserError(f"--max-chars must be >= 1, got {self.max_chars}")
+        if "{prompt}" not in self.instruction:
+            raise UserError("--instruction must contain the placeholder {prompt}")
+        if self.batch_size < 1:
+            raise UserError(f"--batch-size must be >= 1, got {self.batch_size}")
+        if not 0 <= self.max_resamples <= 100:
+            raise UserError(f"--max-resamples must be in [0, 100], got {self.max_resamples}")
+        if self.cache_size < 0:
+            raise UserError(f"--cache-size must be >= 0, got {self.cache_size}")
+        if not _DEVICE.match(self.device):
+            raise UserError(f"--device must be cpu, cuda, cuda:N or mps, got {self.device!r}")
+        if self.check not in CHECKS:
+            raise UserError(f"--check must be one of {', '.join(CHECKS)}, got {self.check!r}")
+        if not isinstance(self.keep_words, bool):
+            raise UserError(f"--keep-words must be true or false, got {self.keep_words!r}")
+
+    @property
+    def resolved_check(self) -> str | None:
+        """The check's name once "auto" is decided: "shapes" for the shipped LM, None for any other."""
+        if self.check == "auto":
+            return "shapes" if self.lm is None else None
+        return None if self.check == "none" else self.check
+
+
+class Faithfulness(Protocol):
+    """A domain's rules for a faithful expansion. `llmgan.data.shapes_text.ShapesFaithfulness` is the shipped one.
+
+    Keep-words uses all four methods: the LM expands `condition(prompt)` (the prompt in words the LM knows
+    best), `pin` writes the user's own words back into each sampled caption, and a caption is accepted when
+    `check` passes and every `stated_words` phrase appears in it verbatim.
+    """
+
+    def stated_words(self, prompt: str) -> list[str]:
+        """The prompt's attribute phrases as typed ("crimson", "star"); [] = nothing to check (unchecked)."""
+        ...
+
+    def check(self, prompt: str, caption: str) -> bool:
+        """True when `caption` names every attribute value the prompt states and contradicts none."""
+        ...
+
+    def condition(self, prompt: str) -> str:
+        """The text the LM is asked to expand for `prompt` when words are kept (e.g. synonyms made canonical)."""
+        ...
+
+    def pin(self, prompt: str, caption: str) -> str:
+        """`caption` with the prompt's stated phrases in place of the caption's words for those attributes
+        (inserted where the caption names none); the caption unchanged where the domain cannot place one."""
+        ...
+
+
+def keeps_words(words: list[str], caption: str) -> bool:
+    """Every stated phrase appears in the caption exactly as the user typed it, as whole words ("red" is not
+    kept by "colored")."""
+    return all(re.search(rf"(?<![\w-]){re.escape(w)}(?![\w-])", caption) for w in words)
