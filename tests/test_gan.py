@@ -275,3 +275,51 @@ def test_train_and_sample_with_s3_run_directory(tiny_data: str, s3_url: str, s3_
                               "--s3-endpoint", s3_server])
     assert res.exit_code == 0, res.output
     assert (tmp_path / "s" / "grid.png").exists()
+
+
+def test_training_loop_extension_points_component_and_evaluator(tiny_data: str, tmp_path: Path) -> None:
+    """A component trained alongside G and D (its metrics in the rows, saved into each checkpoint, loaded on
+    resume) and an injected evaluator whose figures land in the rows at --eval-every steps and in metrics.png."""
+    from llmgan.gan.train_report import Panel
+    from llmgan.gan.trainer import LocalTrainOptions, train_local
+
+    class Counter:
+        def __init__(self) -> None:
+            self.steps, self.loaded_from = 0, None
+
+        def step(self, images: torch.Tensor, emb: torch.Tensor, step: int) -> dict[str, float]:
+            assert images.shape[0] == emb.shape[0] == 4 and images.dtype == torch.float32
+            self.steps += 1
+            return {"counter": float(self.steps)}
+
+        def save(self, url: str, storage: Storage) -> None:
+            storage.write_text(f"{url}/counter.json", json.dumps({"steps": self.steps}))
+
+        def load(self, url: str, storage: Storage) -> None:
+            self.steps = self.loaded_from = json.loads(storage.read_text(f"{url}/counter.json"))["steps"]
+
+    class Brightness:
+        attributes: tuple[str, ...] = ()
+        panels = (Panel("mean brightness", keys=("brightness",), y_range=(0.0, 1.0)),)
+
+        def evaluate(self, images: np.ndarray, captions: list[str], labels: dict[str, list[str]]) -> dict[str, float]:
+            assert images.dtype == np.uint8 and len(images) == len(captions) == 24 and labels == {}
+            return {"brightness": round(float(images.mean()) / 255, 4)}
+
+    out = tmp_path / "run"
+    config = GanConfig(batch_size=4, g_width=4, d_width=4)
+    opts = dict(seed=1, checkpoint_every=2, sample_every=4, eval_every=3, log_every=50, threads=1, progress=False)
+    first = Counter()
+    train_local(tiny_data, str(out), config, LocalTrainOptions(steps=4, **opts), evaluator=Brightness(),
+                components=[first])
+    assert first.steps == 4 and json.loads((out / "checkpoints" / "00000004" / "counter.json").read_text()) == {
+        "steps": 4}
+    again = Counter()
+    train_local(tiny_data, str(out), config, LocalTrainOptions(steps=6, **opts), evaluator=Brightness(),
+                components=[again])
+    assert again.loaded_from == 4 and again.steps == 6
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [(r["step"], r["counter"], "brightness" in r) for r in rows] == [
+        (2, 1.5, False), (3, 3.0, True), (4, 4.0, True), (6, 5.5, True)]  # rows: checkpoints, evals, run ends
+    assert (out / "final" / "counter.json").exists() and (out / "metrics.png").exists()
+    assert sorted(p.name for p in (out / "samples").iterdir()) == ["00000004.png", "00000006.png", "captions.txt"]

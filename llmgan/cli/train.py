@@ -19,7 +19,7 @@ def train_command(
     steps: int | None = typer.Option(None, "--steps", help="Total training steps (a resumed run continues up to this); default 10000."),
     epochs: float | None = typer.Option(None, "--epochs", help="Distributed: train for this many passes over the data instead of --steps."),
     workers: int = typer.Option(2, "--workers", help="Distributed: Ray Train workers (DDP processes)."),
-    gpu: bool = typer.Option(False, "--gpu", help="Distributed: one GPU per worker."),
+    gpu: bool = typer.Option(False, "--gpu", help="Train on GPU (distributed: one GPU per worker)."),
     cpus_per_worker: int = typer.Option(0, "--cpus-per-worker", help="Distributed: CPUs (torch threads) per worker (0 = split the cluster's CPUs)."),
     max_failures: int = typer.Option(3, "--max-failures", help="Distributed: worker failures to recover from (restart from the latest checkpoint)."),
     address: str | None = typer.Option(None, "--address", help="Distributed: Ray cluster address (default: RAY_ADDRESS, else a local Ray)."),
@@ -67,6 +67,7 @@ def train_command(
     options = LocalTrainOptions(
         steps=10_000 if steps is None else steps, seed=seed, checkpoint_every=checkpoint_every, sample_every=sample_every,
         eval_every=eval_every, log_every=log_every, threads=threads or None, text_encoder=text_encoder,
+        device="cuda" if gpu else "cpu",
     )
     summary = train_local(data, out, config, options, storage=Storage(s3_endpoint),
                           evaluator=None if no_eval else _shapes_accuracy())

@@ -80,6 +80,7 @@ class LocalTrainOptions(LoopOptions):
 
     threads: int | None = None  # None: every core this process may use
     text_encoder: str | None = None  # None: the packaged MiniLM
+    device: str = "cpu"  # "cuda": train on this machine's GPU (the core needs no Ray)
 
 
 class StepComponent(Protocol):
@@ -321,7 +322,7 @@ def train_local(data: str, out: str, config: GanConfig, options: LocalTrainOptio
         evaluator = None
     probes = make_probes(emb, dataset.captions, dataset.labels, options.seed,
                          evaluator.attributes if evaluator else ())
-    ctx = RunContext(out, storage, keep=options.keep_checkpoints, progress=options.progress)
+    ctx = RunContext(out, storage, options.device, keep=options.keep_checkpoints, progress=options.progress)
     summary = train_loop(ctx, config, dataset.images, emb, options, probes=probes, evaluator=evaluator,
                          meta={"text_encoder": options.text_encoder, "dataset": data}, components=components)
     return {"out": out, "images": len(dataset.captions), **summary}
