@@ -202,9 +202,11 @@ def test_bad_options_are_one_line_errors_before_ray_starts(shapes_data: str, tmp
     runner = CliRunner()
     base = ["train", "--data", shapes_data, "--out", str(tmp_path / "r")]
     for extra, words in ((["--batch-size", "7", "--workers", "2"], "multiple of workers"),
-                         (["--steps", "5", "--epochs", "1"], "either steps or epochs"),
-                         (["--workers", "0"], "workers"),
-                         (["--max-failures", "-1"], "max_failures")):
+                         (["--steps", "5", "--epochs", "1"], "either --steps or --epochs"),
+                         (["--workers", "0"], "--workers"),
+                         (["--max-failures", "-1"], "--max-failures"),
+                         (["--sample-every", "0"], "--sample-every"),
+                         (["--eval-every", "0"], "--eval-every")):
         res = runner.invoke(app, [*base, *extra])
         assert res.exit_code == 2 and words in res.output and "Traceback" not in res.output, (extra, res.output)
     res = runner.invoke(app, ["train", "--data", shapes_data, "--out", "s3://just-a-bucket"])

@@ -65,20 +65,20 @@ class DistTrainOptions:
 
     def __post_init__(self) -> None:
         if self.steps is not None and self.epochs is not None:
-            raise UserError("give either steps or epochs, not both")
+            raise UserError("give either --steps or --epochs, not both")
         if self.steps is not None and self.steps < 1:
-            raise UserError(f"steps must be at least 1, got {self.steps}")
+            raise UserError(f"--steps must be at least 1, got {self.steps}")
         if self.epochs is not None and not self.epochs > 0:
-            raise UserError(f"epochs must be > 0, got {self.epochs}")
+            raise UserError(f"--epochs must be > 0, got {self.epochs}")
         for name in ("workers", "checkpoint_every", "sample_every", "eval_every", "log_every", "keep_checkpoints"):
             if getattr(self, name) < 1:
-                raise UserError(f"{name} must be at least 1, got {getattr(self, name)}")
+                raise UserError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
         if self.cpus_per_worker is not None and self.cpus_per_worker < 1:
-            raise UserError(f"cpus_per_worker must be at least 1, got {self.cpus_per_worker}")
+            raise UserError(f"--cpus-per-worker must be at least 1, got {self.cpus_per_worker}")
         if self.max_failures < 0:
-            raise UserError(f"max_failures must be >= 0, got {self.max_failures}")
+            raise UserError(f"--max-failures must be >= 0, got {self.max_failures}")
         if self.seed < 0:
-            raise UserError(f"seed must be non-negative, got {self.seed}")
+            raise UserError(f"--seed must be non-negative, got {self.seed}")
 
     def total_steps(self, images: int, batch_size: int) -> int:
         if self.epochs is not None:
