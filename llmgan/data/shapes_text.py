@@ -3,6 +3,7 @@ for the LM, and pinning the user's own words into a caption (a `llmgan.text.fait
 
 from __future__ import annotations
 
+import functools
 import re
 
 from llmgan.data.vocab import SYNONYMS, Mention, caption_phrase, find_mentions, is_faithful
@@ -36,13 +37,27 @@ def _canonical(m: Mention) -> str:
 def _splice(text: str, start: int, end: int, new: str) -> str:
     """text[start:end] -> new, with an article right before it made to agree ("an emerald" -> "a green")."""
     head = text[:start]
-    article = _ARTICLE_BEFORE.search(head)
+    article = _ARTICLE_BEFORE.search(head, max(len(head) - 8, 0))  # only the end can hold it (pos: linear scans)
     if article is not None and new[:1].isalpha():
         want = _article(new)
         if article.group(1)[0].isupper():
             want = want.capitalize()
         head = head[:article.start()] + want + article.group(2)
     return head + new + text[end:]
+
+
+@functools.lru_cache(maxsize=4096)
+def _stated(prompt: str) -> tuple[Mention, ...]:
+    """The first mention of each attribute the prompt names with exactly one value (prompts repeat: cached)."""
+    mentions = find_mentions(prompt)
+    values: dict[str, set[str]] = {}
+    for m in mentions:
+        values.setdefault(m.attr, set()).add(m.value)
+    first: dict[str, Mention] = {}
+    for m in mentions:
+        if len(values[m.attr]) == 1:
+            first.setdefault(m.attr, m)
+    return tuple(first.values())
 
 
 class ShapesFaithfulness:
@@ -52,15 +67,7 @@ class ShapesFaithfulness:
 
     def stated(self, prompt: str) -> dict[str, Mention]:
         """attribute -> its first mention, for the attributes the prompt names with exactly one value."""
-        mentions = find_mentions(prompt)
-        values: dict[str, set[str]] = {}
-        for m in mentions:
-            values.setdefault(m.attr, set()).add(m.value)
-        first: dict[str, Mention] = {}
-        for m in mentions:
-            if len(values[m.attr]) == 1:
-                first.setdefault(m.attr, m)
-        return first
+        return {m.attr: m for m in _stated(prompt)}
 
     def stated_words(self, prompt: str) -> list[str]:
         """The value words as typed, e.g. ["small", "crimson", "star", "gray", "background"] (a background's
@@ -108,15 +115,17 @@ class ShapesFaithfulness:
         if not stated:
             return caption
         text = caption
-        for m in reversed(find_mentions(text)):
+        mentions = find_mentions(text)
+        for m in reversed(mentions):
             if m.attr in stated and text[m.start:m.end] != stated[m.attr]:
                 text = _splice(text, m.start, m.end, stated[m.attr])
-        if "shape" in stated and not any(m.attr == "shape" for m in find_mentions(text)):
+        missing = [attr for attr in stated if all(m.attr != attr for m in mentions)]  # replacing kept the attrs
+        if "shape" in missing:
             generic = _GENERIC_NOUN.search(text)  # "a small red shape" names no shape: it takes the user's
             if generic is not None:
                 text = _splice(text, generic.start(), generic.end(), stated["shape"])
         for attr in ("color", "size", "position", "background"):
-            if attr in stated and not any(m.attr == attr for m in find_mentions(text)):
+            if attr in missing:
                 text = self._insert(text, attr, stated[attr])
         return text
 

@@ -6,8 +6,9 @@ the renderer draws these values, captions use these words, and `parse_attributes
 
 from __future__ import annotations
 
+import functools
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 
 ATTRIBUTES: tuple[str, ...] = ("shape", "color", "size", "position", "background")
 
@@ -133,18 +134,20 @@ _WORD_TO_VALUE: dict[str, dict[str, str]] = {
     for attr in ATTRIBUTES
 }
 _PATTERNS: dict[str, re.Pattern[str]] = {
-    attr: re.compile(rf"(?<![\w-])({_alternation(list(words))})(?![\w-])", re.IGNORECASE)
+    attr: re.compile(rf"(?<![\w-])({_alternation(list(words))})(?![\w-])")
     for attr, words in _WORD_TO_VALUE.items()
     if attr != "background"
 }
 _BACKGROUND = re.compile(
-    rf"(?<![\w-])({_alternation(list(_WORD_TO_VALUE['background']))})\s+({'|'.join(BACKGROUND_NOUNS)})\b",
-    re.IGNORECASE,
+    rf"(?<![\w-])({_alternation(list(_WORD_TO_VALUE['background']))})\s+({'|'.join(BACKGROUND_NOUNS)})\b"
 )
+# for the rare text whose lower-casing changes its length (spans would shift): case-insensitive matching instead,
+# which is 4x slower than matching the lower-cased text
+_PATTERNS_ANY_CASE = {attr: re.compile(p.pattern, re.IGNORECASE) for attr, p in _PATTERNS.items()}
+_BACKGROUND_ANY_CASE = re.compile(_BACKGROUND.pattern, re.IGNORECASE)
 
 
-@dataclass(frozen=True)
-class Mention:
+class Mention(NamedTuple):
     """One attribute value named in a text: `text[start:end]` is the phrase as written (a background's
     phrase includes its noun, "grey backdrop"); `word` is the value's own word in it ("grey")."""
 
@@ -165,11 +168,16 @@ def find_mentions(text: str) -> list[Mention]:
     The background phrase is read first and blanked out, so its colour word is not mistaken for the
     shape's colour ("a green star on a dark green backdrop" names green once, as the shape's colour).
     """
-    found = [Mention("background", _word_value("background", m.group(1)), m.start(), m.end(), m.group(1))
-             for m in _BACKGROUND.finditer(text)]
-    rest = _BACKGROUND.sub(lambda m: " " * len(m.group(0)), text)  # same length: spans stay valid
-    for attr, pattern in _PATTERNS.items():
-        found += [Mention(attr, _word_value(attr, m.group(1)), m.start(), m.end(), m.group(1))
+    rest = text.lower()
+    background, patterns = _BACKGROUND, _PATTERNS
+    if len(rest) != len(text):
+        rest, background, patterns = text, _BACKGROUND_ANY_CASE, _PATTERNS_ANY_CASE
+    found = [Mention("background", _word_value("background", m.group(1)), m.start(), m.end(), text[m.start(1):m.end(1)])
+             for m in background.finditer(rest)]
+    for m in found:  # blanked with as many spaces: the spans stay valid
+        rest = rest[:m.start] + " " * (m.end - m.start) + rest[m.end:]
+    for attr, pattern in patterns.items():
+        found += [Mention(attr, _word_value(attr, m.group(1)), m.start(), m.end(), text[m.start(1):m.end(1)])
                   for m in pattern.finditer(rest)]
     return sorted(found, key=lambda m: m.start)
 
@@ -198,8 +206,13 @@ def parse_attributes(text: str) -> dict[str, list[str]]:
     return {attr: sorted(found[attr]) for attr in ATTRIBUTES if attr in found}
 
 
+@functools.lru_cache(maxsize=4096)
+def _stated_values(short_prompt: str) -> tuple[tuple[str, str], ...]:
+    # prompts repeat (one per variant and resample): parse each once
+    return tuple((attr, values[0]) for attr, values in parse_attributes(short_prompt).items() if len(values) == 1)
+
+
 def is_faithful(short_prompt: str, expansion: str) -> bool:
     """True when `expansion` names every attribute value stated in `short_prompt` and contradicts none."""
-    stated = parse_attributes(short_prompt)
     got = parse_attributes(expansion)
-    return all(got.get(attr) == values for attr, values in stated.items() if len(values) == 1)
+    return all(got.get(attr) == [value] for attr, value in _stated_values(short_prompt))
