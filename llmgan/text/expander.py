@@ -34,7 +34,8 @@ _FULL_HASH_LIMIT = 256 << 20  # files above this are fingerprinted by size + hea
 
 @dataclass
 class ExpansionResult:
-    """`captions[i]` holds the variants for prompt i; `stats` counts outcomes per returned caption."""
+    """`captions[i]` holds the variants for prompt i; `stats` counts outcomes per returned caption (OUTCOMES),
+    drafts `generated` and `pinned` (changed by keep-words), `cache_hits`, `deduped` and `model_calls`."""
 
     captions: list[list[str]]
     stats: dict[str, int] = field(default_factory=dict)
