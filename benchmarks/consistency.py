@@ -145,13 +145,15 @@ def calibration_png(series: dict[str, list[dict[str, float]]], path: str) -> Non
 
     d.text((left, 8), "calibration: predicted score vs observed match rate", fill="black", font=font)
     d.rectangle([xy(0, 1), xy(1, 0)], outline=(120, 120, 120))
-    for k in range(1, 5):
-        d.line([xy(k / 5, 0), xy(k / 5, 1)], fill=(230, 230, 230))
-        d.line([xy(0, k / 5), xy(1, k / 5)], fill=(230, 230, 230))
+    for k in range(6):
+        if 0 < k < 5:
+            d.line([xy(k / 5, 0), xy(k / 5, 1)], fill=(230, 230, 230))
+            d.line([xy(0, k / 5), xy(1, k / 5)], fill=(230, 230, 230))
         d.text((xy(k / 5, 0)[0] - 8, top + size + 4), f"{k / 5:.1f}", fill="black", font=font)
         d.text((left - 28, xy(0, k / 5)[1] - 6), f"{k / 5:.1f}", fill="black", font=font)
     d.line([xy(0, 0), xy(1, 1)], fill=(160, 160, 160), width=1)
     d.text((left + size // 2 - 40, top + size + 18), "predicted score", fill="black", font=font)
+    d.text((4, top - 14), "observed match rate", fill="black", font=font)
     total = max(sum(b["n"] for bins in series.values() for b in bins), 1)
     for k, (name, bins) in enumerate(series.items()):
         color = palette[k % len(palette)]
@@ -177,7 +179,7 @@ def _score(scorer: Any, images: np.ndarray, captions: list[str], emb: np.ndarray
 
 
 def run(out_dir: str, n: int = 1000, seed: int = 0, shapes_matcher: str | None = None,
-        digits_matcher: str | None = None, digits_steps: int = 800) -> dict[str, Any]:
+        digits_matcher: str | None = None, digits_steps: int = 300) -> dict[str, Any]:
     import torch
 
     from llmgan.eval.consistency import ClassifierScorer, MatcherScorer, shipped_matcher_path
@@ -235,7 +237,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--shapes-matcher", default=None, help="matcher folder (default: the shipped shapes matcher)")
     parser.add_argument("--digits-matcher", default=None, help="matcher folder (default: train one into OUT)")
-    parser.add_argument("--digits-steps", type=int, default=800, help="steps when training the digits matcher")
+    parser.add_argument("--digits-steps", type=int, default=300,
+                        help="steps when training the digits matcher (1,350 images: more steps overfit)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     args = parser.parse_args(argv)
     if args.n < 10:

@@ -18,7 +18,7 @@ from llmgan.data.digits import generate_digits
 from llmgan.data.shapes import decode_images, generate_shapes, make_caption, write_dataset
 from llmgan.errors import UserError
 from llmgan.eval import metrics
-from llmgan.eval.consistency import ClassifierScorer, MatcherScorer, load_scorer, stated_attributes
+from llmgan.eval.consistency import ClassifierScorer, MatcherScorer, load_scorer, reconcile, stated_attributes
 from llmgan.gan.matcher import Matcher, MatcherConfig, fit_platt, make_matcher_state, matcher_step, roc_auc
 
 runner = CliRunner()
@@ -168,6 +168,25 @@ def test_load_scorer_picks_as_documented(tiny: dict[str, str]) -> None:
             (root / "gan_shapes" / f).unlink()
     with pytest.raises(UserError, match="has no matcher.json"):
         load_scorer("matcher", str(root / "gan_digits"))
+
+
+def test_shipped_matcher_separates_true_from_changed_captions(real_shapes: dict) -> None:
+    from llmgan.eval.consistency import shipped_matcher_path
+
+    scorer = load_scorer("matcher", None)  # the shipped GAN has no matcher of its own: the shipped shapes matcher
+    assert isinstance(scorer, MatcherScorer) and scorer.source == shipped_matcher_path()
+    images, n = real_shapes["images"], len(real_shapes["images"])
+    right = np.array([r.score for r in scorer.score(images, real_shapes["captions"], [""] * n)])
+    wrong = np.array([r.score for r in scorer.score(images, _changed(real_shapes["labels"], "shape", 5), [""] * n)])
+    assert roc_auc(right, wrong) > 0.95 and right.mean() > 0.8 and wrong.mean() < 0.3
+    # prompt wins: a caption that contradicts the prompt is not what the image is judged against
+    prompts = [f"{lab['color']} {lab['shape']}" for lab in real_shapes["labels"]]
+    follows_prompt = np.array([r.score for r in scorer.score(images, _changed(real_shapes["labels"], "shape", 5),
+                                                             prompts)])
+    assert follows_prompt.mean() > wrong.mean() + 0.3
+    assert reconcile("A blue star on a navy backdrop", "red star") == "A red star on a navy backdrop"
+    assert reconcile("a big cyan disc, top left, on a grey background", "small circle on a black background") == \
+        "a small cyan disc, top left, on a black background"
 
 
 def test_bad_spec_is_one_line_user_error(tmp_path: Path) -> None:
