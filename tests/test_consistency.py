@@ -237,3 +237,20 @@ def test_eval_reports_consistency_and_reference_figures(tiny: dict[str, str], tm
     digits = evaluate(None, str(Path(tiny["root"]) / "digits.parquet"), str(tmp_path / "d"), n=10,
                       consistency="none", classifier_steps=5)
     assert digits["splits"]["all"]["consistency"] is None and digits["splits"]["all"]["reference"] is None
+
+
+def test_benchmark_agreement_figures_and_calibration_plot(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from benchmarks.consistency import agreement, calibration_png
+
+    pos, neg = np.array([0.9, 0.8, 0.7, 0.95]), np.array([0.1, 0.6, 0.2, 0.05])
+    fig = agreement(pos, neg, ["shape", "shape", "color", "size"])
+    assert fig["auc"] == 1.0 and fig["accuracy_at_best"] == 1.0 and fig["accuracy_at_0.5"] == 0.875
+    assert fig["by_changed_attribute"]["shape"] == {"n": 2, "auc": 1.0, "caught_at_0.5": 0.5}
+    assert sum(b["n"] for b in fig["reliability"]) == 8 and 0 <= fig["ece"] <= 1
+    swapped = agreement(neg, pos, ["shape"] * 4)
+    assert swapped["auc"] == 0.0 and swapped["accuracy_at_0.5"] == 0.125
+    calibration_png({"a": fig["reliability"], "b": swapped["reliability"]}, str(tmp_path / "c.png"))
+    with Image.open(tmp_path / "c.png") as img:
+        assert img.format == "PNG" and img.width > 300
