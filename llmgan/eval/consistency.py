@@ -3,8 +3,9 @@ learned-matcher scorer, and `load_scorer`, which picks one for a GAN checkpoint.
 
 The contract (both scorers): an attribute the user's prompt states must be right; an attribute only the
 expanded caption states also counts; where prompt and caption name different values for one attribute, the
-prompt wins (the caption LM got it wrong, the image should follow the user). A caption or prompt that states
-nothing the scorer can check scores 1.0: there is nothing to contradict, so nothing to redraw.
+prompt wins (the caption LM got it wrong, the image should follow the user). For the classifier scorer, a text
+that states no shapes attribute scores 1.0: there is nothing to contradict, so nothing to redraw. The matcher
+judges the whole (repaired) caption, so it also scores captions outside the shapes vocabulary.
 """
 
 from __future__ import annotations
