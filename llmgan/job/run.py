@@ -66,20 +66,21 @@ def run_job(cfg: GenerateConfig, executor: Executor, progress: bool = True) -> d
         reporter = Progress(planned, enabled=progress)
         t_run = time.perf_counter()
         failures: list[ShardFailed] = []
+        outcomes: dict[int, ShardOutcome] = {}  # this attempt's
+
+        def on_outcome(outcome: ShardOutcome) -> None:
+            nonlocal images_done
+            if not isinstance(outcome, (ShardCommitted, ShardFailed)):
+                raise TypeError(f"executor reported {type(outcome).__name__}, not a shard outcome")
+            outcomes[outcome.shard] = outcome
+            if isinstance(outcome, ShardCommitted):
+                images_done += outcome.stats["images"]
+                reporter.update(outcome.stats, time.perf_counter() - t_run)
+            else:
+                log.warning("shard %05d failed: %s", outcome.shard, outcome.error)
+
         for attempt in range(cfg.max_retries + 1):
-            outcomes: dict[int, ShardOutcome] = {}
-
-            def on_outcome(outcome: ShardOutcome) -> None:
-                nonlocal images_done
-                if not isinstance(outcome, (ShardCommitted, ShardFailed)):
-                    raise TypeError(f"executor reported {type(outcome).__name__}, not a shard outcome")
-                outcomes[outcome.shard] = outcome
-                if isinstance(outcome, ShardCommitted):
-                    images_done += outcome.stats["images"]
-                    reporter.update(outcome.stats, time.perf_counter() - t_run)
-                else:
-                    log.warning("shard %05d failed: %s", outcome.shard, outcome.error)
-
+            outcomes.clear()
             executor.run(cfg, todo, job_id, on_outcome)
             failures = [o if isinstance(o, ShardFailed) else ShardFailed(s.index, "no outcome reported")
                         for s in todo if not isinstance(o := outcomes.get(s.index), ShardCommitted)]
