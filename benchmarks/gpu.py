@@ -24,7 +24,7 @@ from llmgan.errors import UserError
 from llmgan.gan.config import GanConfig
 from llmgan.gan.inference import default_checkpoint_path
 from llmgan.gan.networks import Generator
-from llmgan.io.images import to_uint8
+from llmgan.io.images import to_uint8_tensor
 
 MODES = ("fp32", "bf16", "compile", "compile+bf16")
 # images per forward pass: large enough to fill an H200 at each side length
@@ -63,8 +63,8 @@ def _generator_fn(G: torch.nn.Module, mode: str, batch: int, device: torch.devic
     def fn() -> Any:
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             x = net(z, e)
-        # the product's conversion: uint8 (N, H, W, 3) on the host, what the PNG encoder and shard writer get
-        return to_uint8(x)
+        # uint8 on the device (the product's rounding and layout); the host copy is the PNG stage's cost
+        return to_uint8_tensor(x)
 
     return fn
 

@@ -20,11 +20,16 @@ def to_float(images: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
 
 
-def to_uint8(x: torch.Tensor) -> np.ndarray:
-    """float (N, 3, H, W) in [-1, 1] (any device or dtype) -> uint8 (N, H, W, 3) on the CPU, rounded."""
+def to_uint8_tensor(x: torch.Tensor) -> torch.Tensor:
+    """float (N, 3, H, W) in [-1, 1] (any device or dtype) -> uint8 (N, H, W, 3) view, rounded, on x's device."""
     import torch
 
-    return ((x.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    return ((x.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1)
+
+
+def to_uint8(x: torch.Tensor) -> np.ndarray:
+    """float (N, 3, H, W) in [-1, 1] (any device or dtype) -> uint8 (N, H, W, 3) array on the host, rounded."""
+    return to_uint8_tensor(x).cpu().numpy()
 
 
 def png_bytes(image: np.ndarray | Any) -> bytes:
