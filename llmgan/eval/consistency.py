@@ -189,23 +189,62 @@ def _dataset_captions(url: str, storage: Storage, limit: int = 200) -> list[str]
     return [c for c in table.column("caption").to_pylist()[:limit] if isinstance(c, str)]
 
 
-def load_scorer(spec: str | None, gan_dir: str | None, storage: Storage | None = None,
-                device: str = "cpu") -> ConsistencyScorer | None:
-    """The consistency scorer for images of the GAN at `gan_dir` (None: the shipped GAN).
+def resolve_scorer(spec: str | None, gan_dir: str | None, storage: Storage | None = None) -> tuple[str, str] | None:
+    """Which scorer `spec` means for the GAN at `gan_dir` (None: the shipped GAN), without loading weights:
+    ("classifier", its folder) or ("matcher", its folder); None when no scorer fits or spec is "none".
 
     spec None or "auto": a matcher in the GAN's checkpoint folder (matcher.json) wins; else the shapes
     classifier when the GAN was trained on shapes captions; else None (no scorer fits).
     "classifier": the shipped shapes classifier. "matcher": the GAN folder's matcher, else the shipped shapes
     matcher for a shapes GAN. A folder or s3:// prefix holding matcher.json: that matcher. "none": None.
     """
+    from llmgan.eval.classifier import SHIPPED_SHAPES
     from llmgan.gan.checkpoint import read_meta, resolve_checkpoint
     from llmgan.gan.inference import default_checkpoint_path
-    from llmgan.gan.matcher import Matcher
 
     storage = storage or Storage()
     spec = "auto" if spec is None else str(spec).strip()
     if spec == "none":
         return None
+    if spec == "classifier":
+        return ("classifier", str(SHIPPED_SHAPES))
+    if spec not in ("auto", "matcher"):
+        try:
+            has_matcher = bool(spec) and storage.exists(join(spec, MATCHER_CONFIG))
+        except (StorageError, ValueError):
+            has_matcher = False
+        if not has_matcher:
+            raise UserError(f"--consistency {spec!r}: expected {', '.join(SPECS)}, or a folder / s3:// prefix "
+                            f"holding {MATCHER_CONFIG}")
+        return ("matcher", spec)
+    ckpt = resolve_checkpoint(str(gan_dir) if gan_dir is not None else default_checkpoint_path(), storage)
+    if storage.exists(join(ckpt, MATCHER_CONFIG)):
+        return ("matcher", ckpt)
+    shapes = trained_on_shapes(read_meta(ckpt, storage), ckpt, storage)
+    if spec == "matcher":
+        if not shapes:
+            raise UserError(f"--consistency matcher: the GAN at {ckpt} has no {MATCHER_CONFIG}; train one with "
+                            f"`llmgan train-matcher --data ... --out {ckpt}`")
+        return ("matcher", shipped_matcher_path())
+    if shapes:
+        return ("classifier", str(SHIPPED_SHAPES))
+    log.info("no consistency scorer fits the GAN at %s (no matcher, not a shapes GAN)", ckpt)
+    return None
+
+
+def load_scorer(spec: str | None, gan_dir: str | None, storage: Storage | None = None,
+                device: str = "cpu") -> ConsistencyScorer | None:
+    """The consistency scorer `spec` means for images of the GAN at `gan_dir` (see resolve_scorer)."""
+    from llmgan.gan.matcher import Matcher
+
+    storage = storage or Storage()
+    found = resolve_scorer(spec, gan_dir, storage)
+    if found is None:
+        return None
+    kind, source = found
+    if kind == "classifier":
+        return ClassifierScorer()
+    return MatcherScorer(Matcher.load(source, storage, device), source)
     if spec == "classifier":
         return ClassifierScorer()
     if spec not in ("auto", "matcher"):
