@@ -224,13 +224,14 @@ def shard_file_shas(out: str) -> dict[str, str]:
 
 def test_local_executor_writes_the_ray_executors_bytes_without_ray(ray_local, tiny_ckpt: str, tmp_path: Path) -> None:
     """Same job, both executors: identical shard files. The local run is the CLI in a process where `ray`
-    cannot be imported, with caption expansion on (LM and GAN both run on different thread counts)."""
+    cannot be imported, with caption expansion on (LM and GAN both run on different thread counts) and
+    consistency feedback redrawing the random GAN's images."""
     prompts = write_prompts(tmp_path / "prompts.parquet", 8, bad_rows=True)
-    kw = dict(ckpt=tiny_ckpt, variants=2, shard_size=5, batch_size=4)
+    kw = dict(ckpt=tiny_ckpt, variants=2, shard_size=5, batch_size=4, consistency="classifier", max_attempts=3)
     ray_summary = run(ray_local, prompts=prompts, out=str(tmp_path / "ray"), **kw)
     local = str(tmp_path / "local")
     argv = ["llmgan", "generate", prompts, "--out", local, "--ckpt", tiny_ckpt, "--variants", "2", "--shard-size", "5",
-            "--batch-size", "4", "--executor", "local", "--quiet"]
+            "--batch-size", "4", "--executor", "local", "--quiet", "--consistency", "classifier", "--max-attempts", "3"]
     code = f"import runpy, sys; sys.modules['ray'] = None; sys.argv = {argv!r}; runpy.run_module('llmgan', run_name='__main__')"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
@@ -238,6 +239,7 @@ def test_local_executor_writes_the_ray_executors_bytes_without_ray(ray_local, ti
     local_summary = json.loads(Path(local, "_SUCCESS.json").read_text())
     assert local_summary["executor"] == "local" and ray_summary["executor"] == "ray"
     assert local_summary["rejected_reasons"] == ray_summary["rejected_reasons"] == {"null prompt": 1, "empty prompt": 1}
+    assert local_summary["consistency"] == ray_summary["consistency"] and ray_summary["consistency"]["redrawn"] > 0
     shas = shard_file_shas(local)
     assert len(shas) == 2 * ray_summary["shards"] >= 4
     assert shas == shard_file_shas(str(tmp_path / "ray"))

@@ -36,6 +36,10 @@ BAD = [
     ("--expander-resources", "[1]"), ("--expander-resources", "not json"), ("--expander-resources", '{"CPU": 1}'),
     ("--generator-resources", '{"gan_gpu": -1}'), ("--generator-resources", '{"gan_gpu": "one"}'),
     ("--generator-resources", '{"": 1}'), ("--generator-resources", '{"memory": 1}'),
+    ("--min-consistency", "-0.1"), ("--min-consistency", "1.5"), ("--min-consistency", "nan"),
+    ("--min-consistency", "high"),
+    ("--max-attempts", "0"), ("--max-attempts", "65"), ("--max-attempts", "1.5"),
+    ("--consistency", ""), ("--consistency", "bogus"),
 ]
 
 
@@ -83,7 +87,8 @@ def test_good_values_reach_the_executor(cli) -> None:  # type: ignore[no-untyped
     edges = ["--truncation", "1", "--best-of", "64", "--batch-size", "1", "--shard-size", "1000000", "--variants", "64",
              "--seed", str(2**63 - 1), "--top-p", "1", "--max-retries", "0", "--format", "parquet",
              "--executor", "local", "--expander-cpus", "0", "--generator-gpus", "0.5",
-             "--generator-resources", '{"gan_gpu": 0.5}', "--generator-min-actors", "2"]
+             "--generator-resources", '{"gan_gpu": 0.5}', "--generator-min-actors", "2",
+             "--min-consistency", "1", "--max-attempts", "64", "--consistency", "none"]
     result = cli(*edges)
     assert isinstance(result.exception, ExecutorReached) and str(result.exception) == "local"
     assert not cli.out.exists()  # the executor comes before any output

@@ -191,21 +191,21 @@ def test_local_executor_records_rejects_and_resumes_one_shard(tmp_path: Path, ti
     assert _local(tiny_ckpt, prompts, out)["images_this_run"] == 0  # all committed: nothing runs
 
 
-def _fail_shard(monkeypatch: pytest.MonkeyPatch, shard: int, times: int) -> list[str]:
-    """ShardGenerator.draw raises for `shard` on its first `times` attempts (a real stage exception)."""
+def _fail_shard(monkeypatch: pytest.MonkeyPatch, shard: int, times: int) -> list[int]:
+    """The generator stage raises for `shard` on its first `times` attempts (a real stage exception)."""
     from llmgan.job.stages import ShardGenerator
 
-    draw = ShardGenerator.draw
-    calls: list[str] = []
+    generate = ShardGenerator.__call__
+    calls: list[int] = []
 
-    def flaky(self, emb, batch):  # type: ignore[no-untyped-def]
-        if batch[0].key == f"{shard:05d}_000000":  # the shard's first batch: one per attempt
-            calls.append(batch[0].key)
+    def flaky(self, work):  # type: ignore[no-untyped-def]
+        if work.spec.index == shard:
+            calls.append(shard)
             if len(calls) <= times:
                 raise RuntimeError(f"injected fault {len(calls)}")
-        return draw(self, emb, batch)
+        return generate(self, work)
 
-    monkeypatch.setattr(ShardGenerator, "draw", flaky)
+    monkeypatch.setattr(ShardGenerator, "__call__", flaky)
     return calls
 
 

@@ -55,6 +55,15 @@ def generate(
     keep_words: Annotated[bool, typer.Option(
         "--keep-words/--no-keep-words", help="Keep each prompt's own attribute words verbatim in its expanded "
         "captions ('crimson star' stays crimson).")] = GenerateConfig.keep_words,
+    consistency: Annotated[str, typer.Option(
+        "--consistency", help="Scorer of each image against its caption and prompt: auto (a matcher in the GAN "
+        "folder, else the shapes classifier for a shapes GAN, else none), classifier, matcher, none, or a "
+        "matcher folder.")] = GenerateConfig.consistency,
+    min_consistency: Annotated[float, typer.Option(
+        "--min-consistency", help="Redraw an image whose consistency score is below this, in [0, 1]; 0: score "
+        "only.")] = GenerateConfig.min_consistency,
+    max_attempts: Annotated[int, typer.Option(
+        "--max-attempts", help="Draws per image at most (the best-scoring one is kept).")] = GenerateConfig.max_attempts,
     seed: Seed = GenerateConfig.seed,
     shard_size: Annotated[int, typer.Option(
         "--shard-size", help="Images per shard (the unit of work and commit).")] = GenerateConfig.shard_size,
@@ -102,7 +111,8 @@ def generate(
         variants=variants, expand=expand, lm=lm, ckpt=ckpt, best_of=best_of, truncation=truncation,
         temperature=temperature, top_p=top_p, keep_words=keep_words, seed=seed, shard_size=shard_size, format=format,
         batch_size=batch_size, s3_endpoint=s3_endpoint, max_retries=max_retries, overwrite=overwrite,
-        blocklist=blocklist, executor=executor,
+        blocklist=blocklist, executor=executor, consistency=consistency, min_consistency=min_consistency,
+        max_attempts=max_attempts,
         expander=StageResources(expander_min, expander_max, expander_cpus, expander_gpus,
                                 parse_resources(expander_resources, "--expander-resources")),
         generator=StageResources(generator_min, generator_max, generator_cpus, generator_gpus,
@@ -116,12 +126,15 @@ def generate(
         summary = run_job(cfg, make_executor(cfg.executor), progress=not quiet)
     except JobFailed as exc:
         raise fail(str(exc), EXIT_RUNTIME_ERROR) from None
-    rejected = summary["rejected"]
+    rejected, cons = summary["rejected"], summary.get("consistency")
     typer.echo(
         f"{summary['images']} images in {summary['shards']} shards -> {summary['output']} "
         f"({summary['images_this_run']} this run, {summary['wall_seconds']:.1f}s, "
         f"{summary['images_per_second'] or 0:.1f} img/s; {rejected} rejected row(s)"
         + (f": {json.dumps(summary['rejected_reasons'])}" if rejected else "") + ")"
+        + (f"; consistency {cons['mean']:.3f} mean, {cons['share_below_threshold']:.1%} below "
+           f"{cons['threshold']:g} ({cons['share_below_threshold_first_draw']:.1%} before redraws, "
+           f"{cons['extra_draws_per_image']:.2f} extra draws per image)" if cons and cons["scored"] else "")
     )
 
 

@@ -19,12 +19,15 @@ MAX_BEST_OF = 64
 MAX_SHARD_SIZE = 1_000_000
 MAX_BATCH_SIZE = 65_536
 MAX_RETRIES = 100
+MAX_ATTEMPTS = 64
+CONSISTENCY_SPECS = ("auto", "classifier", "matcher", "none")  # or a folder / s3:// prefix holding matcher.json
 EXPANDER_CPUS = 0.25  # default CPU reservation of a caption-LM actor (see size_pools)
 
 # Settings that change what is written: a rerun into the same folder must agree on all of them.
 OUTPUT_DEFINING = (
     "prompts", "prompt_column", "n_per_prompt", "variants", "expand", "best_of", "truncation", "seed",
-    "shard_size", "format", "temperature", "top_p", "blocklist", "keep_words",
+    "shard_size", "format", "temperature", "top_p", "blocklist", "keep_words", "consistency", "min_consistency",
+    "max_attempts",
 )
 
 
@@ -111,6 +114,11 @@ class GenerateConfig:
     contact_sheet_size: int = 64
     blocklist: str | None = None  # words / re: patterns; matching prompts and captions are rejected
     executor: str = "ray"  # "ray": actor pools on a Ray cluster; "local": one process, no Ray needed
+    # Consistency feedback: every image is scored against its caption and the user's prompt by `consistency`
+    # (llmgan.eval.consistency); one scoring below `min_consistency` is redrawn, up to `max_attempts` draws.
+    consistency: str = "auto"
+    min_consistency: float = 0.5
+    max_attempts: int = 4
 
     def __post_init__(self) -> None:
         if not self.prompts:
@@ -126,6 +134,7 @@ class GenerateConfig:
             ("max_retries", 0, MAX_RETRIES),
             ("seed", 0, 2**63 - 1),
             ("contact_sheet_size", 0, 10_000),
+            ("max_attempts", 1, MAX_ATTEMPTS),
         ]
         for name, lo, hi in ints:
             value = getattr(self, name)
@@ -144,6 +153,12 @@ class GenerateConfig:
         for name, choices in (("format", FORMATS), ("executor", EXECUTORS)):
             if getattr(self, name) not in choices:
                 raise UserError(f"{_option(name)} must be one of {', '.join(choices)}, got {getattr(self, name)!r}")
+        if not (_number(self.min_consistency) and 0 <= self.min_consistency <= 1):
+            raise UserError(f"--min-consistency must be in [0, 1], got {self.min_consistency!r}")
+        spec = self.consistency
+        if not isinstance(spec, str) or not (spec in CONSISTENCY_SPECS or "/" in spec or "\\" in spec):
+            raise UserError(f"--consistency must be one of {', '.join(CONSISTENCY_SPECS)} or a matcher folder path "
+                            f"(./dir, s3://...), got {spec!r}")
         if not isinstance(self.keep_words, bool):
             raise UserError(f"--keep-words must be true or false, got {self.keep_words!r}")
         if not isinstance(self.prompt_column, str) or not self.prompt_column.strip():

@@ -127,6 +127,7 @@ def verify_committed(storage: Storage, out: str, job_id: str, committed: dict[in
 def model_identities(cfg: GenerateConfig, storage: Storage) -> dict[str, Any]:
     """Identities of the models (and blocklist): any change of weights makes a different job. A missing
     model or a bad blocklist fails here, before any output is written."""
+    from llmgan.eval.consistency import resolve_scorer
     from llmgan.gan.checkpoint import read_meta
     from llmgan.gan.inference import default_checkpoint_path, resolve_checkpoint
 
@@ -139,6 +140,11 @@ def model_identities(cfg: GenerateConfig, storage: Storage) -> dict[str, Any]:
         blocklist = load_blocklist(cfg.blocklist, storage)
         models["blocklist"] = {"path": redact_url(cfg.blocklist), "sha256": blocklist.sha256,
                                "entries": blocklist.entries}
+    scorer = resolve_scorer(cfg.consistency, ckpt, storage)  # a bad --consistency fails here
+    if scorer is not None:
+        kind, source = scorer
+        models["consistency"] = {"spec": redact_url(cfg.consistency), "kind": kind,
+                                 "identity": content_identity(source, storage)}
     if cfg.expand:
         from llmgan.text.expander import resolve_lm
 

@@ -47,6 +47,7 @@ class ShardResult:
     expansion: dict[str, int] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
     workers: dict[str, dict] = field(default_factory=dict)  # stage -> {node, pid} that ran it
+    consistency: dict[str, Any] | None = None  # score histogram, share below threshold, draws (job.feedback)
 
     @property
     def name(self) -> str:
@@ -122,6 +123,8 @@ def _index_table(records: list[ImageRecord]) -> Any:
         "seed": pa.array(col("seed"), pa.uint64()),
         "variant": pa.array(col("variant"), pa.int32()),
         "score": pa.array(col("score"), pa.float32()),
+        "consistency": pa.array(col("consistency"), pa.float32()),
+        "attempts": pa.array(col("attempts", 1), pa.int32()),
         "sha256": pa.array([hashlib.sha256(r.png).hexdigest() for r in records], pa.string()),
         "png_bytes": pa.array([len(r.png) for r in records], pa.int64()),
     })
@@ -163,6 +166,7 @@ def write_shard(storage: Storage, out: str, result: ShardResult, fmt: str, job_i
         "rejected": result.rejected[:MAX_REJECTED_DETAIL],
         "rejected_counts": reasons,
         "expansion": result.expansion,
+        "consistency": result.consistency,
         "seconds": {k: round(v, 4) for k, v in seconds.items()},
         "workers": result.workers,
         "data_file": f"{result.name}{data_suffix}",

@@ -2,8 +2,9 @@
 the local executor calls them directly, so both do exactly the same work and write the same bytes.
 
 ShardExpander: prompt rows of a shard -> validated rows -> K captions per prompt -> one work item per image.
-ShardGenerator: work items -> text embeddings (LRU-cached) -> GAN in fixed batches (best-of-N) -> PNG bytes,
-one ImageRecord (key, png, caption, meta dict) per image.
+ShardGenerator: work items -> text embeddings (LRU-cached) -> GAN in fixed batches (best-of-N) -> consistency
+feedback (score against caption and prompt, redraw what scores low; llmgan.job.feedback) -> PNG bytes, one
+ImageRecord (key, png, caption, meta dict) per image.
 """
 
 from __future__ import annotations
@@ -15,11 +16,13 @@ from typing import Any
 
 import numpy as np
 
+from llmgan.eval.consistency import load_scorer
 from llmgan.io.images import png_bytes
 from llmgan.io.prompts import PromptsFile
 from llmgan.io.storage import Storage
 from llmgan.job.blocklist import BLOCKED, load_blocklist
 from llmgan.job.config import GenerateConfig
+from llmgan.job.feedback import Feedback, shard_consistency
 from llmgan.job.plan import ShardSpec, caption_seed, image_seed, prompt_seed
 from llmgan.job.shards import ImageRecord, ShardResult, image_key
 
@@ -115,6 +118,7 @@ class ShardGenerator:
         self.cfg = cfg
         self.gan: Any = None
         self.encoder: Any = None
+        self.feedback: Feedback | None = None
         # PNG encoding of batch i overlaps the GAN forward of batch i+1 (zlib releases the GIL).
         self._png_pool = ThreadPoolExecutor(max_workers=1)
         if not lazy:
@@ -127,8 +131,15 @@ class ShardGenerator:
 
         cfg = self.cfg
         device = pick_device(cfg.generator.num_gpus)
-        gan = GanModel.load(cfg.ckpt, storage=Storage(cfg.s3_endpoint), device=device, discriminator=cfg.best_of > 1)
+        storage = Storage(cfg.s3_endpoint)
+        gan = GanModel.load(cfg.ckpt, storage=storage, device=device, discriminator=cfg.best_of > 1)
         self.encoder = TextEncoder(gan.text_encoder, device=device)
+        scorer = load_scorer(cfg.consistency, cfg.ckpt, storage, device)
+        if scorer is not None:
+            # the caption embeddings are the GAN's; a matcher on another text encoder embeds the texts itself
+            matcher = getattr(scorer, "matcher", None)
+            share = matcher is None or matcher.text_encoder == gan.text_encoder
+            self.feedback = Feedback(scorer, cfg.min_consistency, cfg.max_attempts, share_emb=share)
         self.gan = gan
 
     def __call__(self, work: ShardWork) -> ShardResult:
@@ -143,25 +154,42 @@ class ShardGenerator:
         t1 = time.perf_counter()
         gan_s = 0.0
         pending: list[tuple[list[WorkItem], np.ndarray, Any]] = []
+        feedback_s = 0.0
         for start in range(0, len(work.items), cfg.batch_size):
             batch = work.items[start:start + cfg.batch_size]
+            batch_emb = emb[start:start + len(batch)]
             g0 = time.perf_counter()
-            images, scores = self.draw(emb[start:start + len(batch)], batch)
-            gan_s += time.perf_counter() - g0
-            pending.append((batch, scores, self._png_pool.map(png_bytes, list(images))))
+            images, scores = self.draw(batch_emb, [it.seed for it in batch])
+            g1 = time.perf_counter()
+            extra: list[dict[str, Any]] = [{} for _ in batch]
+            if self.feedback is not None:
+                d = self.feedback(self.draw, batch_emb, [it.seed for it in batch], [it.caption for it in batch],
+                                  [it.meta["prompt"] for it in batch], images, scores)
+                images, scores = d.images, d.scores
+                extra = [{"seed": seed, "consistency": round(v.score, 5), "first_consistency": round(first, 5),
+                          "attempts": n, "disagree": list(v.disagree)}
+                         for seed, v, first, n in zip(d.seeds, d.verdicts, d.first_scores, d.attempts)]
+            gan_s += g1 - g0
+            feedback_s += time.perf_counter() - g1
+            pending.append((batch, scores, extra, self._png_pool.map(png_bytes, list(images))))
         p0 = time.perf_counter()
-        for batch, scores, pngs in pending:
-            for it, score, png in zip(batch, scores, pngs):
-                result.records.append(self.record(it, float(score), png))
+        for batch, scores, extra, pngs in pending:
+            for it, score, more, png in zip(batch, scores, extra, pngs):
+                result.records.append(self.record(it, float(score), png, more))
         result.seconds.update(text=t1 - t0, generate=gan_s, png_wait=time.perf_counter() - p0)
+        if self.feedback is not None:
+            fb = self.feedback
+            result.seconds["consistency"] = feedback_s
+            result.consistency = shard_consistency([r.meta for r in result.records], fb.scorer.name, fb.threshold,
+                                                   fb.max_attempts)
         return result
 
-    def draw(self, emb: np.ndarray, batch: list[WorkItem]) -> tuple[np.ndarray, np.ndarray]:
+    def draw(self, emb: np.ndarray, seeds: list[int]) -> tuple[np.ndarray, np.ndarray]:
         """One GAN batch: uint8 (N, H, W, 3) images and their match scores (NaN without reranking)."""
-        return self.gan.sample(emb, [it.seed for it in batch], best_of=self.cfg.best_of,
-                               truncation=self.cfg.truncation)
+        return self.gan.sample(emb, seeds, best_of=self.cfg.best_of, truncation=self.cfg.truncation)
 
     @staticmethod
-    def record(item: WorkItem, score: float, png: bytes) -> ImageRecord:
-        meta = dict(item.meta, key=item.key, score=None if np.isnan(score) else round(score, 5))
+    def record(item: WorkItem, score: float, png: bytes, extra: dict[str, Any]) -> ImageRecord:
+        """The image's metadata; `extra` (consistency, attempts, the kept draw's seed) overrides the item's."""
+        meta = dict(item.meta, key=item.key, score=None if np.isnan(score) else round(score, 5), **extra)
         return ImageRecord(item.key, png, item.caption, meta)

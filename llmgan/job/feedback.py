@@ -1,0 +1,112 @@
+"""Consistency feedback in the generator stage: score every image against its caption and the user's prompt,
+redraw the ones below `--min-consistency` with new seeds, keep the best draw; and the per-shard / per-job
+figures that describe it (score histogram, share below the threshold, draws spent).
+
+Redraw seeds derive from the image's own seed and the attempt number only, and each shard is scored and redrawn
+in the same fixed batches on every run, so a rerun or a resumed run keeps exactly the same images.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from llmgan.eval.consistency import Consistency, ConsistencyScorer
+from llmgan.io.seeds import derive_seed
+
+HIST_BINS = 10  # score histogram over [0, 1] in the stats: bin i holds scores in [i/10, (i+1)/10)
+
+
+def redraw_seed(seed: int, attempt: int) -> int:
+    """The seed of draw `attempt` (1 = the first redraw) of an image whose first draw used `seed`."""
+    return derive_seed("redraw", seed, attempt)
+
+
+@dataclass
+class Draws:
+    """One batch after feedback: the kept image per item, with its verdict, its seed and the draws spent."""
+
+    images: np.ndarray  # uint8 (N, H, W, 3)
+    scores: np.ndarray  # D's match score of the kept draw (NaN without --best-of)
+    verdicts: list[Consistency]
+    first_scores: list[float]  # consistency of the first draw
+    seeds: list[int]  # seed of the kept draw
+    attempts: list[int]  # draws made for the item (1 = no redraw)
+
+
+class Feedback:
+    """Scores a batch and redraws what scores below `threshold`, up to `max_attempts` draws per image.
+
+    `draw(emb, seeds)` is the generator stage's own sampler (GAN + best-of); the scorer sees the uint8 images,
+    the expanded captions and the user's prompts (the prompt wins where they disagree). Of all draws of an image
+    the one with the highest score is kept (the earliest on a tie), so feedback never makes an image worse.
+    """
+
+    def __init__(self, scorer: ConsistencyScorer, threshold: float, max_attempts: int, share_emb: bool = True) -> None:
+        self.scorer, self.threshold, self.max_attempts = scorer, threshold, max_attempts
+        self.share_emb = share_emb  # False: the scorer embeds texts with its own encoder
+
+    def __call__(self, draw: Any, emb: np.ndarray, seeds: list[int], captions: list[str], prompts: list[str],
+                 images: np.ndarray, scores: np.ndarray) -> Draws:
+        emb = np.asarray(emb)
+        images, scores = images.copy(), np.array(scores, dtype=np.float32)
+        verdicts = self.scorer.score(images, captions, prompts, emb if self.share_emb else None)
+        out = Draws(images, scores, verdicts, [v.score for v in verdicts], list(seeds), [1] * len(seeds))
+        for attempt in range(1, self.max_attempts):
+            redo = [i for i, v in enumerate(out.verdicts) if v.score < self.threshold]
+            if not redo:
+                break
+            new_seeds = [redraw_seed(seeds[i], attempt) for i in redo]
+            new_images, new_scores = draw(emb[redo], new_seeds)
+            new_verdicts = self.scorer.score(new_images, [captions[i] for i in redo], [prompts[i] for i in redo],
+                                             emb[redo] if self.share_emb else None)
+            for k, i in enumerate(redo):
+                out.attempts[i] = attempt + 1
+                if new_verdicts[k].score > out.verdicts[i].score:
+                    out.images[i], out.scores[i] = new_images[k], new_scores[k]
+                    out.verdicts[i], out.seeds[i] = new_verdicts[k], new_seeds[k]
+        return out
+
+
+def shard_consistency(metas: list[dict[str, Any]], scorer: str, threshold: float, max_attempts: int) -> dict[str, Any]:
+    """The per-shard figures, from the images' metadata (`consistency`, `first_consistency`, `attempts`)."""
+    final = np.array([m["consistency"] for m in metas], dtype=np.float64)
+    first = np.array([m["first_consistency"] for m in metas], dtype=np.float64)
+    attempts = np.array([m["attempts"] for m in metas], dtype=np.int64)
+    hist = np.histogram(np.clip(final, 0, 1 - 1e-9), bins=HIST_BINS, range=(0.0, 1.0))[0] if len(final) else \
+        np.zeros(HIST_BINS, np.int64)
+    return {
+        "scorer": scorer,
+        "threshold": threshold,
+        "max_attempts": max_attempts,
+        "scored": int(len(final)),
+        "score_sum": round(float(final.sum()), 6),
+        "first_score_sum": round(float(first.sum()), 6),
+        "histogram": [int(c) for c in hist],
+        "below_threshold": int((final < threshold).sum()),
+        "below_threshold_first_draw": int((first < threshold).sum()),
+        "redrawn": int((attempts > 1).sum()),
+        "draws": int(attempts.sum()),
+    }
+
+
+def merge_consistency(parts: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Job totals of the shards' figures: counts and histograms summed, means and shares over every image."""
+    parts = [p for p in parts if p]
+    if not parts:
+        return None
+    keys = ("scored", "score_sum", "first_score_sum", "below_threshold", "below_threshold_first_draw", "redrawn", "draws")
+    total: dict[str, Any] = {k: sum(p[k] for p in parts) for k in keys}
+    total["histogram"] = [sum(col) for col in zip(*(p["histogram"] for p in parts))]
+    n = total["scored"]
+    total.update(
+        scorer=parts[0]["scorer"], threshold=parts[0]["threshold"], max_attempts=parts[0]["max_attempts"],
+        mean=round(total["score_sum"] / n, 4) if n else None,
+        mean_first_draw=round(total["first_score_sum"] / n, 4) if n else None,
+        share_below_threshold=round(total["below_threshold"] / n, 4) if n else None,
+        share_below_threshold_first_draw=round(total["below_threshold_first_draw"] / n, 4) if n else None,
+        extra_draws_per_image=round((total["draws"] - n) / n, 4) if n else None,
+    )
+    return total
