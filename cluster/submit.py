@@ -11,8 +11,9 @@ Exit status: the job's (0 succeeded, 1 failed), 2 for bad flags or options, 3 wh
 from __future__ import annotations
 
 import argparse
-import ast
-import importlib
+import contextlib
+import importlib.util
+import io
 import json
 import os
 import shlex
@@ -42,24 +43,21 @@ class SubmitError(Exception):
 
 
 def entry_command(entry: str) -> Any:
-    """The click command behind a `jobs/*.py` entry point: the function it hands to `typer.run`."""
+    """The click command behind a `jobs/*.py` entry point: its module-level Typer `app`, the one that
+    `python jobs/X.py` runs (loaded under another name, so the `__main__` block does not run)."""
     path = REPO / entry
-    tree = ast.parse(path.read_text(), filename=str(path))
-    imported = {alias.asname or alias.name: node.module for node in ast.walk(tree)
-                if isinstance(node, ast.ImportFrom) for alias in node.names}
-    for node in ast.walk(tree):
-        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "run"
-                and isinstance(node.func.value, ast.Name) and node.func.value.id == "typer"
-                and node.args and isinstance(node.args[0], ast.Name) and node.args[0].id in imported):
-            name = node.args[0].id
-            if str(REPO) not in sys.path:
-                sys.path.insert(0, str(REPO))
-            import typer
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))
+    spec = importlib.util.spec_from_file_location(f"llmgan_job_{path.stem}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # ImportError here: this client lacks the project's deps
+    app = getattr(module, "app", None)
+    if app is None:
+        raise SubmitError(f"{entry}: no module-level Typer `app` to check the job's flags with")
+    import typer
 
-            app = typer.Typer(add_completion=False)
-            app.command()(getattr(importlib.import_module(imported[name]), name))
-            return typer.main.get_command(app)
-    raise SubmitError(f"{entry}: no `typer.run(<imported command>)` found")
+    return typer.main.get_command(app)
 
 
 def job_flags(entry: str) -> set[str]:
@@ -74,13 +72,18 @@ def check_job_args(entry: str, args: list[str]) -> None:
     except ImportError as exc:  # a submit-only client without the project's deps: the cluster will check
         print(f"[submit] not checking job flags locally ({exc})", file=sys.stderr)
         return
+    said = io.StringIO()  # a command that prints its own one-line usage error, then exits 2
     try:
-        command.make_context(entry, list(args))
-    except Exception as exc:  # click's (or typer's vendored click's) usage errors; Exit is --help
+        with contextlib.redirect_stderr(said):
+            command.make_context(entry, list(args))
+    except Exception as exc:  # click's (typer's vendored click's) usage errors; Exit(0) is --help
         if hasattr(exc, "format_message"):
             raise SubmitError(f"{entry}: {exc.format_message()}") from None
         if type(exc).__name__ != "Exit":
             raise
+        if getattr(exc, "exit_code", 0) != 0:
+            lines = [line.removeprefix("error: ") for line in said.getvalue().splitlines() if line.strip()]
+            raise SubmitError(f"{entry}: {lines[-1] if lines else 'bad arguments'}") from None
 
 
 def looks_secret(name: str) -> bool:

@@ -9,9 +9,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root, under `ray job submit --working-dir`
 
-import typer
+import typer  # noqa: E402
 
-from llmgan.cli.train import train_command
+from llmgan.cli.train import register  # noqa: E402
+
+# Module level: cluster/submit.py checks a job's flags with this same app before submitting.
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+register(app)  # one command: the app runs it directly, with the same option parsing as `llmgan train`
 
 if __name__ == "__main__":
-    typer.run(train_command)
+    app()
