@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -53,7 +54,8 @@ def test_errors_become_one_line_and_exit_codes() -> None:
     assert storage.exit_code == 1 and "Traceback" not in storage.output
 
 
-# ---- every bad value of every option of data / sample / eval / train-classifier (and train's shared ones) ----------
+# ---- every bad value of every option of data / sample / eval / train-classifier / train-matcher (and train's shared
+# ones) ----------
 
 def _bad_values(tmp: Path) -> list[tuple[list[str], str]]:
     """(argv, the option the one-line error must name); every argv is complete but for one bad value."""
@@ -64,6 +66,7 @@ def _bad_values(tmp: Path) -> list[tuple[list[str], str]]:
     sample = ["sample", "a red star", "--out", out]
     ev = ["eval", "--data", str(tmp / "data.parquet"), "--out", out]
     clf = ["train-classifier", "--data", str(tmp / "data.parquet"), "--out", out]
+    tm = ["train-matcher", "--data", str(tmp / "data.parquet"), "--out", out]
     cases: list[tuple[list[str], str]] = [
         (shapes, "--out"),  # missing
         ([*shapes, "--out", ""], "--out"),
@@ -102,11 +105,30 @@ def _bad_values(tmp: Path) -> list[tuple[list[str], str]]:
         ([*ev, "--seed", "-1"], "--seed"),
         ([*ev, "--split", "validation"], "--split"),
         ([*ev, "--threads", "0"], "--threads"),
+        ([*ev, "--consistency", "bogus"], "--consistency"),
+        ([*ev, "--consistency", ""], "--consistency"),
+        ([*ev, "--consistency", str(tmp / "a_folder")], "--consistency"),  # a folder without matcher.json
         ([*clf, "--steps", "0"], "--steps"),
         ([*clf, "--seed", "-1"], "--seed"),
         ([*clf, "--image-size", "4"], "--image-size"),
         ([*clf, "--threads", "0"], "--threads"),
         (["train-classifier", "--data", str(tmp / "data.parquet")], "--out"),
+        (["train-matcher", "--data", str(tmp / "data.parquet")], "--out"),
+        (["train-matcher", "--out", out], "--data"),
+        (["train-matcher", "--data", str(tmp / "data.parquet"), "--out", ""], "--out"),
+        ([*tm, "--steps", "0"], "--steps"),
+        ([*tm, "--steps", "many"], "--steps"),
+        ([*tm, "--val-fraction", "0"], "--val-fraction"),
+        ([*tm, "--val-fraction", "1"], "--val-fraction"),
+        ([*tm, "--seed", "-1"], "--seed"),
+        ([*tm, "--threads", "0"], "--threads"),
+        ([*tm, "--batch-size", "1"], "--batch-size"),
+        ([*tm, "--pool", "-1"], "--pool"),
+        ([*tm, "--lr", "0"], "--lr"),
+        ([*tm, "--lr", "1.5"], "--lr"),
+        ([*tm, "--width", "2"], "--width"),
+        ([*tm, "--dim", "4"], "--dim"),
+        ([*tm, "--image-size", "4"], "--image-size"),
         (["train", "--local", "--data", str(tmp / "data.parquet")], "--out"),
         (["train", "--local", "--data", str(tmp / "data.parquet"), "--out", out, "--seed", "-1"], "--seed"),
     ]
@@ -139,3 +161,34 @@ def test_bad_value_from_the_console_script_is_one_line() -> None:
         proc = subprocess.run([sys.executable, "-m", "llmgan", *argv], capture_output=True, text=True)
         assert proc.returncode == 2 and proc.stdout == ""
         assert len(proc.stderr.strip().splitlines()) == 1 and option in proc.stderr, proc.stderr
+
+
+def test_train_matcher_defaults_are_the_matchers_own() -> None:
+    """The CLI restates MatcherConfig's defaults (importing it would load torch for `llmgan --help`)."""
+    from llmgan.cli.matcher import MatcherTrainOptions
+    from llmgan.gan.matcher import MatcherConfig
+
+    assert MatcherTrainOptions(out="m").config() == MatcherConfig()
+
+
+def test_eval_passes_consistency_to_the_report(tmp_path: Path) -> None:
+    """`--consistency none` reaches evaluate(): no scorer, where the default (auto) scores shapes data."""
+    from llmgan.data.shapes import generate_shapes, write_dataset
+    from llmgan.gan.checkpoint import save_checkpoint
+    from llmgan.gan.config import GanConfig
+    from llmgan.gan.step import make_train_state
+
+    cfg = GanConfig(image_size=32, g_width=8, d_width=8, z_dim=16, cond_dim=16, contrastive_dim=16)
+    save_checkpoint(str(tmp_path / "ckpt"), make_train_state(cfg, seed=0), training_state=False)
+    write_dataset(generate_shapes(40, seed=5, split="all"), str(tmp_path / "shapes.parquet"))
+    reports = {}
+    for spec in ("auto", "none"):
+        out = tmp_path / spec
+        result = runner.invoke(app, ["eval", "--ckpt", str(tmp_path / "ckpt"), "--data", str(tmp_path / "shapes.parquet"),
+                                     "--out", str(out), "--n", "10", "--split", "all", "--consistency", spec])
+        assert result.exit_code == 0, result.output
+        reports[spec] = json.loads((out / "report.json").read_text())
+    assert reports["auto"]["consistency_scorer"]["spec"] == "auto"
+    assert reports["auto"]["splits"]["all"]["consistency"] is not None
+    assert reports["none"]["consistency_scorer"] is None
+    assert reports["none"]["splits"]["all"]["consistency"] is None

@@ -66,6 +66,9 @@ def eval_command(
     classifier: Annotated[str | None, typer.Option(
         "--classifier", help="Evaluation classifier directory (default: shipped shapes classifier, or one trained on "
         "the data's `label` column).")] = None,
+    consistency: Annotated[str, typer.Option(
+        "--consistency", help="Consistency scorer: auto (the GAN folder's matcher, else the shapes classifier for a "
+        "shapes GAN), classifier, matcher, none, or a folder / s3:// prefix holding matcher.json.")] = "auto",
     threads: Threads = EvalOptions.threads,
     s3_endpoint: S3Endpoint = None,
 ) -> None:
@@ -76,13 +79,16 @@ def eval_command(
     opts = EvalOptions(n=n, best_of=best_of, seed=seed, split=split, threads=threads)
     import torch
 
+    from llmgan.eval.consistency import resolve_scorer
     from llmgan.eval.report import evaluate
     from llmgan.io.storage import Storage, join
 
+    storage = Storage(s3_endpoint)
+    resolve_scorer(consistency, ckpt, storage)  # a bad --consistency fails here, before anything is loaded or written
     if opts.threads is not None:
         torch.set_num_threads(opts.threads)
     report = evaluate(ckpt, data, out, n=opts.n, best_of=opts.best_of, seed=opts.seed, split=opts.split,
-                      classifier=classifier, storage=Storage(s3_endpoint))
+                      classifier=classifier, consistency=consistency, storage=storage)
     typer.echo(_table(report))
     typer.echo(f"report: {join(out, 'report.json')}")
 
