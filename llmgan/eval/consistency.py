@@ -245,27 +245,3 @@ def load_scorer(spec: str | None, gan_dir: str | None, storage: Storage | None =
     if kind == "classifier":
         return ClassifierScorer()
     return MatcherScorer(Matcher.load(source, storage, device), source)
-    if spec == "classifier":
-        return ClassifierScorer()
-    if spec not in ("auto", "matcher"):
-        try:
-            has_matcher = bool(spec) and storage.exists(join(spec, MATCHER_CONFIG))
-        except (StorageError, ValueError):
-            has_matcher = False
-        if not has_matcher:
-            raise UserError(f"--consistency {spec!r}: expected {', '.join(SPECS)}, or a folder / s3:// prefix "
-                            f"holding {MATCHER_CONFIG}")
-        return MatcherScorer(Matcher.load(spec, storage, device), spec)
-    ckpt = resolve_checkpoint(str(gan_dir) if gan_dir is not None else default_checkpoint_path(), storage)
-    if storage.exists(join(ckpt, MATCHER_CONFIG)):
-        return MatcherScorer(Matcher.load(ckpt, storage, device), ckpt)
-    shapes = trained_on_shapes(read_meta(ckpt, storage), ckpt, storage)
-    if spec == "matcher":
-        if not shapes:
-            raise UserError(f"--consistency matcher: the GAN at {ckpt} has no {MATCHER_CONFIG}; train one with "
-                            f"`llmgan train-matcher --data ... --out {ckpt}`")
-        return MatcherScorer(Matcher.load(shipped_matcher_path(), storage, device), shipped_matcher_path())
-    if shapes:
-        return ClassifierScorer()
-    log.info("no consistency scorer fits the GAN at %s (no matcher, not a shapes GAN)", ckpt)
-    return None
