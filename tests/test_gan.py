@@ -287,12 +287,14 @@ def test_training_loop_extension_points_component_and_evaluator(tiny_data: str, 
         def __init__(self) -> None:
             self.steps, self.loaded_from = 0, None
 
-        def step(self, images: torch.Tensor, emb: torch.Tensor, step: int) -> dict[str, float]:
-            assert images.shape[0] == emb.shape[0] == 4 and images.dtype == torch.float32
+        def step(self, images: torch.Tensor, emb: torch.Tensor, step: int, rows: np.ndarray,
+                 pool: torch.Tensor | None) -> dict[str, float]:
+            assert images.shape[0] == emb.shape[0] == len(rows) == 4 and images.dtype == torch.float32
+            assert pool is None  # the GAN draws no contrastive pool in this run
             self.steps += 1
             return {"counter": float(self.steps)}
 
-        def save(self, url: str, storage: Storage) -> None:
+        def save(self, url: str, storage: Storage, training_state: bool) -> None:
             storage.write_text(f"{url}/counter.json", json.dumps({"steps": self.steps}))
 
         def load(self, url: str, storage: Storage) -> None:
@@ -302,20 +304,22 @@ def test_training_loop_extension_points_component_and_evaluator(tiny_data: str, 
         attributes: tuple[str, ...] = ()
         panels = (Panel("mean brightness", keys=("brightness",), y_range=(0.0, 1.0)),)
 
-        def evaluate(self, images: np.ndarray, captions: list[str], labels: dict[str, list[str]]) -> dict[str, float]:
-            assert images.dtype == np.uint8 and len(images) == len(captions) == 24 and labels == {}
+        def evaluate(self, images: np.ndarray, captions: list[str], labels: dict[str, list[str]],
+                     emb: np.ndarray) -> dict[str, float]:
+            assert images.dtype == np.uint8 and len(images) == len(captions) == len(emb) == 24 and labels == {}
             return {"brightness": round(float(images.mean()) / 255, 4)}
 
     out = tmp_path / "run"
     config = GanConfig(batch_size=4, g_width=4, d_width=4)
-    opts = dict(seed=1, checkpoint_every=2, sample_every=4, eval_every=3, log_every=50, threads=1, progress=False)
+    opts = dict(seed=1, checkpoint_every=2, sample_every=4, eval_every=3, log_every=50, threads=1, progress=False,
+                matcher=False)
     first = Counter()
-    train_local(tiny_data, str(out), config, LocalTrainOptions(steps=4, **opts), evaluator=Brightness(),
+    train_local(tiny_data, str(out), config, LocalTrainOptions(steps=4, **opts), evaluators=[Brightness()],
                 components=[first])
     assert first.steps == 4 and json.loads((out / "checkpoints" / "00000004" / "counter.json").read_text()) == {
         "steps": 4}
     again = Counter()
-    train_local(tiny_data, str(out), config, LocalTrainOptions(steps=6, **opts), evaluator=Brightness(),
+    train_local(tiny_data, str(out), config, LocalTrainOptions(steps=6, **opts), evaluators=[Brightness()],
                 components=[again])
     assert again.loaded_from == 4 and again.steps == 6
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]

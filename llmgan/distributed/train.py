@@ -18,16 +18,15 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import math
 import sys
 import threading
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import ray
 
+from llmgan.distributed.train_options import DistTrainOptions
 from llmgan.errors import UserError
 from llmgan.gan.config import GanConfig
 from llmgan.io.storage import Storage, is_s3, join
@@ -40,50 +39,6 @@ SUMMARY_FILE = "summary.json"
 
 class TrainFailed(Exception):
     """Training stopped after using up its allowed worker failures; the run folder can be resumed."""
-
-
-@dataclass(frozen=True)
-class DistTrainOptions:
-    """Settings of a distributed run (the model and recipe live in GanConfig; batch_size there is global)."""
-
-    steps: int | None = None  # total steps; None with epochs=None means 10,000
-    epochs: float | None = None  # alternative to steps: passes over the data
-    workers: int = 2
-    gpu: bool = False
-    cpus_per_worker: int | None = None  # None: the cluster's CPUs split evenly (capped at the largest node)
-    seed: int = 0
-    checkpoint_every: int = 500
-    sample_every: int = 500
-    eval_every: int = 500
-    log_every: int = 50
-    keep_checkpoints: int = 2
-    max_failures: int = 3
-    address: str | None = None  # Ray cluster address; None: RAY_ADDRESS, else a local Ray
-    text_encoder: str | None = None
-    classifier: str | None = "default"  # attribute classifier for accuracy; None: do not track
-    progress: bool = True
-
-    def __post_init__(self) -> None:
-        if self.steps is not None and self.epochs is not None:
-            raise UserError("give either --steps or --epochs, not both")
-        if self.steps is not None and self.steps < 1:
-            raise UserError(f"--steps must be at least 1, got {self.steps}")
-        if self.epochs is not None and not self.epochs > 0:
-            raise UserError(f"--epochs must be > 0, got {self.epochs}")
-        for name in ("workers", "checkpoint_every", "sample_every", "eval_every", "log_every", "keep_checkpoints"):
-            if getattr(self, name) < 1:
-                raise UserError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
-        if self.cpus_per_worker is not None and self.cpus_per_worker < 1:
-            raise UserError(f"--cpus-per-worker must be at least 1, got {self.cpus_per_worker}")
-        if self.max_failures < 0:
-            raise UserError(f"--max-failures must be >= 0, got {self.max_failures}")
-        if self.seed < 0:
-            raise UserError(f"--seed must be non-negative, got {self.seed}")
-
-    def total_steps(self, images: int, batch_size: int) -> int:
-        if self.epochs is not None:
-            return max(1, math.ceil(self.epochs * images / batch_size))
-        return self.steps if self.steps is not None else 10_000
 
 
 def split_run_url(out: str, storage: Storage) -> tuple[Any, str, str]:
@@ -197,36 +152,41 @@ def _progress(tracker: Any, target: int, stop: threading.Event, enabled: bool) -
                           file=sys.stderr, flush=True)
             for r in rows:
                 accs = " ".join(f"{k[4:]}={v:.2f}" for k, v in r.items() if k.startswith("acc_"))
+                if "consistency_mean" in r:
+                    accs += f" consistency={r['consistency_mean']:.2f}"
                 print(f"[llmgan] step {r['step']}/{target} | loss_d {r['loss_d']:.3f} loss_g {r['loss_g']:.3f} | "
                       f"{r['imgs_per_s']:.1f} img/s" + (f" | {accs}" if accs else ""), file=sys.stderr, flush=True)
         if finished:
             return
 
 
-def accuracy_evaluator(classifier: str | None, labels: dict[str, list[str]]) -> Any:
-    """Per-attribute accuracy under the attribute classifier `classifier` ("default": the shipped one), or
-    None when it is not wanted, cannot be loaded, or the data lacks its labels."""
+def run_evaluators(classifier: str | None, labels: dict[str, list[str]], vocabulary: str) -> tuple[list[Any], Any]:
+    """(per-attribute accuracy under the attribute classifier `classifier` ("default": the shipped one) when the
+    data has its labels, consistency under that classifier's scorer when the captions are shapes captions);
+    empty / None where not wanted or the classifier cannot be loaded."""
     from llmgan.eval.classifier import load_classifier
-    from llmgan.gan.train_report import AccuracyEvaluator, evaluator_fits
+    from llmgan.eval.consistency import ClassifierScorer
+    from llmgan.gan.train_report import AccuracyEvaluator, ConsistencyEvaluator, evaluator_fits
 
     if classifier is None:
-        return None
+        return [], None
     try:
-        evaluator = AccuracyEvaluator(load_classifier(None if classifier == "default" else classifier))
+        clf = load_classifier(None if classifier == "default" else classifier)
     except Exception as exc:  # noqa: BLE001 - accuracy tracking is optional
         log.info("no evaluation classifier (%s); per-attribute accuracy is not tracked", exc)
-        return None
-    if not evaluator_fits(evaluator, labels):
+        return [], None
+    accuracy = AccuracyEvaluator(clf)
+    evaluators = [accuracy] if evaluator_fits(accuracy, labels) else []
+    if not evaluators:
         log.info("evaluation classifier does not fit this data; per-attribute accuracy is not tracked")
-        return None
-    return evaluator
+    return evaluators, ConsistencyEvaluator(ClassifierScorer(clf)) if vocabulary == "shapes" else None
 
 
 def run_train(data: str, out: str, config: GanConfig, options: DistTrainOptions,
               storage: Storage | None = None) -> dict[str, Any]:
     """Train (or resume) a GAN on Ray Train; returns the summary (also written to RUN_URL/summary.json)."""
     from llmgan.gan.train_data import load_training_data
-    from llmgan.gan.train_report import make_probes
+    from llmgan.gan.train_report import caption_vocabulary, make_probes
     from llmgan.gan.trainer import LoopOptions
 
     storage = storage or Storage()
@@ -249,8 +209,10 @@ def run_train(data: str, out: str, config: GanConfig, options: DistTrainOptions,
     if saved is not None:
         _check_compatible(saved, config, data, out)
     target = options.total_steps(n, config.batch_size)
-    evaluator = accuracy_evaluator(options.classifier, dataset.labels)
-    probes = make_probes(emb, dataset.captions, dataset.labels, options.seed, evaluator.attributes if evaluator else ())
+    vocabulary = caption_vocabulary(dataset.captions)
+    evaluators, consistency = run_evaluators(options.classifier, dataset.labels, vocabulary)
+    probes = make_probes(emb, dataset.captions, dataset.labels, options.seed,
+                         sorted({a for ev in evaluators for a in ev.attributes}))
     storage.write_text(join(out, RUN_FILE), json.dumps({
         "model": config.to_dict(), "data": data, "images": n, "seed": options.seed, "skipped": dataset.skipped,
         "text_encoder": options.text_encoder, "target_steps": target, "workers": options.workers,
@@ -264,18 +226,24 @@ def run_train(data: str, out: str, config: GanConfig, options: DistTrainOptions,
 
     threads = _cpus_per_worker(options)
     # each worker gets only its rows (r, r + W, ...): the object store holds every image once
-    shards = [ray.put({"images": np.ascontiguousarray(dataset.images[r :: options.workers]),
-                       "emb": np.ascontiguousarray(emb[r :: options.workers])}) for r in range(options.workers)]
+    shards = [{"images": np.ascontiguousarray(dataset.images[r :: options.workers]),
+               "emb": np.ascontiguousarray(emb[r :: options.workers])} for r in range(options.workers)]
+    if options.matcher:  # rank 0 calibrates the matcher on some of its rows: it needs their labels / captions
+        from llmgan.gan.matcher_component import row_keys
+
+        shards[0]["keys"] = row_keys(dataset.captions, dataset.labels)[:: options.workers]
+    shards = [ray.put(s) for s in shards]
     del dataset
     tracker = ProgressTracker.remote()
     loop_config = {
         "model": config.to_dict(), "out": out, "endpoint": storage.endpoint, "shards": shards,
-        "probes": ray.put(probes), "evaluator": ray.put(evaluator) if evaluator else None, "tracker": tracker,
-        "threads": threads, "gpu": options.gpu, "text_encoder": options.text_encoder, "data": data,
+        "probes": ray.put(probes), "evaluators": ray.put(evaluators),
+        "consistency": ray.put(consistency) if consistency is not None else None, "vocabulary": vocabulary,
+        "tracker": tracker, "threads": threads, "gpu": options.gpu, "text_encoder": options.text_encoder, "data": data,
         "loop": dataclasses.asdict(LoopOptions(
             steps=target, seed=options.seed, checkpoint_every=options.checkpoint_every,
             sample_every=options.sample_every, eval_every=options.eval_every, log_every=options.log_every,
-            keep_checkpoints=options.keep_checkpoints, progress=False)),
+            keep_checkpoints=options.keep_checkpoints, progress=False, matcher=options.matcher)),
     }
     resources = {"CPU": threads}
     trainer = TorchTrainer(
@@ -328,6 +296,7 @@ def _summary(storage: Storage, out: str, target: int, steps_run: int, images_run
         "images_this_run": images_run, "starts": len(starts),
         "resumed_from": [e["resumed_from"] for e in starts if e["resumed_from"] is not None],
         "accuracy": {k[4:]: v for k, v in last.items() if k.startswith("acc_")},
+        "consistency": {k[12:]: v for k, v in last.items() if k.startswith("consistency_")},
     }
     if not already_complete:
         storage.write_text(join(out, SUMMARY_FILE), json.dumps(summary, indent=2, sort_keys=True) + "\n")

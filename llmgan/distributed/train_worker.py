@@ -20,7 +20,8 @@ import torch
 
 from llmgan.gan.config import GanConfig
 from llmgan.gan.step import TrainState
-from llmgan.gan.trainer import LoopOptions, RunContext, train_loop
+from llmgan.gan.matcher_component import MatcherComponent
+from llmgan.gan.trainer import LoopOptions, RunContext, consistency_evaluator, train_loop
 from llmgan.io.storage import Storage, join
 
 EVENTS = "events.jsonl"
@@ -116,7 +117,19 @@ def train_loop_per_worker(cfg: dict[str, Any]) -> None:
     ctx = RayTrainContext(cfg["out"], Storage(cfg["endpoint"]), device, cfg["tracker"])
     shard = ray.get(cfg["shards"][ctx.rank])  # only this rank's rows (rows r, r+W, ...) were shipped here
     leader = ctx.is_leader
-    train_loop(ctx, GanConfig.from_dict(cfg["model"]), shard["images"], shard["emb"], LoopOptions(**cfg["loop"]),
-               probes=ray.get(cfg["probes"]) if leader else None,
-               evaluator=ray.get(cfg["evaluator"]) if leader and cfg["evaluator"] is not None else None,
-               meta={"text_encoder": cfg["text_encoder"], "dataset": cfg["data"]})
+    config, loop = GanConfig.from_dict(cfg["model"]), LoopOptions(**cfg["loop"])
+    components = []
+    if loop.matcher:  # every rank trains a copy; their gradients are averaged, rank 0 saves and scores
+        components.append(MatcherComponent(config, shard["images"], shard["emb"], seed=loop.seed,
+                                           keys=shard.get("keys"), rank=ctx.rank, world=ctx.world, device=device,
+                                           text_encoder=cfg["text_encoder"]))
+    evaluators = []
+    if leader:
+        evaluators = list(ray.get(cfg["evaluators"]))
+        cons = consistency_evaluator(ray.get(cfg["consistency"]) if cfg["consistency"] is not None else None,
+                                     cfg["vocabulary"], components)
+        evaluators += [cons] if cons is not None else []
+    meta = {"text_encoder": cfg["text_encoder"], "dataset": cfg["data"],
+            "extra": {"caption_vocabulary": cfg["vocabulary"]}}
+    train_loop(ctx, config, shard["images"], shard["emb"], loop, probes=ray.get(cfg["probes"]) if leader else None,
+               evaluators=evaluators, meta=meta, components=components)

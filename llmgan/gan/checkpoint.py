@@ -4,6 +4,7 @@ Layout of one checkpoint directory:
   generator.safetensors      EMA generator (what inference uses)
   discriminator.safetensors  discriminator (reranking score)
   training_state.pt          raw G, optimisers, RNG, step (resume only; loaded with weights_only=True)
+  matcher.safetensors, matcher.json, matcher_state.pt   the image-text matcher trained alongside (optional)
   config.json                written LAST: its presence means the directory is complete
 
 Inference reads only config.json and *.safetensors, so loading a model never unpickles anything.
@@ -33,6 +34,7 @@ CONFIG = "config.json"
 GENERATOR = "generator.safetensors"
 DISCRIMINATOR = "discriminator.safetensors"
 TRAINING_STATE = "training_state.pt"
+MATCHER_CONFIG = "matcher.json"  # llmgan.gan.matcher's files, present when a matcher was trained alongside
 
 
 def _state_bytes(module: nn.Module) -> bytes:
@@ -156,7 +158,8 @@ def resolve_checkpoint(path: str, storage: Storage) -> str:
 
 
 def export_checkpoint(src: str, dst: str, storage: Storage | None = None) -> dict[str, Any]:
-    """Copy the inference part (config.json + safetensors) of a checkpoint or run directory to `dst`.
+    """Copy the inference part (config.json + safetensors, and the matcher if any) of a checkpoint or run
+    directory to `dst`.
 
     The weights are loaded into fresh networks first, so a broken checkpoint is never exported.
     """
@@ -170,6 +173,10 @@ def export_checkpoint(src: str, dst: str, storage: Storage | None = None) -> dic
                for name, net in ((GENERATOR, Generator(config)), (DISCRIMINATOR, Discriminator(config)))}
     for name, data in weights.items():
         storage.write_bytes(join(dst, name), data)
+    if storage.exists(join(src, MATCHER_CONFIG)):  # the matcher trained alongside scores this GAN's consistency
+        from llmgan.gan.matcher import Matcher
+
+        Matcher.load(src, storage).save(dst, storage)  # loaded first: a broken matcher is not exported either
     storage.write_text(join(dst, CONFIG), json.dumps(meta, indent=2, sort_keys=True) + "\n")
     return meta
 

@@ -137,9 +137,9 @@ def _noise(x: torch.Tensor, gen: torch.Generator | None) -> torch.Tensor:
     return (x + sigma * torch.randn(x.shape, generator=gen, device=x.device)).clamp(-1, 1)
 
 
-def matcher_step(state: MatcherState, images_float: torch.Tensor, emb: torch.Tensor,
-                 pool: torch.Tensor | None = None) -> float:
-    """One InfoNCE step on real (image, caption embedding) pairs; returns the loss.
+def matcher_loss(state: MatcherState, images_float: torch.Tensor, emb: torch.Tensor,
+                 pool: torch.Tensor | None = None) -> torch.Tensor:
+    """The InfoNCE loss of one batch of real (image, caption embedding) pairs (augmented by `_noise`).
 
     images_float (N, 3, S, S) in [-1, 1] (`llmgan.io.images.to_float`), emb (N, E); optional pool (M, E):
     more captions as negatives for image->text. Copies of the same caption are never negatives.
@@ -153,7 +153,13 @@ def matcher_step(state: MatcherState, images_float: torch.Tensor, emb: torch.Ten
     pool_vec = pool_same = None
     if pool is not None and len(pool):
         pool_vec, pool_same = module.text_vec(pool), same_caption(emb, pool)
-    loss = contrastive(img, txt, same_caption(emb, emb), temperature, pool_vec, pool_same)
+    return contrastive(img, txt, same_caption(emb, emb), temperature, pool_vec, pool_same)
+
+
+def matcher_step(state: MatcherState, images_float: torch.Tensor, emb: torch.Tensor,
+                 pool: torch.Tensor | None = None) -> float:
+    """One optimiser step on `matcher_loss`; returns the loss."""
+    loss = matcher_loss(state, images_float, emb, pool)
     state.opt.zero_grad(set_to_none=True)
     loss.backward()
     state.opt.step()
@@ -310,6 +316,16 @@ def evaluate_pairs(matcher: Matcher, images: np.ndarray, emb: np.ndarray, keys: 
     return matcher.cosine(images, emb), matcher.cosine(images, emb[neg])
 
 
+def calibrate(matcher: Matcher, images: np.ndarray, emb: np.ndarray, keys: list[Any], seed: int) -> dict[str, float]:
+    """Fit the matcher's Platt calibration on held-out real images scored against their own caption and a near-miss
+    caption (`hard_negatives`); returns its quality there (AUC, accuracy at 0.5)."""
+    pos, neg = evaluate_pairs(matcher, images, emb, keys, seed)
+    matcher.calibration = fit_platt(pos, neg)
+    p_pos, p_neg = matcher.calibrate(pos), matcher.calibrate(neg)
+    return {"auc_hard_negative": round(roc_auc(pos, neg), 4),
+            "accuracy_at_0.5": round(float(((p_pos >= 0.5).sum() + (p_neg < 0.5).sum()) / (2 * len(pos))), 4)}
+
+
 def train_matcher(data: str, out: str | None, steps: int, config: MatcherConfig | None = None, *, seed: int = 0,
                   text_encoder: str | None = None, val_fraction: float = 0.1, storage: Storage | None = None,
                   device: str = "cpu", threads: int | None = 1, progress: bool = True) -> Matcher:
@@ -358,14 +374,10 @@ def train_matcher(data: str, out: str | None, steps: int, config: MatcherConfig 
             if progress and (step % every == 0 or step == steps):
                 log.info("matcher step %d/%d loss %.4f (%.0fs)", step, steps, loss, time.time() - started)
         matcher = Matcher(config, getattr(state.net, "module", state.net), text_encoder=text_encoder, device=device)
-        pos, neg = evaluate_pairs(matcher, ds.images[val], emb[val], [keys[i] for i in val], seed)
-        matcher.calibration = fit_platt(pos, neg)
-        p_pos, p_neg = matcher.calibrate(pos), matcher.calibrate(neg)
+        quality = calibrate(matcher, ds.images[val], emb[val], [keys[i] for i in val], seed)
         matcher.info = {
             "data": data, "steps": steps, "seed": seed, "n_train": int(len(train)), "n_val": int(n_val),
-            "train_seconds": round(time.time() - started, 1), "final_loss": round(loss, 4),
-            "val": {"auc_hard_negative": round(roc_auc(pos, neg), 4),
-                    "accuracy_at_0.5": round(float(((p_pos >= 0.5).sum() + (p_neg < 0.5).sum()) / (2 * n_val)), 4)},
+            "train_seconds": round(time.time() - started, 1), "final_loss": round(loss, 4), "val": quality,
         }
         if out is not None:
             matcher.save(out, storage)

@@ -1,5 +1,6 @@
 """Training-run reporting: fixed probes (sample-grid captions, an evaluation set with labels), EMA images,
-the injected evaluator interface (figures into metrics rows and curves), and the metrics.png curves."""
+the injected evaluator interface (figures into metrics rows and curves) with its accuracy and consistency
+evaluators, the caption vocabulary check, and the metrics.png curves."""
 
 from __future__ import annotations
 
@@ -90,8 +91,9 @@ class Evaluator(Protocol):
     attributes: Sequence[str]  # label columns the probes must carry (may be empty)
     panels: Sequence[Panel]  # curves it adds to metrics.png
 
-    def evaluate(self, images: np.ndarray, captions: list[str], labels: dict[str, list[str]]) -> dict[str, float]:
-        """images uint8 (M, S, S, 3) generated from `captions`; -> {metrics key: value}."""
+    def evaluate(self, images: np.ndarray, captions: list[str], labels: dict[str, list[str]],
+                 emb: np.ndarray) -> dict[str, float]:
+        """images uint8 (M, S, S, 3) generated from `captions` (embeddings `emb`); -> {metrics key: value}."""
         ...
 
 
@@ -114,8 +116,58 @@ class AccuracyEvaluator:
     def attributes(self) -> list[str]:
         return list(self.classifier.attributes)
 
-    def evaluate(self, images: np.ndarray, captions: list[str], labels: dict[str, list[str]]) -> dict[str, float]:
+    def evaluate(self, images: np.ndarray, captions: list[str], labels: dict[str, list[str]],
+                 emb: np.ndarray) -> dict[str, float]:
         return {f"acc_{k}": round(float(v), 4) for k, v in self.classifier.accuracy(images, labels).items()}
+
+
+@dataclass(frozen=True)
+class Score:
+    """One image's consistency score in [0, 1] (what llmgan.eval.consistency's verdicts carry as `.score`)."""
+
+    score: float
+
+
+class ConsistencyScorer(Protocol):
+    """llmgan.eval.consistency's scorer interface (ClassifierScorer, MatcherScorer), or the in-training matcher's."""
+
+    name: str
+
+    def score(self, images: np.ndarray, captions: list[str], prompts: list[str],
+              emb: np.ndarray | None = None) -> Sequence[Any]: ...
+
+
+CONSISTENCY = Panel("consistency of the EMA generator (mean score, share below 0.5)",
+                    keys=("consistency_mean", "consistency_below_0.5"), y_range=(0.0, 1.0))
+
+
+@dataclass
+class ConsistencyEvaluator:
+    """Consistency of generated images with their captions under a scorer (the captions are the prompts here):
+    metrics keys consistency_mean and consistency_below_0.5 (share of images the scorer would redraw)."""
+
+    scorer: ConsistencyScorer
+    attributes: Sequence[str] = ()
+    panels: Sequence[Panel] = (CONSISTENCY,)
+
+    def evaluate(self, images: np.ndarray, captions: list[str], labels: dict[str, list[str]],
+                 emb: np.ndarray) -> dict[str, float]:
+        scores = np.array([v.score for v in self.scorer.score(images, captions, captions, emb)], dtype=np.float64)
+        return {"consistency_mean": round(float(scores.mean()), 4),
+                "consistency_below_0.5": round(float((scores < 0.5).mean()), 4)}
+
+
+SHAPES_SHARE = 0.9  # share of sampled captions that must state a shape and a colour
+
+
+def caption_vocabulary(captions: Sequence[str], sample: int = 200) -> str:
+    """"shapes" when the captions parse as the built-in shapes domain (shape and colour found in >= 90 % of an
+    evenly spaced sample), else "open". Written into checkpoints as config.json's caption_vocabulary."""
+    from llmgan.data.vocab import parse_attributes
+
+    picked = list(captions)[:: max(1, len(captions) // sample)][:sample]
+    hits = sum(1 for c in picked if {"shape", "color"} <= parse_attributes(c or "").keys())
+    return "shapes" if picked and hits >= SHAPES_SHARE * len(picked) else "open"
 
 
 def evaluator_fits(evaluator: Evaluator, labels: dict[str, list[str]]) -> bool:

@@ -22,7 +22,6 @@ import os
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
@@ -33,11 +32,14 @@ from llmgan.errors import UserError
 from llmgan.gan.checkpoint import CONFIG, TRAINING_STATE, load_training_state, read_meta, save_checkpoint
 from llmgan.gan.config import GanConfig
 from llmgan.gan.step import TrainState, make_train_state, train_step
+from llmgan.gan.train_options import LocalTrainOptions, LoopOptions
 from llmgan.gan.train_report import (
     GRID_ROWS,
     LOSSES,
+    ConsistencyEvaluator,
     Evaluator,
     Probes,
+    caption_vocabulary,
     curves_png,
     ema_images,
     evaluator_fits,
@@ -53,43 +55,19 @@ METRICS = "metrics.jsonl"
 CURVES = "metrics.png"
 
 
-@dataclass(frozen=True)
-class LoopOptions:
-    """Loop settings shared by every runtime (the model and recipe live in GanConfig)."""
-
-    steps: int = 10_000
-    seed: int = 0
-    checkpoint_every: int = 500
-    sample_every: int = 500
-    eval_every: int = 500
-    log_every: int = 50
-    keep_checkpoints: int = 2
-    progress: bool = True
-
-    def __post_init__(self) -> None:
-        for name in ("steps", "checkpoint_every", "sample_every", "eval_every", "log_every", "keep_checkpoints"):
-            if getattr(self, name) < 1:
-                raise UserError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
-        if self.seed < 0:
-            raise UserError(f"--seed must be non-negative, got {self.seed}")
-
-
-@dataclass(frozen=True)
-class LocalTrainOptions(LoopOptions):
-    """`llmgan train --local`: the loop settings plus this process's threads and text encoder."""
-
-    threads: int | None = None  # None: every core this process may use
-    text_encoder: str | None = None  # None: the packaged MiniLM
-    device: str = "cpu"  # "cuda": train on this machine's GPU (the core needs no Ray)
+__all__ = ["LocalTrainOptions", "LoopOptions", "RunContext", "StepComponent", "train_local", "train_loop"]
 
 
 class StepComponent(Protocol):
-    """A model trained alongside G and D on the same batches (e.g. an image-text matcher): its metrics join
-    the step's, and it saves into / loads from each checkpoint directory (before config.json marks it done)."""
+    """A model trained alongside G and D on the same batches (e.g. llmgan.gan.matcher_component): its metrics join
+    the step's, and it saves into / loads from each checkpoint directory (before config.json marks it done).
+    `rows` are the batch's row indices in this rank's data, `pool` the GAN's contrastive pool (None: none drawn);
+    `training_state` is False for the inference copy (final/)."""
 
-    def step(self, images: torch.Tensor, emb: torch.Tensor, step: int) -> dict[str, float]: ...
+    def step(self, images: torch.Tensor, emb: torch.Tensor, step: int, rows: np.ndarray,
+             pool: torch.Tensor | None) -> dict[str, float]: ...
 
-    def save(self, url: str, storage: Storage) -> None: ...
+    def save(self, url: str, storage: Storage, training_state: bool) -> None: ...
 
     def load(self, url: str, storage: Storage) -> None: ...
 
@@ -185,11 +163,11 @@ def rank_seed(seed: int, rank: int) -> int:
 
 
 def train_loop(ctx: RunContext, config: GanConfig, images: np.ndarray, emb: np.ndarray | torch.Tensor,
-               options: LoopOptions, *, probes: Probes | None = None, evaluator: Evaluator | None = None,
+               options: LoopOptions, *, probes: Probes | None = None, evaluators: Sequence[Evaluator] = (),
                meta: dict[str, Any] | None = None, components: Sequence[StepComponent] = ()) -> dict[str, Any]:
     """Train (or resume) to options.steps on this rank's rows (`images` uint8 (n, S, S, 3), `emb` (n, E));
-    config.batch_size is global. Rank 0 needs `probes`; `meta` goes into each checkpoint's config.json.
-    Returns a summary (rank 0's is the run's)."""
+    config.batch_size is global. Rank 0 needs `probes` and runs the `evaluators`; `meta` goes into each
+    checkpoint's config.json (text_encoder, dataset, extra). Returns a summary (rank 0's is the run's)."""
     seed, out, storage, leader = options.seed, ctx.out, ctx.storage, ctx.is_leader
     meta = meta or {}
     state = make_train_state(config, device=ctx.device, seed=seed)
@@ -211,7 +189,8 @@ def train_loop(ctx: RunContext, config: GanConfig, images: np.ndarray, emb: np.n
     n, per_rank = len(emb_t), config.batch_size // ctx.world
     order_seed = rank_seed(seed, ctx.rank)
     rows: list[str] = []
-    panels = [LOSSES, *(evaluator.panels if evaluator else ())]
+    panels = [LOSSES, *(p for c in components for p in getattr(c, "panels", ())),
+              *(p for ev in evaluators for p in ev.panels)]
     if leader:
         if probes is None:
             raise ValueError("rank 0 needs the probes")
@@ -228,7 +207,7 @@ def train_loop(ctx: RunContext, config: GanConfig, images: np.ndarray, emb: np.n
 
     def write_checkpoint(url: str, training_state: bool = True) -> None:
         for c in components:  # before config.json, which marks the directory complete
-            c.save(url, storage)
+            c.save(url, storage, training_state)
         save_checkpoint(url, state, storage=storage, training_state=training_state, **meta)
 
     start_step, started = state.step, time.perf_counter()
@@ -244,7 +223,7 @@ def train_loop(ctx: RunContext, config: GanConfig, images: np.ndarray, emb: np.n
         x, e = to_float(images[idx]).to(ctx.device), emb_t[idx].to(ctx.device)
         m = train_step(state, x, e, state.step, pool)
         for c in components:
-            m.update(c.step(x, e, state.step))
+            m.update(c.step(x, e, state.step, idx, pool))
         state.step += 1
         since += 1
         for k, v in m.items():
@@ -253,7 +232,7 @@ def train_loop(ctx: RunContext, config: GanConfig, images: np.ndarray, emb: np.n
 
         step, last = state.step, state.step == options.steps
         ckpt_now = step % options.checkpoint_every == 0 or last
-        eval_now = evaluator is not None and (step % options.eval_every == 0 or last)
+        eval_now = bool(evaluators) and (step % options.eval_every == 0 or last)
         sample_now = leader and (step % options.sample_every == 0 or last)
         row_now = ckpt_now or eval_now or step % options.log_every == 0
         if not (row_now or sample_now):
@@ -273,7 +252,8 @@ def train_loop(ctx: RunContext, config: GanConfig, images: np.ndarray, emb: np.n
             if leader:
                 if eval_now:
                     imgs = ema_images(state.G_ema, config.z_dim, probes.eval_emb, probes.eval_seeds)
-                    row.update(evaluator.evaluate(imgs, probes.eval_captions, probes.eval_labels))
+                    for ev in evaluators:
+                        row.update(ev.evaluate(imgs, probes.eval_captions, probes.eval_labels, probes.eval_emb))
                 rows.append(json.dumps(row))
                 ctx.row(row)
         if ckpt_now:
@@ -293,6 +273,7 @@ def train_loop(ctx: RunContext, config: GanConfig, images: np.ndarray, emb: np.n
         "start_step": start_step, "steps": state.step, "steps_this_run": done, "seconds": round(elapsed, 1),
         "imgs_per_s": round(done * config.batch_size / max(elapsed, 1e-9), 1), "final": join(out, "final"),
         "accuracy": {k[4:]: v for k, v in last_row.items() if k.startswith("acc_")},
+        "consistency": {k[12:]: v for k, v in last_row.items() if k.startswith("consistency_")},
     }
 
 
@@ -309,20 +290,56 @@ def check_resumable(out: str, config: GanConfig, storage: Storage) -> None:
 
 
 def train_local(data: str, out: str, config: GanConfig, options: LocalTrainOptions, storage: Storage | None = None,
-                evaluator: Evaluator | None = None, components: Sequence[StepComponent] = ()) -> dict[str, Any]:
-    """`llmgan train --local`: load the data (cached embeddings), then run train_loop in this process."""
+                evaluators: Sequence[Evaluator] = (), consistency: Evaluator | None = None,
+                components: Sequence[StepComponent] = ()) -> dict[str, Any]:
+    """`llmgan train --local`: load the data (cached embeddings), then run train_loop in this process.
+
+    `evaluators` run when the data carries the labels they need; `consistency` (built by the caller from
+    llmgan.eval: the shapes classifier's scorer) runs when the captions parse as shapes, else the matcher trained
+    alongside (options.matcher) scores consistency.
+    """
     from llmgan.gan.train_data import load_training_data
 
     storage = storage or Storage()
     torch.set_num_threads(options.threads or len(os.sched_getaffinity(0)))
     dataset, emb, config = load_training_data(data, config, options.text_encoder, storage)
     check_resumable(out, config, storage)
-    if evaluator is not None and not evaluator_fits(evaluator, dataset.labels):
-        log.info("the evaluator needs labels %s that %s lacks; not evaluating", list(evaluator.attributes), data)
-        evaluator = None
+    vocabulary = caption_vocabulary(dataset.captions)
+    components = list(components)
+    if options.matcher:
+        from llmgan.gan.matcher_component import MatcherComponent, row_keys
+
+        components.append(MatcherComponent(config, dataset.images, emb, seed=options.seed,
+                                           keys=row_keys(dataset.captions, dataset.labels), device=options.device,
+                                           text_encoder=options.text_encoder))
+    chosen = pick_evaluators(evaluators, dataset.labels, data)
+    cons = consistency_evaluator(consistency, vocabulary, components)
+    chosen += [cons] if cons is not None else []
     probes = make_probes(emb, dataset.captions, dataset.labels, options.seed,
-                         evaluator.attributes if evaluator else ())
+                         sorted({a for ev in chosen for a in ev.attributes}))
     ctx = RunContext(out, storage, options.device, keep=options.keep_checkpoints, progress=options.progress)
-    summary = train_loop(ctx, config, dataset.images, emb, options, probes=probes, evaluator=evaluator,
-                         meta={"text_encoder": options.text_encoder, "dataset": data}, components=components)
+    meta = {"text_encoder": options.text_encoder, "dataset": data, "extra": {"caption_vocabulary": vocabulary}}
+    summary = train_loop(ctx, config, dataset.images, emb, options, probes=probes, evaluators=chosen, meta=meta,
+                         components=components)
     return {"out": out, "images": len(dataset.captions), **summary}
+
+
+def pick_evaluators(evaluators: Sequence[Evaluator], labels: dict[str, list[str]], data: str) -> list[Evaluator]:
+    """The evaluators whose labels the data carries (the others are dropped, with a log line)."""
+    chosen = []
+    for ev in evaluators:
+        if evaluator_fits(ev, labels):
+            chosen.append(ev)
+        else:
+            log.info("the evaluator needs labels %s that %s lacks; not evaluating it", list(ev.attributes), data)
+    return chosen
+
+
+def consistency_evaluator(consistency: Evaluator | None, vocabulary: str,
+                          components: Sequence[StepComponent]) -> Evaluator | None:
+    """The consistency evaluator of a run: the caller's (the shapes classifier's scorer) on shapes captions, else
+    one scoring with the matcher trained alongside, else None."""
+    if vocabulary == "shapes" and consistency is not None:
+        return consistency
+    matcher = next((c for c in components if hasattr(c, "scorer")), None)
+    return ConsistencyEvaluator(matcher.scorer()) if matcher is not None else None

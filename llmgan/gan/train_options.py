@@ -1,0 +1,45 @@
+"""Settings of the GAN training loop (`LoopOptions`) and of `llmgan train --local` (`LocalTrainOptions`), validated
+once with messages that name the option as typed; light to import (the CLI takes its defaults from here)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from llmgan.errors import UserError
+
+
+@dataclass(frozen=True)
+class LoopOptions:
+    """Loop settings shared by every runtime (the model and recipe live in GanConfig). `matcher`: train the
+    image-text matcher alongside G and D (saved with every checkpoint, scores consistency afterwards)."""
+
+    steps: int = 10_000
+    seed: int = 0
+    checkpoint_every: int = 500
+    sample_every: int = 500
+    eval_every: int = 500
+    log_every: int = 50
+    keep_checkpoints: int = 2
+    progress: bool = True
+    matcher: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "checkpoint_every", "sample_every", "eval_every", "log_every", "keep_checkpoints"):
+            if getattr(self, name) < 1:
+                raise UserError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        if self.seed < 0:
+            raise UserError(f"--seed must be non-negative, got {self.seed}")
+
+
+@dataclass(frozen=True)
+class LocalTrainOptions(LoopOptions):
+    """`llmgan train --local`: the loop settings plus this process's threads and text encoder."""
+
+    threads: int | None = None  # None: every core this process may use
+    text_encoder: str | None = None  # None: the packaged MiniLM
+    device: str = "cpu"  # "cuda": train on this machine's GPU (the core needs no Ray)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.threads is not None and self.threads < 1:
+            raise UserError(f"--threads must be at least 1, got {self.threads}")
