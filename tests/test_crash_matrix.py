@@ -28,9 +28,10 @@ SHARD_SIZE = 5
 
 
 def generate(**kw) -> dict:
-    from llmgan.distributed.generate import run_generate
+    from llmgan.distributed.generate import RayExecutor
+    from llmgan.job.run import run_job
 
-    return run_generate(GenerateConfig(**kw), progress=False)
+    return run_job(GenerateConfig(**kw), RayExecutor(), progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -159,7 +160,8 @@ NODE_LOSS = """
 import json, sys, threading, time
 import ray
 from ray.cluster_utils import Cluster
-from llmgan.distributed.generate import run_generate
+from llmgan.distributed.generate import RayExecutor
+from llmgan.job.run import run_job
 from llmgan.job.outcomes import JobFailed
 from llmgan.io.storage import Storage
 from llmgan.job.config import GenerateConfig, StageResources
@@ -191,7 +193,7 @@ runs = 0
 while True:
     runs += 1
     try:
-        summary = run_generate(cfg, progress=False)
+        summary = run_job(cfg, RayExecutor(), progress=False)
         break
     except JobFailed as exc:
         print("run failed:", exc, file=sys.stderr)

@@ -19,9 +19,10 @@ from tests.test_generate import expected_images, sha_set, write_prompts
 
 
 def generate(**kw) -> dict:
-    from llmgan.distributed.generate import run_generate
+    from llmgan.distributed.generate import RayExecutor
+    from llmgan.job.run import run_job
 
-    return run_generate(GenerateConfig(**kw), progress=False)
+    return run_job(GenerateConfig(**kw), RayExecutor(), progress=False)
 
 
 def data_files(storage: Storage, out: str) -> dict[str, bytes]:

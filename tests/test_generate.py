@@ -50,9 +50,10 @@ def sha_set(storage: Storage, out: str) -> set[str]:
 
 
 def run(ray_local, **kw) -> dict:
-    from llmgan.distributed.generate import run_generate
+    from llmgan.distributed.generate import RayExecutor
+    from llmgan.job.run import run_job
 
-    return run_generate(GenerateConfig(**kw), progress=False)
+    return run_job(GenerateConfig(**kw), RayExecutor(), progress=False)
 
 
 def test_end_to_end_webdataset(ray_local, tiny_ckpt: str, tmp_path: Path) -> None:

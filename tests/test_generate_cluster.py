@@ -38,15 +38,16 @@ MULTI_NODE = """
 import json, sys
 import ray
 from ray.cluster_utils import Cluster
-from llmgan.distributed.generate import run_generate
+from llmgan.distributed.generate import RayExecutor
+from llmgan.job.run import run_job
 from llmgan.job.config import GenerateConfig, StageResources
 
 cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
 workers = [cluster.add_node(num_cpus=1) for _ in range(2)]
 ray.init(address=cluster.address, log_to_driver=False)
 # the expander asks for a whole CPU here (without expansion it would take none and may sit on the head)
-summary = run_generate(GenerateConfig(prompts=sys.argv[1], out=sys.argv[2], ckpt=sys.argv[3], expand=False,
-                                      shard_size=6, expander=StageResources(num_cpus=1.0)), progress=False)
+summary = run_job(GenerateConfig(prompts=sys.argv[1], out=sys.argv[2], ckpt=sys.argv[3], expand=False,
+                                 shard_size=6, expander=StageResources(num_cpus=1.0)), RayExecutor(), progress=False)
 print(json.dumps({"images": summary["images"], "workers": [n.node_id for n in workers]}))
 ray.shutdown()
 cluster.shutdown()

@@ -30,9 +30,10 @@ KEY = re.compile(r"^\d{5}_\d{6}\.(png|json|txt)$")
 
 
 def generate(**kw) -> dict:
-    from llmgan.distributed.generate import run_generate
+    from llmgan.distributed.generate import RayExecutor
+    from llmgan.job.run import run_job
 
-    return run_generate(GenerateConfig(**kw), progress=False)
+    return run_job(GenerateConfig(**kw), RayExecutor(), progress=False)
 
 
 # ---- damaged output folders ---------------------------------------------------------------------------------

@@ -51,7 +51,8 @@ def tree_rss_mb(root: int) -> float:
 @pytest.mark.slow
 def test_soak_200k_prompts_through_faulty_s3(ray_local, tiny_ckpt: str, s3_server: str, s3_url: str,
                                              tmp_path: Path) -> None:
-    from llmgan.distributed.generate import run_generate
+    from llmgan.distributed.generate import RayExecutor
+    from llmgan.job.run import run_job
 
     rows = int(os.environ.get("LLMGAN_SOAK_PROMPTS", "200000"))
     words = ["red", "blue", "green", "white", "star", "circle", "cross", "small", "large"]
@@ -77,10 +78,10 @@ def test_soak_200k_prompts_through_faulty_s3(ray_local, tiny_ckpt: str, s3_serve
         sampler = threading.Thread(target=sample_memory, daemon=True)
         sampler.start()
         try:
-            summary = run_generate(GenerateConfig(
+            summary = run_job(GenerateConfig(
                 prompts=prompts, out=out, ckpt=tiny_ckpt, expand=False, shard_size=5000, batch_size=256,
                 s3_endpoint=proxy.url, generator=StageResources(num_cpus=1), contact_sheet_size=16,
-            ), progress=True)
+            ), RayExecutor(), progress=True)
         finally:
             stop.set()
             sampler.join()

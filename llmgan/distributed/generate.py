@@ -17,7 +17,6 @@ from llmgan.io.storage import Storage
 from llmgan.job.config import GenerateConfig, size_pools
 from llmgan.job.outcomes import OnOutcome, ShardCommitted, ShardFailed, ShardOutcome
 from llmgan.job.plan import ShardSpec
-from llmgan.job.run import run_job
 from llmgan.job.shards import ShardResult, write_shard
 
 log = logging.getLogger("llmgan.generate")
@@ -132,8 +131,3 @@ class RayExecutor:
             for s in todo:
                 if s.index not in reported:
                     on_outcome(ShardFailed(s.index, error))
-
-
-def run_generate(cfg: GenerateConfig, progress: bool = True) -> dict[str, Any]:
-    """Run (or resume) a generation job on Ray (the driver is llmgan.job.run.run_job)."""
-    return run_job(cfg, RayExecutor(), progress)
