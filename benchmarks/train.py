@@ -1,5 +1,6 @@
 """Training-speed benchmark: images/s of `llmgan train --local` vs Ray Train with 1 worker, and 2 workers vs 1,
-measured in one run on the same data and model (`python -m benchmarks.train`).
+measured in one run on the same data and model (`python -m benchmarks.train`); with --matcher-cost instead, the
+cost of the matcher trained alongside (--local with and without it) and the consistency figures at each evaluation.
 
 Speeds are steady-state training figures from each run's metrics rows (the first interval, which holds
 start-up and warm-up, is left out; checkpoints only at the end); wall times including start-up are shown
@@ -87,6 +88,52 @@ def run(images: int = 1024, steps: int = 60, batch_size: int = 32, g_width: int 
     return figures
 
 
+def matcher_cost(images: int = 2048, steps: int = 300, batch_size: int = 32, g_width: int = 16, d_width: int = 16,
+                 threads: int = 1, eval_every: int = 100, out: Any = sys.stdout) -> dict[str, Any]:
+    """`--local` without, then with, the matcher (then without again, to show machine noise): steady images/s
+    and the consistency rows (the shapes classifier's scorer) and matcher losses at each evaluation."""
+    from llmgan.data.shapes import generate_shapes, write_dataset
+    from llmgan.eval.classifier import load_classifier
+    from llmgan.eval.consistency import ClassifierScorer
+    from llmgan.gan.train_report import ConsistencyEvaluator
+    from llmgan.gan.trainer import LocalTrainOptions, train_local
+    from llmgan.text.encoder import TextEncoder, embed_dataset_captions, embedding_cache_url
+
+    config = GanConfig(batch_size=batch_size, g_width=g_width, d_width=d_width)
+    consistency = ConsistencyEvaluator(ClassifierScorer(load_classifier()))
+    figures: dict[str, Any] = {"images": images, "steps": steps, "batch_size": batch_size, "g_width": g_width,
+                               "d_width": d_width, "threads": threads}
+    with tempfile.TemporaryDirectory(prefix="llmgan-bench-matcher-") as tmp:
+        data = os.path.join(tmp, "shapes.parquet")
+        table = generate_shapes(images, seed=0)
+        write_dataset(table, data)
+        embed_dataset_captions(table["caption"].to_pylist(), TextEncoder(), embedding_cache_url(data))
+        for name, matcher in (("without", False), ("with", True), ("without_again", False)):
+            t0 = time.perf_counter()
+            train_local(data, os.path.join(tmp, name), config, LocalTrainOptions(
+                steps=steps, log_every=max(1, steps // 6), checkpoint_every=steps, sample_every=steps,
+                eval_every=eval_every, threads=threads, progress=False, matcher=matcher), consistency=consistency)
+            rows = _rows(os.path.join(tmp, name))
+            figures[name] = {
+                "imgs_per_s": _steady([r for r in rows if "consistency_mean" not in r] or rows),
+                "wall_s": round(time.perf_counter() - t0, 1),
+                "evals": [{k: r[k] for k in ("step", "consistency_mean", "consistency_below_0.5", "matcher_loss")
+                           if k in r} for r in rows if "consistency_mean" in r]}
+    base = (figures["without"]["imgs_per_s"] + figures["without_again"]["imgs_per_s"]) / 2
+    figures["with_over_without"] = round(figures["with"]["imgs_per_s"] / base, 3)
+    print(f"matcher cost, {images} shapes images, 32 px, batch {batch_size}, G/D width {g_width}/{d_width}, "
+          f"{steps} steps, {threads} thread(s)", file=out)
+    for name in ("without", "with", "without_again"):
+        f = figures[name]
+        print(f"  {name:<14} {f['imgs_per_s']:8.1f} img/s (steady)   {f['wall_s']:7.1f} s wall", file=out)
+        for e in f["evals"]:
+            print(f"      step {e['step']:>5}: consistency mean {e['consistency_mean']:.3f}, below 0.5 "
+                  f"{e['consistency_below_0.5']:.3f}" + (f", matcher loss {e['matcher_loss']:.3f}"
+                                                           if "matcher_loss" in e else ""), file=out)
+    print(f"  with / without matcher: {figures['with_over_without']:.3f}", file=out)
+    return figures
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=1024)
@@ -96,9 +143,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--d-width", type=int, default=32)
     parser.add_argument("--cpus", type=int, default=0, help="CPUs to use (0 = all this process may use)")
     parser.add_argument("--json", action="store_true", help="also print the figures as JSON")
+    parser.add_argument("--matcher-cost", action="store_true",
+                        help="--local with vs without the matcher (--threads 1, eval every steps/3) instead")
     args = parser.parse_args(argv)
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    figures = run(args.images, args.steps, args.batch_size, args.g_width, args.d_width, args.cpus or None)
+    if args.matcher_cost:
+        figures = matcher_cost(args.images, args.steps, args.batch_size, args.g_width, args.d_width,
+                               threads=args.cpus or 1, eval_every=max(1, args.steps // 3))
+    else:
+        figures = run(args.images, args.steps, args.batch_size, args.g_width, args.d_width, args.cpus or None)
     if args.json:
         print(json.dumps(figures))
 

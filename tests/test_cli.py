@@ -66,6 +66,8 @@ def _bad_values(tmp: Path) -> list[tuple[list[str], str]]:
     sample = ["sample", "a red star", "--out", out]
     ev = ["eval", "--data", str(tmp / "data.parquet"), "--out", out]
     clf = ["train-classifier", "--data", str(tmp / "data.parquet"), "--out", out]
+    train = ["train", "--data", str(tmp / "data.parquet"), "--out", out]
+    train_local = [*train, "--local"]
     tm = ["train-matcher", "--data", str(tmp / "data.parquet"), "--out", out]
     cases: list[tuple[list[str], str]] = [
         (shapes, "--out"),  # missing
@@ -131,6 +133,17 @@ def _bad_values(tmp: Path) -> list[tuple[list[str], str]]:
         ([*tm, "--image-size", "4"], "--image-size"),
         (["train", "--local", "--data", str(tmp / "data.parquet")], "--out"),
         (["train", "--local", "--data", str(tmp / "data.parquet"), "--out", out, "--seed", "-1"], "--seed"),
+        ([*train_local, "--threads", "0"], "--threads"),
+        ([*train_local, "--steps", "0"], "--steps"),
+        ([*train_local, "--checkpoint-every", "0"], "--checkpoint-every"),
+        ([*train_local, "--log-every", "-1"], "--log-every"),
+        ([*train_local, "--epochs", "1"], "--epochs"),
+        ([*train_local, "--matcher", "yes"], "yes"),  # a flag takes no value: the extra argument is named
+        ([*train, "--cpus-per-worker", "0"], "--cpus-per-worker"),
+        ([*train, "--workers", "0"], "--workers"),
+        ([*train, "--max-failures", "-1"], "--max-failures"),
+        ([*train, "--steps", "3", "--epochs", "1"], "--epochs"),
+        ([*train, "--eval-every", "0"], "--eval-every"),
     ]
     return cases
 

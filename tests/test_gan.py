@@ -231,7 +231,10 @@ def test_train_local_cli_end_to_end_with_resume_and_sample(tiny_data: str, tmp_p
 
     export_checkpoint(str(out), str(tmp_path / "exported"))
     assert sorted(p.name for p in (tmp_path / "exported").iterdir()) == [
-        "config.json", "discriminator.safetensors", "generator.safetensors"]
+        "config.json", "discriminator.safetensors", "generator.safetensors", "matcher.json", "matcher.safetensors"]
+    # shapes captions: consistency under the shapes classifier's scorer at every evaluation (--matcher is on too)
+    assert all(0 <= r["consistency_mean"] <= 1 and "matcher_loss" in r for r in rows)
+    assert json.loads((out / "final" / "config.json").read_text())["caption_vocabulary"] == "shapes"
     assert GanModel.load(str(tmp_path / "exported")).identity == GanModel.load(str(out)).identity
 
     changed = runner.invoke(app, [*args, "--image-size", "64", "--steps", "6"])
@@ -265,10 +268,11 @@ def test_train_and_sample_with_s3_run_directory(tiny_data: str, s3_url: str, s3_
     runner = CliRunner()
     out = s3_url + "/run"
     res = runner.invoke(app, ["train", "--local", "--data", tiny_data, "--out", out, "--steps", "2", "--batch-size", "4",
-                              "--g-width", "4", "--d-width", "4", "--threads", "1", "--no-eval",
+                              "--g-width", "4", "--d-width", "4", "--threads", "1", "--no-eval", "--no-matcher",
                               "--checkpoint-every", "2", "--s3-endpoint", s3_server])
     assert res.exit_code == 0, res.output
     names = Storage(s3_server).list(out)
+    assert not any("matcher" in n for n in names)
     assert {"final/config.json", "final/generator.safetensors", "checkpoints/00000002/training_state.pt",
             "metrics.jsonl", "samples/00000002.png"} <= set(names)
     res = runner.invoke(app, ["sample", "a red circle", "-n", "2", "--out", str(tmp_path / "s"), "--ckpt", out,
@@ -327,3 +331,69 @@ def test_training_loop_extension_points_component_and_evaluator(tiny_data: str, 
         (2, 1.5, False), (3, 3.0, True), (4, 4.0, True), (6, 5.5, True)]  # rows: checkpoints, evals, run ends
     assert (out / "final" / "counter.json").exists() and (out / "metrics.png").exists()
     assert sorted(p.name for p in (out / "samples").iterdir()) == ["00000004.png", "00000006.png", "captions.txt"]
+
+
+def test_matcher_trained_alongside_resumes_exactly_and_final_holds_it_calibrated(tiny_data: str, tmp_path: Path) -> None:
+    """--matcher: the matcher steps with G and D, is saved into every checkpoint (with its optimiser state) and
+    final/, resumes exactly (4 + 2 steps == 6 steps, weights bit for bit), its loss is in the rows, the live
+    matcher scores consistency at evaluation steps (no shapes scorer given), metrics.png gets both panels, and
+    load_scorer("auto", run) picks final/'s calibrated matcher."""
+    from safetensors.numpy import load_file
+
+    from llmgan.eval.consistency import MatcherScorer, load_scorer
+    from llmgan.gan.matcher_component import MatcherComponent
+    from llmgan.gan.trainer import LocalTrainOptions, train_local
+
+    config = GanConfig(batch_size=4, g_width=4, d_width=4)
+    opts = dict(seed=2, checkpoint_every=2, sample_every=6, eval_every=3, log_every=50, threads=1, progress=False)
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    train_local(tiny_data, str(straight), config, LocalTrainOptions(steps=6, **opts))
+    train_local(tiny_data, str(split), config, LocalTrainOptions(steps=4, **opts))
+    assert {"matcher.json", "matcher.safetensors", "matcher_state.pt"} <= {
+        p.name for p in (split / "checkpoints" / "00000004").iterdir()}
+    summary = train_local(tiny_data, str(split), config, LocalTrainOptions(steps=6, **opts))
+    assert summary["start_step"] == 4 and set(summary["consistency"]) == {"mean", "below_0.5"}
+    a, b = load_file(str(straight / "final" / "matcher.safetensors")), load_file(str(split / "final" / "matcher.safetensors"))
+    assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+    with torch.random.fork_rng():  # the weights it started from (same init seed): training changed them
+        start = MatcherComponent(config.replace(text_dim=384), np.zeros((24, 32, 32, 3), np.uint8),
+                                 np.zeros((24, 384), np.float32), seed=2).state.net.state_dict()
+    assert all(k in a for k in start) and any(not np.array_equal(a[k], v.numpy()) for k, v in start.items())
+    assert not (straight / "final" / "matcher_state.pt").exists()  # inference copy: no optimiser state
+
+    rows = [json.loads(line) for line in (split / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [2, 3, 4, 6]
+    assert all(np.isfinite(r["matcher_loss"]) for r in rows)
+    evaluated = [r["step"] for r in rows if "consistency_mean" in r]
+    assert evaluated == [3, 4, 6]  # --eval-every 3 and the end of each invocation
+    assert all(0 <= r["consistency_mean"] <= 1 and 0 <= r["consistency_below_0.5"] <= 1 for r in rows
+               if "consistency_mean" in r)
+    # losses, matcher loss, consistency: three stacked panels
+    assert Image.open(split / "metrics.png").size[1] == 24 + 3 * (166 + 40)
+
+    meta = json.loads((split / "final" / "config.json").read_text())
+    assert meta["caption_vocabulary"] == "shapes" and meta["step"] == 6
+    saved = json.loads((split / "final" / "matcher.json").read_text())
+    assert saved["info"]["trained_with_gan"] and saved["info"]["steps"] == 6 and saved["info"]["n_heldout"] == 4
+    assert (saved["calibration"]["a"], saved["calibration"]["b"]) != (10.0, -5.0)  # fitted, not the default
+    scorer = load_scorer("auto", str(split))
+    assert isinstance(scorer, MatcherScorer)
+    assert scorer.matcher.calibration == (saved["calibration"]["a"], saved["calibration"]["b"])
+
+
+def test_caption_vocabulary_and_matcher_holdout() -> None:
+    from llmgan.gan.matcher_component import heldout_rows, row_keys
+    from llmgan.gan.train_report import caption_vocabulary
+
+    shapes = ["a small red star in the top left corner on a navy background", "a large blue circle at the centre"]
+    assert caption_vocabulary(shapes * 50) == "shapes"
+    assert caption_vocabulary(["a cat on a sofa", "two dogs in the snow"] * 50) == "open"
+    # the 90 % bar: 90 of 100 captions with a shape and a colour pass, 88 do not
+    assert caption_vocabulary(shapes * 45 + ["a cat on a sofa"] * 10) == "shapes"
+    assert caption_vocabulary(shapes * 44 + ["a cat on a sofa"] * 12) == "open"
+    rows = heldout_rows(1000, seed=3)
+    assert len(rows) == 50 and np.array_equal(rows, heldout_rows(1000, seed=3)) and len(set(rows)) == 50
+    assert len(heldout_rows(24, seed=3)) == 4 and len(heldout_rows(100_000, seed=3)) == 512
+    assert row_keys(["a", "b"], {"shape": ["star", "star"], "color": ["red", "blue"]}) == [
+        ("red", "star"), ("blue", "star")]
+    assert row_keys(["a", "b"], {}) == ["a", "b"]

@@ -97,9 +97,12 @@ def test_two_workers_on_s3_survive_a_killed_worker_sample_and_rerun_does_nothing
     assert evaluated == [15, 30]  # --eval-every 15, not at every checkpoint
     assert all(0 <= r[f"acc_{a}"] <= 1 for r in rows if r["step"] in evaluated
                for a in ("shape", "color", "size", "position", "background"))
+    assert [r["step"] for r in rows if "consistency_mean" in r] == evaluated
+    assert all(np.isfinite(r["matcher_loss"]) for r in rows)  # the matcher trains on both ranks (averaged grads)
 
     names = storage.list(s3_url)
     for name in ("checkpoints/00000030/config.json", "checkpoints/00000030/training_state.pt",
+                 "checkpoints/00000030/matcher_state.pt", "final/matcher.json", "final/matcher.safetensors",
                  "checkpoints/00000025/generator.safetensors", "final/config.json", "final/generator.safetensors",
                  "samples/00000030.png", "samples/captions.txt", "metrics.png", "run.json", "summary.json"):
         assert name in names, name
@@ -124,9 +127,10 @@ def test_two_workers_on_s3_survive_a_killed_worker_sample_and_rerun_does_nothing
 
 
 def test_one_worker_matches_local_training(ray_local: Any, shapes_data: str, tmp_path: Path) -> None:
-    """Same seed and data, contrastive pool on: `llmgan train --local` and a 1-worker Ray Train run are the same
-    training loop, so every step's losses, the evaluations, the sample grids and the weights agree; the sample
-    and eval intervals are honoured under Ray Train."""
+    """Same seed and data, contrastive pool and matcher on: `llmgan train --local` and a 1-worker Ray Train run are
+    the same training loop, so every step's losses (the matcher's too), the evaluations (accuracy, consistency),
+    the sample grids and the weights (G, D, matcher) agree; the sample and eval intervals are honoured under Ray
+    Train."""
     runner = CliRunner()
     common = ["--data", shapes_data, "--steps", "6", "--batch-size", "8", "--g-width", "4", "--d-width", "4",
               "--contrastive-pool", "16", "--log-every", "1", "--checkpoint-every", "3", "--sample-every", "2",
@@ -143,7 +147,8 @@ def test_one_worker_matches_local_training(ray_local: Any, shapes_data: str, tmp
             for name in ("local", "dist")}
     assert [r["step"] for r in rows["local"]] == [r["step"] for r in rows["dist"]] == [1, 2, 3, 4, 5, 6]
     for a, b in zip(rows["local"], rows["dist"]):
-        for key in ("loss_d", "loss_g", "loss_d_cond", "d_real", "d_fake", "d_contrastive", "g_contrastive"):
+        for key in ("loss_d", "loss_g", "loss_d_cond", "d_real", "d_fake", "d_contrastive", "g_contrastive",
+                    "matcher_loss"):
             assert b[key] == pytest.approx(a[key], abs=2e-4), (a["step"], key)
         assert ("r1" in a) == ("r1" in b) and b.get("r1", 0) == pytest.approx(a.get("r1", 0), abs=2e-4)
         # the shipped shapes classifier scores the EMA generator every --eval-every steps, on both runtimes
@@ -151,13 +156,24 @@ def test_one_worker_matches_local_training(ray_local: Any, shapes_data: str, tmp
         assert accs == sorted(k for k in b if k.startswith("acc_"))
         assert bool(accs) == (a["step"] % 3 == 0), a
         assert all(b[k] == pytest.approx(a[k], abs=1e-6) for k in accs)
+        # shapes captions: consistency under the shipped classifier's scorer at the same steps, same figures
+        cons = sorted(k for k in a if k.startswith("consistency_"))
+        assert cons == sorted(k for k in b if k.startswith("consistency_"))
+        assert cons == (["consistency_below_0.5", "consistency_mean"] if a["step"] % 3 == 0 else []), a
+        assert all(b[k] == pytest.approx(a[k], abs=1e-6) for k in cons)
     for name in ("local", "dist"):
         samples = sorted(p.name for p in (tmp_path / name / "samples").iterdir())
         assert samples == ["00000002.png", "00000004.png", "00000006.png", "captions.txt"], (name, samples)
         assert (tmp_path / name / "metrics.png").exists()
     assert (tmp_path / "local" / "samples" / "00000004.png").read_bytes() == \
         (tmp_path / "dist" / "samples" / "00000004.png").read_bytes()
-    for weights in ("generator.safetensors", "discriminator.safetensors"):
+    for name in ("local", "dist"):  # the matcher trained alongside (--matcher is the default), calibrated
+        meta = json.loads((tmp_path / name / "final" / "matcher.json").read_text())
+        assert meta["info"]["trained_with_gan"] and meta["info"]["steps"] == 6
+        assert json.loads((tmp_path / name / "final" / "config.json").read_text())["caption_vocabulary"] == "shapes"
+    assert json.loads((tmp_path / "local" / "final" / "matcher.json").read_text())["calibration"] == pytest.approx(
+        json.loads((tmp_path / "dist" / "final" / "matcher.json").read_text())["calibration"], abs=1e-4)
+    for weights in ("generator.safetensors", "discriminator.safetensors", "matcher.safetensors"):
         a = load_file(str(tmp_path / "local" / "final" / weights))
         b = load_file(str(tmp_path / "dist" / "final" / weights))
         assert a.keys() == b.keys()
