@@ -397,3 +397,50 @@ def test_caption_vocabulary_and_matcher_holdout() -> None:
     assert row_keys(["a", "b"], {"shape": ["star", "star"], "color": ["red", "blue"]}) == [
         ("red", "star"), ("blue", "star")]
     assert row_keys(["a", "b"], {}) == ["a", "b"]
+
+
+TWO_RANKS = """
+import sys
+import numpy as np, torch, torch.distributed as dist, torch.multiprocessing as mp
+from llmgan.gan.config import GanConfig
+from llmgan.gan.matcher_component import MatcherComponent
+from llmgan.io.images import to_float
+
+def run(rank, store):
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method="file://" + store, rank=rank, world_size=2)
+    rng = np.random.default_rng(rank)  # each rank has other rows
+    images = rng.integers(0, 255, (40, 32, 32, 3), dtype=np.uint8)
+    emb = rng.standard_normal((40, 16)).astype(np.float32)
+    c = MatcherComponent(GanConfig(text_dim=16, batch_size=8), images, emb, seed=5, rank=rank, world=2)
+    held = np.flatnonzero(c.held)
+    for step in range(3):
+        # at step 1 rank 0's batch is held-out rows only: it learns nothing but still joins the average
+        rows = held[:4] if (rank == 0 and step == 1) else np.arange(step * 4, step * 4 + 4) + 10
+        m = c.step(to_float(images[rows]), torch.from_numpy(emb[rows]), step, rows, None)
+        assert np.isnan(m["matcher_loss"]) == (rank == 0 and step == 1), (rank, step, m)
+    flat = torch.cat([p.detach().reshape(-1) for p in c.state.net.parameters()])
+    both = [torch.zeros_like(flat) for _ in range(2)]
+    dist.all_gather(both, flat)
+    if rank == 0:
+        print("max_diff", float((both[0] - both[1]).abs().max()), "steps", c.state.step)
+    dist.destroy_process_group()
+
+if __name__ == "__main__":
+    mp.start_processes(run, args=(sys.argv[1],), nprocs=2, start_method="fork")
+"""
+
+
+def test_matcher_copies_stay_identical_across_ranks(tmp_path: Path) -> None:
+    """Two ranks (gloo) training the matcher on different rows, one step with a rank whose batch is all held-out
+    rows: the averaged gradients keep both copies bit for bit equal."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "two_ranks.py"
+    script.write_text(TWO_RANKS)
+    res = subprocess.run([sys.executable, str(script), str(tmp_path / "store")], capture_output=True, text=True,
+                         timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    line = next(ln for ln in res.stdout.splitlines() if ln.startswith("max_diff"))
+    assert line == "max_diff 0.0 steps 3", line
