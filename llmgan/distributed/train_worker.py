@@ -19,8 +19,8 @@ import ray.train.torch
 import torch
 
 from llmgan.gan.config import GanConfig
-from llmgan.gan.step import TrainState
 from llmgan.gan.matcher_component import MatcherComponent
+from llmgan.gan.step import TrainState
 from llmgan.gan.trainer import LoopOptions, RunContext, consistency_evaluator, train_loop
 from llmgan.io.storage import Storage, join
 

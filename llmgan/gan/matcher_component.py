@@ -16,8 +16,14 @@ import torch
 
 from llmgan.errors import StorageError, UserError
 from llmgan.gan.config import GanConfig
-from llmgan.gan.matcher import CONFIG_FILE, WEIGHTS_FILE, Matcher, MatcherConfig, calibrate, make_matcher_state, \
-    matcher_loss
+from llmgan.gan.matcher import (
+    CONFIG_FILE,
+    Matcher,
+    MatcherConfig,
+    calibrate,
+    make_matcher_state,
+    matcher_loss,
+)
 from llmgan.gan.train_report import Panel, Score
 from llmgan.io.seeds import derive_seed
 from llmgan.io.storage import Storage, join
