@@ -92,11 +92,12 @@ def embedding_cache(n: int, distinct: int, ckpt: str | None, repeats: int) -> di
     from llmgan.job.plan import ShardSpec
     from llmgan.job.stages import ShardGenerator, ShardWork, WorkItem
 
-    cfg = GenerateConfig(prompts="unused.parquet", ckpt=ckpt, expand=False)
+    # consistency feedback off: this measures the caption-embedding cache alone
+    cfg = GenerateConfig(prompts="unused.parquet", ckpt=ckpt, expand=False, consistency="none")
     generator = ShardGenerator(cfg)
 
     def work(captions: list[str]) -> ShardWork:
-        return ShardWork(ShardSpec(0, 0, n, n), [WorkItem(f"k{i}", c, i, {}) for i, c in enumerate(captions)])
+        return ShardWork(ShardSpec(0, 0, n, n), [WorkItem(f"k{i}", c, i, {"prompt": c}) for i, c in enumerate(captions)])
 
     times: dict[str, list[float]] = {"repeated": [], "unique": []}
     for r in range(repeats):
