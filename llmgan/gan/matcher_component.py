@@ -125,8 +125,12 @@ class MatcherComponent:
     # ---- calibration and scoring (rank 0) --------------------------------------------------------------
     def calibrated(self) -> Matcher:
         """The live matcher with its calibration refitted on the held-out rows (rank 0)."""
-        if self.cal_images is None or len(self.cal_images) < 2:
+        if self.cal_images is None:
             raise RuntimeError("only rank 0 holds the matcher's calibration rows")
+        if len(self.cal_images) < 2:  # a dataset under 8 images: the default calibration stays
+            self.matcher.info = {"trained_with_gan": True, "steps": self.state.step, "seed": self.seed,
+                                 "n_heldout": len(self.cal_images), "val": None}
+            return self.matcher
         keys = self.cal_keys if self.cal_keys is not None else [tuple(r) for r in self.cal_emb.round(5)]
         quality = calibrate(self.matcher, self.cal_images, self.cal_emb, keys, self.seed)
         self.matcher.info = {"trained_with_gan": True, "steps": self.state.step, "seed": self.seed,
