@@ -88,6 +88,38 @@ def run(images: int = 1024, steps: int = 60, batch_size: int = 32, g_width: int 
     return figures
 
 
+def matcher_step_cost(g_width: int, d_width: int, batch_size: int = 32, threads: int = 1,
+                      blocks: int = 12, per_block: int = 5) -> dict[str, float]:
+    """ms per GAN step and per matcher step, timed in alternating blocks in one process (on a shared machine the
+    load moves between whole runs; alternating blocks see the same load), on random 32 px batches."""
+    import torch
+
+    from llmgan.gan.matcher_component import MatcherComponent
+    from llmgan.gan.step import make_train_state, train_step
+    from llmgan.io.images import to_float
+
+    torch.set_num_threads(threads)
+    config = GanConfig(batch_size=batch_size, g_width=g_width, d_width=d_width)
+    state = make_train_state(config, seed=0)
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 255, (512, 32, 32, 3), dtype=np.uint8)
+    emb = rng.standard_normal((512, config.text_dim)).astype(np.float32)
+    matcher = MatcherComponent(config, images, emb, seed=0)
+    x, e, rows = to_float(images[:batch_size]), torch.from_numpy(emb[:batch_size]), np.arange(batch_size) + 256
+    gan_ms, matcher_ms = [], []
+    for _ in range(blocks):
+        t = time.perf_counter()
+        for s in range(per_block):
+            train_step(state, x, e, s)
+        gan_ms.append((time.perf_counter() - t) / per_block * 1000)
+        t = time.perf_counter()
+        for s in range(per_block):
+            matcher.step(x, e, s, rows, None)
+        matcher_ms.append((time.perf_counter() - t) / per_block * 1000)
+    g, m = float(np.median(gan_ms[2:])), float(np.median(matcher_ms[2:]))  # the first blocks warm up
+    return {"gan_ms": round(g, 1), "matcher_ms": round(m, 1), "with_over_without": round(g / (g + m), 3)}
+
+
 def matcher_cost(images: int = 2048, steps: int = 300, batch_size: int = 32, g_width: int = 16, d_width: int = 16,
                  threads: int = 1, eval_every: int = 100, out: Any = sys.stdout) -> dict[str, Any]:
     """`--local` without, then with, the matcher (then without again, to show machine noise): steady images/s
@@ -130,7 +162,11 @@ def matcher_cost(images: int = 2048, steps: int = 300, batch_size: int = 32, g_w
             print(f"      step {e['step']:>5}: consistency mean {e['consistency_mean']:.3f}, below 0.5 "
                   f"{e['consistency_below_0.5']:.3f}" + (f", matcher loss {e['matcher_loss']:.3f}"
                                                            if "matcher_loss" in e else ""), file=out)
-    print(f"  with / without matcher: {figures['with_over_without']:.3f}", file=out)
+    print(f"  with / without matcher (whole runs): {figures['with_over_without']:.3f}", file=out)
+    for width in sorted({g_width, 32}):
+        cost = figures[f"step_cost_width_{width}"] = matcher_step_cost(width, width, batch_size, threads)
+        print(f"  alternating blocks, G/D width {width}: GAN step {cost['gan_ms']:.1f} ms, matcher step "
+              f"{cost['matcher_ms']:.1f} ms -> images/s with / without {cost['with_over_without']:.3f}", file=out)
     return figures
 
 
