@@ -166,3 +166,38 @@ def test_png_of_kept_draw_matches_its_index_sha(tmp_path: Path, tiny_ckpt: str) 
         from PIL import Image
 
         assert Image.open(io.BytesIO(png)).size == (32, 32)
+
+
+def test_redraws_are_conditioned_on_the_recaptioned_text() -> None:
+    """With a domain recaption, redraws use its embedding and the kept draw records the text it came from."""
+    seen: list[np.ndarray] = []
+
+    def draw(emb, seeds):  # type: ignore[no-untyped-def]
+        seen.append(np.asarray(emb).copy())
+        bright = np.asarray(emb)[:, 0] > 0  # the recaptioned embedding draws a passing (bright) image
+        return np.stack([np.full((2, 2, 3), 255 if b else 0, np.uint8) for b in bright]), np.zeros(len(seeds))
+
+    emb = np.zeros((2, 3), np.float32)
+    images, scores = draw(emb, [1, 2])
+    calls: list[list[str]] = []
+
+    def embed(texts):  # type: ignore[no-untyped-def]
+        calls.append(list(texts))
+        return np.ones((len(texts), 3), np.float32)
+
+    fb = Feedback(_Scripted(), threshold=0.5, max_attempts=3,
+                  recaption=lambda caption, prompt: None if caption == "keep" else f"plain {prompt}", embed=embed)
+    out = fb(draw, emb, [1, 2], ["wordy caption", "keep"], ["red star", "blue disc"], images, scores)
+    assert calls == [["plain red star"]]  # embedded once, for the item that has a recaption
+    assert out.drawn_from == ["plain red star", None] and out.attempts == [2, 3]
+    assert out.verdicts[0].score == 1.0 and out.verdicts[1].score == 0.0
+    assert (seen[1][0] == 1).all() and (seen[1][1] == 0).all()  # item 1 redrawn from its own caption embedding
+
+
+def test_canonical_caption_keeps_the_prompts_values_in_the_corpus_form() -> None:
+    from llmgan.data.shapes_text import canonical_caption
+
+    assert canonical_caption("a lavender purple triangle of big size in the bottom right, on a black background",
+                             "big lavender triangle") == "a large purple triangle in the bottom right on a black background"
+    assert canonical_caption("a small blue star on a navy backdrop", "red star") == "a small red star on a navy background"
+    assert canonical_caption("the digit seven, thin strokes", "seven") is None

@@ -177,6 +177,15 @@ def trained_on_shapes(meta: dict, ckpt: str, storage: Storage) -> bool:
     return Path(ckpt).resolve() == Path(default_checkpoint_path()).resolve()
 
 
+def is_shapes_gan(gan_dir: str | None, storage: Storage) -> bool:
+    """Whether the GAN at `gan_dir` (None: the shipped one) learned the shapes captions (see trained_on_shapes)."""
+    from llmgan.gan.checkpoint import read_meta, resolve_checkpoint
+    from llmgan.gan.inference import default_checkpoint_path
+
+    ckpt = resolve_checkpoint(str(gan_dir) if gan_dir is not None else default_checkpoint_path(), storage)
+    return trained_on_shapes(read_meta(ckpt, storage), ckpt, storage)
+
+
 def _dataset_captions(url: str, storage: Storage, limit: int = 200) -> list[str]:
     """Up to `limit` captions of a Parquet training file, reading only its caption column."""
     import io

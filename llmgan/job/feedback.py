@@ -8,6 +8,7 @@ in the same fixed batches on every run, so a rerun or a resumed run keeps exactl
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +35,7 @@ class Draws:
     first_scores: list[float]  # consistency of the first draw
     seeds: list[int]  # seed of the kept draw
     attempts: list[int]  # draws made for the item (1 = no redraw)
+    drawn_from: list[str | None]  # the text the kept draw was conditioned on, when not the caption
 
 
 class Feedback:
@@ -42,32 +44,58 @@ class Feedback:
     `draw(emb, seeds)` is the generator stage's own sampler (GAN + best-of); the scorer sees the uint8 images,
     the expanded captions and the user's prompts (the prompt wins where they disagree). Of all draws of an image
     the one with the highest score is kept (the earliest on a tie), so feedback never makes an image worse.
+
+    `recaption(caption, prompt)`, when the domain has one, gives the text a redraw is conditioned on: the same
+    attributes in the plainest wording the GAN was trained on (None: redraw from the caption itself); `embed`
+    turns those texts into the GAN's caption embeddings.
     """
 
-    def __init__(self, scorer: ConsistencyScorer, threshold: float, max_attempts: int, share_emb: bool = True) -> None:
+    def __init__(self, scorer: ConsistencyScorer, threshold: float, max_attempts: int, share_emb: bool = True,
+                 recaption: Callable[[str, str], str | None] | None = None,
+                 embed: Callable[[list[str]], np.ndarray] | None = None) -> None:
         self.scorer, self.threshold, self.max_attempts = scorer, threshold, max_attempts
         self.share_emb = share_emb  # False: the scorer embeds texts with its own encoder
+        self.recaption, self.embed = (recaption, embed) if recaption is not None and embed is not None else (None, None)
 
     def __call__(self, draw: Any, emb: np.ndarray, seeds: list[int], captions: list[str], prompts: list[str],
                  images: np.ndarray, scores: np.ndarray) -> Draws:
         emb = np.asarray(emb)
         images, scores = images.copy(), np.array(scores, dtype=np.float32)
         verdicts = self.scorer.score(images, captions, prompts, emb if self.share_emb else None)
-        out = Draws(images, scores, verdicts, [v.score for v in verdicts], list(seeds), [1] * len(seeds))
+        out = Draws(images, scores, verdicts, [v.score for v in verdicts], list(seeds), [1] * len(seeds),
+                    [None] * len(seeds))
+        texts: dict[int, str | None] = {}  # item -> its redraw text (None: the caption)
+        redraw_emb: dict[int, np.ndarray] = {}
         for attempt in range(1, self.max_attempts):
             redo = [i for i, v in enumerate(out.verdicts) if v.score < self.threshold]
             if not redo:
                 break
+            self._redraw_texts(redo, captions, prompts, emb, texts, redraw_emb)
             new_seeds = [redraw_seed(seeds[i], attempt) for i in redo]
-            new_images, new_scores = draw(emb[redo], new_seeds)
+            new_images, new_scores = draw(np.stack([redraw_emb[i] for i in redo]), new_seeds)
             new_verdicts = self.scorer.score(new_images, [captions[i] for i in redo], [prompts[i] for i in redo],
                                              emb[redo] if self.share_emb else None)
             for k, i in enumerate(redo):
                 out.attempts[i] = attempt + 1
                 if new_verdicts[k].score > out.verdicts[i].score:
                     out.images[i], out.scores[i] = new_images[k], new_scores[k]
-                    out.verdicts[i], out.seeds[i] = new_verdicts[k], new_seeds[k]
+                    out.verdicts[i], out.seeds[i], out.drawn_from[i] = new_verdicts[k], new_seeds[k], texts[i]
         return out
+
+    def _redraw_texts(self, redo: list[int], captions: list[str], prompts: list[str], emb: np.ndarray,
+                      texts: dict[int, str | None], redraw_emb: dict[int, np.ndarray]) -> None:
+        """Fill in the redraw text and embedding of every item in `redo` that has none yet."""
+        new = [i for i in redo if i not in redraw_emb]
+        for i in new:
+            text = self.recaption(captions[i], prompts[i]) if self.recaption is not None else None
+            texts[i] = text if text and text != captions[i] else None
+        fresh = [i for i in new if texts[i] is not None]
+        if fresh:
+            assert self.embed is not None
+            for i, e in zip(fresh, self.embed([texts[i] for i in fresh])):  # type: ignore[misc]
+                redraw_emb[i] = np.asarray(e)
+        for i in new:
+            redraw_emb.setdefault(i, emb[i])
 
 
 def shard_consistency(metas: list[dict[str, Any]], scorer: str, threshold: float, max_attempts: int) -> dict[str, Any]:

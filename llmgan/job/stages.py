@@ -16,7 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from llmgan.eval.consistency import load_scorer
+from llmgan.data.shapes_text import canonical_caption
+from llmgan.eval.consistency import is_shapes_gan, load_scorer
 from llmgan.io.images import png_bytes
 from llmgan.io.prompts import PromptsFile
 from llmgan.io.storage import Storage
@@ -139,7 +140,9 @@ class ShardGenerator:
             # the caption embeddings are the GAN's; a matcher on another text encoder embeds the texts itself
             matcher = getattr(scorer, "matcher", None)
             share = matcher is None or matcher.text_encoder == gan.text_encoder
-            self.feedback = Feedback(scorer, cfg.min_consistency, cfg.max_attempts, share_emb=share)
+            self.feedback = Feedback(scorer, cfg.min_consistency, cfg.max_attempts, share_emb=share,
+                                     recaption=canonical_caption if is_shapes_gan(cfg.ckpt, storage) else None,
+                                     embed=self.encoder.encode)
         self.gan = gan
 
     def __call__(self, work: ShardWork) -> ShardResult:
@@ -167,8 +170,9 @@ class ShardGenerator:
                                   [it.meta["prompt"] for it in batch], images, scores)
                 images, scores = d.images, d.scores
                 extra = [{"seed": seed, "consistency": round(v.score, 5), "first_consistency": round(first, 5),
-                          "attempts": n, "disagree": list(v.disagree)}
-                         for seed, v, first, n in zip(d.seeds, d.verdicts, d.first_scores, d.attempts)]
+                          "attempts": n, "disagree": list(v.disagree), **({"drawn_from": text} if text else {})}
+                         for seed, v, first, n, text in zip(d.seeds, d.verdicts, d.first_scores, d.attempts,
+                                                            d.drawn_from)]
             gan_s += g1 - g0
             feedback_s += time.perf_counter() - g1
             pending.append((batch, scores, extra, self._png_pool.map(png_bytes, list(images))))
