@@ -156,16 +156,19 @@ def test_load_scorer_picks_as_documented(tiny: dict[str, str]) -> None:
     assert load_scorer("auto", str(root / "gan_plain")) is None
     assert load_scorer("none", None) is None
     assert load_scorer("classifier", str(root / "gan_digits")).name == "shapes-classifier"
-    # a matcher in the checkpoint folder wins over the classifier
-    for f in ("matcher.json", "matcher.safetensors"):
-        shutil.copy(Path(tiny["matcher"]) / f, root / "gan_shapes" / f)
-    try:
-        picked = load_scorer("auto", str(root / "gan_shapes"))
-        assert isinstance(picked, MatcherScorer) and picked.source == str(root / "gan_shapes")
-        assert load_scorer("matcher", str(root / "gan_shapes")).source == str(root / "gan_shapes")
-    finally:
+    # a matcher in the checkpoint folder: "auto" keeps the classifier for a shapes GAN, takes it otherwise
+    for gan in ("gan_shapes", "gan_digits"):
         for f in ("matcher.json", "matcher.safetensors"):
-            (root / "gan_shapes" / f).unlink()
+            shutil.copy(Path(tiny["matcher"]) / f, root / gan / f)
+    try:
+        assert load_scorer("auto", str(root / "gan_shapes")).name == "shapes-classifier"
+        assert load_scorer("matcher", str(root / "gan_shapes")).source == str(root / "gan_shapes")
+        picked = load_scorer("auto", str(root / "gan_digits"))
+        assert isinstance(picked, MatcherScorer) and picked.source == str(root / "gan_digits")
+    finally:
+        for gan in ("gan_shapes", "gan_digits"):
+            for f in ("matcher.json", "matcher.safetensors"):
+                (root / gan / f).unlink()
     with pytest.raises(UserError, match="has no matcher.json"):
         load_scorer("matcher", str(root / "gan_digits"))
 

@@ -337,7 +337,7 @@ def test_matcher_trained_alongside_resumes_exactly_and_final_holds_it_calibrated
     """--matcher: the matcher steps with G and D, is saved into every checkpoint (with its optimiser state) and
     final/, resumes exactly (4 + 2 steps == 6 steps, weights bit for bit), its loss is in the rows, the live
     matcher scores consistency at evaluation steps (no shapes scorer given), metrics.png gets both panels, and
-    load_scorer("auto", run) picks final/'s calibrated matcher."""
+    load_scorer("matcher", run) picks final/'s calibrated matcher ("auto" prefers the classifier for shapes)."""
     from safetensors.numpy import load_file
 
     from llmgan.eval.consistency import MatcherScorer, load_scorer
@@ -376,7 +376,8 @@ def test_matcher_trained_alongside_resumes_exactly_and_final_holds_it_calibrated
     saved = json.loads((split / "final" / "matcher.json").read_text())
     assert saved["info"]["trained_with_gan"] and saved["info"]["steps"] == 6 and saved["info"]["n_heldout"] == 4
     assert (saved["calibration"]["a"], saved["calibration"]["b"]) != (10.0, -5.0)  # fitted, not the default
-    scorer = load_scorer("auto", str(split))
+    assert load_scorer("auto", str(split)).name == "shapes-classifier"  # shapes captions: the better judge
+    scorer = load_scorer("matcher", str(split))
     assert isinstance(scorer, MatcherScorer)
     assert scorer.matcher.calibration == (saved["calibration"]["a"], saved["calibration"]["b"])
 

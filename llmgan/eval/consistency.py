@@ -202,10 +202,10 @@ def resolve_scorer(spec: str | None, gan_dir: str | None, storage: Storage | Non
     """Which scorer `spec` means for the GAN at `gan_dir` (None: the shipped GAN), without loading weights:
     ("classifier", its folder) or ("matcher", its folder); None when no scorer fits or spec is "none".
 
-    spec None or "auto": a matcher in the GAN's checkpoint folder (matcher.json) wins; else the shapes
-    classifier when the GAN was trained on shapes captions; else None (no scorer fits).
-    "classifier": the shipped shapes classifier. "matcher": the GAN folder's matcher, else the shipped shapes
-    matcher for a shapes GAN. A folder or s3:// prefix holding matcher.json: that matcher. "none": None.
+    spec None or "auto": the shapes classifier when the GAN was trained on shapes captions (calibrated, and it
+    names the wrong attribute); else a matcher in the GAN's checkpoint folder (matcher.json, which `llmgan train`
+    writes by default); else None (no scorer fits). "classifier": the shipped shapes classifier. "matcher": the
+    GAN folder's matcher, else the shipped shapes matcher for a shapes GAN. A folder or s3:// prefix holding matcher.json: that matcher. "none": None.
     """
     from llmgan.eval.classifier import SHIPPED_SHAPES
     from llmgan.gan.checkpoint import read_meta, resolve_checkpoint
@@ -227,16 +227,16 @@ def resolve_scorer(spec: str | None, gan_dir: str | None, storage: Storage | Non
                             f"holding {MATCHER_CONFIG}")
         return ("matcher", spec)
     ckpt = resolve_checkpoint(str(gan_dir) if gan_dir is not None else default_checkpoint_path(), storage)
+    shapes = trained_on_shapes(read_meta(ckpt, storage), ckpt, storage)
+    if shapes and spec == "auto":  # calibrated on real images and names the wrong attribute: the better judge
+        return ("classifier", str(SHIPPED_SHAPES))
     if storage.exists(join(ckpt, MATCHER_CONFIG)):
         return ("matcher", ckpt)
-    shapes = trained_on_shapes(read_meta(ckpt, storage), ckpt, storage)
     if spec == "matcher":
         if not shapes:
             raise UserError(f"--consistency matcher: the GAN at {ckpt} has no {MATCHER_CONFIG}; train one with "
                             f"`llmgan train-matcher --data ... --out {ckpt}`")
         return ("matcher", shipped_matcher_path())
-    if shapes:
-        return ("classifier", str(SHIPPED_SHAPES))
     log.info("no consistency scorer fits the GAN at %s (no matcher, not a shapes GAN)", ckpt)
     return None
 
