@@ -187,7 +187,6 @@ def run_train(data: str, out: str, config: GanConfig, options: DistTrainOptions,
     """Train (or resume) a GAN on Ray Train; returns the summary (also written to RUN_URL/summary.json)."""
     from llmgan.gan.train_data import load_training_data
     from llmgan.gan.train_report import caption_vocabulary, make_probes
-    from llmgan.gan.trainer import LoopOptions
 
     storage = storage or Storage()
     started = time.perf_counter()
@@ -240,10 +239,7 @@ def run_train(data: str, out: str, config: GanConfig, options: DistTrainOptions,
         "probes": ray.put(probes), "evaluators": ray.put(evaluators),
         "consistency": ray.put(consistency) if consistency is not None else None, "vocabulary": vocabulary,
         "tracker": tracker, "threads": threads, "gpu": options.gpu, "text_encoder": options.text_encoder, "data": data,
-        "loop": dataclasses.asdict(LoopOptions(
-            steps=target, seed=options.seed, checkpoint_every=options.checkpoint_every,
-            sample_every=options.sample_every, eval_every=options.eval_every, log_every=options.log_every,
-            keep_checkpoints=options.keep_checkpoints, progress=False, matcher=options.matcher)),
+        "loop": dataclasses.asdict(options.loop(steps=target, progress=False)),
     }
     resources = {"CPU": threads}
     trainer = TorchTrainer(

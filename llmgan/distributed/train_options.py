@@ -7,46 +7,36 @@ import math
 from dataclasses import dataclass
 
 from llmgan.errors import UserError
+from llmgan.gan.train_options import LoopOptions
 
 
 @dataclass(frozen=True)
-class DistTrainOptions:
-    """Settings of a distributed run (the model and recipe live in GanConfig; batch_size there is global)."""
+class DistTrainOptions(LoopOptions):
+    """Settings of a distributed run: the loop's own (LoopOptions: intervals, seed, matcher, ...) plus the cluster's.
+    The model and recipe live in GanConfig; batch_size there is global."""
 
     steps: int | None = None  # total steps; None with epochs=None means 10,000
     epochs: float | None = None  # alternative to steps: passes over the data
     workers: int = 2
     gpu: bool = False
     cpus_per_worker: int | None = None  # None: the cluster's CPUs split evenly (capped at the largest node)
-    seed: int = 0
-    checkpoint_every: int = 500
-    sample_every: int = 500
-    eval_every: int = 500
-    log_every: int = 50
-    keep_checkpoints: int = 2
     max_failures: int = 3
     address: str | None = None  # Ray cluster address; None: RAY_ADDRESS, else a local Ray
     text_encoder: str | None = None
     classifier: str | None = "default"  # attribute classifier for accuracy and shapes consistency; None: neither
-    matcher: bool = True  # train the image-text matcher alongside G and D (see llmgan.gan.matcher_component)
-    progress: bool = True
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.steps is not None and self.epochs is not None:
             raise UserError("give either --steps or --epochs, not both")
-        if self.steps is not None and self.steps < 1:
-            raise UserError(f"--steps must be at least 1, got {self.steps}")
         if self.epochs is not None and not self.epochs > 0:
             raise UserError(f"--epochs must be > 0, got {self.epochs}")
-        for name in ("workers", "checkpoint_every", "sample_every", "eval_every", "log_every", "keep_checkpoints"):
-            if getattr(self, name) < 1:
-                raise UserError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        if self.workers < 1:
+            raise UserError(f"--workers must be at least 1, got {self.workers}")
         if self.cpus_per_worker is not None and self.cpus_per_worker < 1:
             raise UserError(f"--cpus-per-worker must be at least 1, got {self.cpus_per_worker}")
         if self.max_failures < 0:
             raise UserError(f"--max-failures must be >= 0, got {self.max_failures}")
-        if self.seed < 0:
-            raise UserError(f"--seed must be non-negative, got {self.seed}")
 
     def total_steps(self, images: int, batch_size: int) -> int:
         if self.epochs is not None:

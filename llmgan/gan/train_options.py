@@ -3,6 +3,7 @@ once with messages that name the option as typed; light to import (the CLI takes
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from llmgan.errors import UserError
@@ -25,10 +26,16 @@ class LoopOptions:
 
     def __post_init__(self) -> None:
         for name in ("steps", "checkpoint_every", "sample_every", "eval_every", "log_every", "keep_checkpoints"):
-            if getattr(self, name) < 1:
-                raise UserError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+            value = getattr(self, name)
+            if value is not None and value < 1:  # steps may be None in a subclass (its own default)
+                raise UserError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
         if self.seed < 0:
             raise UserError(f"--seed must be non-negative, got {self.seed}")
+
+    def loop(self, **changes: object) -> LoopOptions:
+        """The loop's own settings out of a subclass (e.g. to ship to Ray Train workers), with `changes`."""
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(LoopOptions)}
+        return LoopOptions(**{**fields, **changes})  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
