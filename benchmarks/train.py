@@ -32,13 +32,23 @@ def _rows(path: str) -> list[dict[str, Any]]:
         return [json.loads(line) for line in f if line.strip()]
 
 
+def _shapes_data(tmp: str, images: int) -> str:
+    """A shapes training file in `tmp` with its caption embeddings already cached (not part of what is timed)."""
+    from llmgan.data.shapes import generate_shapes, write_dataset
+    from llmgan.text.encoder import TextEncoder, embed_dataset_captions, embedding_cache_url
+
+    data = os.path.join(tmp, "shapes.parquet")
+    table = generate_shapes(images, seed=0)
+    write_dataset(table, data)
+    embed_dataset_captions(table["caption"].to_pylist(), TextEncoder(), embedding_cache_url(data))
+    return data
+
+
 def run(images: int = 1024, steps: int = 60, batch_size: int = 32, g_width: int = 32, d_width: int = 32,
         cpus: int | None = None, out: Any = sys.stdout) -> dict[str, Any]:
     """Local, Ray Train x1 and Ray Train x2 (then local again, to show machine noise); returns the figures."""
-    from llmgan.data.shapes import generate_shapes, write_dataset
     from llmgan.distributed.train import DistTrainOptions, connect_ray, run_train, shutdown_ray
     from llmgan.gan.trainer import LocalTrainOptions, train_local
-    from llmgan.text.encoder import TextEncoder, embed_dataset_captions, embedding_cache_url
 
     cpus = cpus or len(os.sched_getaffinity(0))
     log_every = max(1, steps // 6)
@@ -46,10 +56,7 @@ def run(images: int = 1024, steps: int = 60, batch_size: int = 32, g_width: int 
     figures: dict[str, Any] = {"images": images, "steps": steps, "batch_size": batch_size, "g_width": g_width,
                                "d_width": d_width, "cpus": cpus}
     with tempfile.TemporaryDirectory(prefix="llmgan-bench-train-") as tmp:
-        data = os.path.join(tmp, "shapes.parquet")
-        table = generate_shapes(images, seed=0)
-        write_dataset(table, data)
-        embed_dataset_captions(table["caption"].to_pylist(), TextEncoder(), embedding_cache_url(data))
+        data = _shapes_data(tmp, images)
 
         def local(name: str) -> None:
             t0 = time.perf_counter()
@@ -124,22 +131,17 @@ def matcher_cost(images: int = 2048, steps: int = 300, batch_size: int = 32, g_w
                  threads: int = 1, eval_every: int = 100, out: Any = sys.stdout) -> dict[str, Any]:
     """`--local` without, then with, the matcher (then without again, to show machine noise): steady images/s
     and the consistency rows (the shapes classifier's scorer) and matcher losses at each evaluation."""
-    from llmgan.data.shapes import generate_shapes, write_dataset
     from llmgan.eval.classifier import load_classifier
     from llmgan.eval.consistency import ClassifierScorer
     from llmgan.gan.train_report import ConsistencyEvaluator
     from llmgan.gan.trainer import LocalTrainOptions, train_local
-    from llmgan.text.encoder import TextEncoder, embed_dataset_captions, embedding_cache_url
 
     config = GanConfig(batch_size=batch_size, g_width=g_width, d_width=d_width)
     consistency = ConsistencyEvaluator(ClassifierScorer(load_classifier()))
     figures: dict[str, Any] = {"images": images, "steps": steps, "batch_size": batch_size, "g_width": g_width,
                                "d_width": d_width, "threads": threads}
     with tempfile.TemporaryDirectory(prefix="llmgan-bench-matcher-") as tmp:
-        data = os.path.join(tmp, "shapes.parquet")
-        table = generate_shapes(images, seed=0)
-        write_dataset(table, data)
-        embed_dataset_captions(table["caption"].to_pylist(), TextEncoder(), embedding_cache_url(data))
+        data = _shapes_data(tmp, images)
         for name, matcher in (("without", False), ("with", True), ("without_again", False)):
             t0 = time.perf_counter()
             train_local(data, os.path.join(tmp, name), config, LocalTrainOptions(
