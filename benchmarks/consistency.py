@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from llmgan.data import vocab
+from llmgan.domains.shapes import vocab
 from llmgan.io.seeds import derive_seed
 
 BINS = 10
@@ -40,7 +40,8 @@ _DIGIT_PHRASES = {
 
 
 def shapes_set(n: int, split: str, seed: int) -> dict[str, Any]:
-    from llmgan.data.shapes import decode_images, generate_shapes, make_caption
+    from llmgan.data.tables import decode_images
+    from llmgan.domains.shapes.render import generate_shapes, make_caption
 
     table = generate_shapes(n, split=split, seed=seed)
     labels = [{a: table[a][i].as_py() for a in vocab.ATTRIBUTES} for i in range(n)]
@@ -73,8 +74,8 @@ def _change_digit_caption(caption: str, label: int, thickness: str, slant: str,
 
 def digits_tables(out_dir: str) -> tuple[str, dict[str, Any]]:
     """(path of the digits training rows as Parquet, the held-out set with matched/mismatched captions)."""
-    from llmgan.data.digits import generate_digits
-    from llmgan.data.shapes import decode_images, write_dataset
+    from llmgan.data.tables import decode_images, write_dataset
+    from llmgan.domains.digits.dataset import generate_digits
 
     table = generate_digits(size=32, seed=0)
     train_path = os.path.join(out_dir, "digits_train.parquet")

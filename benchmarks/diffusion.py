@@ -51,7 +51,8 @@ def _noise_rows(seeds: Sequence[int], shape: tuple[int, ...]) -> torch.Tensor:
 def prepare_data(data: str | None, n: int, work: Path, image_size: int = 32) -> tuple[np.ndarray, torch.Tensor, dict]:
     """(uint8 images (N, S, S, 3), caption embeddings (N, 384), labels) from `data` or n fresh shapes images."""
     from llmgan.data.readers import load_captioned
-    from llmgan.data.shapes import generate_shapes, write_dataset
+    from llmgan.data.tables import write_dataset
+    from llmgan.domains.shapes.render import generate_shapes
     from llmgan.text.encoder import TextEncoder, embed_dataset_captions, embedding_cache_url
 
     if data is None:

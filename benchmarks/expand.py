@@ -14,21 +14,21 @@ from typing import Any
 import numpy as np
 import torch
 
-from llmgan.data import vocab
-from llmgan.data.shapes_text import ShapesFaithfulness
+from llmgan.domains.shapes import vocab
+from llmgan.domains.shapes.captions import ShapesFaithfulness
 from llmgan.text.expander import CaptionExpander, ExpanderConfig, normalize_prompt
 from llmgan.text.options import keeps_words
 
 
 def heldout_prompts(n: int, seed: int = 1234) -> list[str]:
     """Short prompts from the shapes held-out split (attribute pairs the shipped LM never saw in training)."""
-    from llmgan.data.shapes import generate_shapes
+    from llmgan.domains.shapes.render import generate_shapes
 
     return [str(p) for p in generate_shapes(n, size=16, seed=seed, split="heldout").column("short_prompt").to_pylist()]
 
 
 def _labels(rng: np.random.Generator) -> dict[str, str]:
-    from llmgan.data.shapes import sample_labels
+    from llmgan.domains.shapes.render import sample_labels
 
     return sample_labels(rng, "heldout" if rng.random() < 0.5 else "all")
 

@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from benchmarks.expand import combined_prompts, heldout_prompts, synonym_prompts
-from llmgan.data.vocab import parse_attributes
+from llmgan.domains.shapes.vocab import parse_attributes
 from llmgan.job.config import GenerateConfig
 
 JUDGE_DATA_SEED, JUDGE_SEED = 515151, 7
@@ -37,8 +37,8 @@ JUDGE_DATA_SEED, JUDGE_SEED = 515151, 7
 
 def judge_classifier(work: Path, steps: int, n_images: int) -> Any:
     """The independent judge, trained once and cached under work/judge."""
-    from llmgan.data.shapes import generate_shapes
-    from llmgan.data.vocab import ATTRIBUTES
+    from llmgan.domains.shapes.render import generate_shapes
+    from llmgan.domains.shapes.vocab import ATTRIBUTES
     from llmgan.eval.classifier import load_classifier, train_classifier
 
     path = work / f"judge-{steps}-{n_images}"

@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def make_prompts(path: Path, n_prompts: int, n_per_prompt: int = 1, seed: int = 0, distinct: int | None = None) -> str:
     """Short prompts from the shapes vocabulary (as users would type them)."""
-    from llmgan.data.shapes import generate_shapes
+    from llmgan.domains.shapes.render import generate_shapes
 
     k = distinct or n_prompts
     pool = generate_shapes(min(k, 5000), size=8, seed=seed, split="all").column("short_prompt").to_pylist()

@@ -75,7 +75,7 @@ def _quality(work: Path, quick: bool) -> dict[str, Any]:
     joint accuracy and the consistency score."""
     import pyarrow.parquet as pq
 
-    from llmgan.data.shapes import generate_shapes
+    from llmgan.domains.shapes.render import generate_shapes
     from llmgan.eval.report import evaluate
 
     work.mkdir(parents=True, exist_ok=True)

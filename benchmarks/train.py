@@ -34,7 +34,8 @@ def _rows(path: str) -> list[dict[str, Any]]:
 
 def _shapes_data(tmp: str, images: int) -> str:
     """A shapes training file in `tmp` with its caption embeddings already cached (not part of what is timed)."""
-    from llmgan.data.shapes import generate_shapes, write_dataset
+    from llmgan.data.tables import write_dataset
+    from llmgan.domains.shapes.render import generate_shapes
     from llmgan.text.encoder import TextEncoder, embed_dataset_captions, embedding_cache_url
 
     data = os.path.join(tmp, "shapes.parquet")

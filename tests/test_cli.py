@@ -186,7 +186,8 @@ def test_train_matcher_defaults_are_the_matchers_own() -> None:
 
 def test_eval_passes_consistency_to_the_report(tmp_path: Path) -> None:
     """`--consistency none` reaches evaluate(): no scorer, where the default (auto) scores shapes data."""
-    from llmgan.data.shapes import generate_shapes, write_dataset
+    from llmgan.data.tables import write_dataset
+    from llmgan.domains.shapes.render import generate_shapes
     from llmgan.gan.checkpoint import save_checkpoint
     from llmgan.gan.config import GanConfig
     from llmgan.gan.step import make_train_state

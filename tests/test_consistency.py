@@ -13,9 +13,10 @@ import torch
 from typer.testing import CliRunner
 
 from llmgan.cli.app import app
-from llmgan.data import vocab
-from llmgan.data.digits import generate_digits
-from llmgan.data.shapes import decode_images, generate_shapes, make_caption, write_dataset
+from llmgan.data.tables import decode_images, write_dataset
+from llmgan.domains.digits.dataset import generate_digits
+from llmgan.domains.shapes import vocab
+from llmgan.domains.shapes.render import generate_shapes, make_caption
 from llmgan.errors import UserError
 from llmgan.eval import metrics
 from llmgan.eval.consistency import ClassifierScorer, MatcherScorer, load_scorer, reconcile, stated_attributes

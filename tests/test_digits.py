@@ -8,9 +8,9 @@ import pytest
 from typer.testing import CliRunner
 
 from llmgan.cli.app import app
-from llmgan.data import digits
 from llmgan.data.readers import load_captioned
-from llmgan.data.shapes import decode_images
+from llmgan.data.tables import decode_images
+from llmgan.domains.digits import dataset as digits
 from llmgan.errors import UserError
 
 

@@ -163,14 +163,15 @@ def test_disk_cache_on_s3(s3_server, s3_url, encoder):
 
 
 def test_default_cache_location_is_skipped_by_readers(tmp_path, encoder):
-    from llmgan.data import shapes
+    from llmgan.data import tables
     from llmgan.data.readers import load_captioned
+    from llmgan.domains.shapes import render as shapes
     from llmgan.text.encoder import embedding_cache_url
 
     assert embedding_cache_url("s3://b/data/shapes.parquet") == "s3://b/data/_shapes.parquet.embeddings.parquet"
     assert embedding_cache_url("s3://b/shards/") == "s3://b/shards/_embeddings.parquet"
     folder = tmp_path / "ds"
-    shapes.write_dataset(shapes.generate_shapes(4), str(folder / "part-0.parquet"))
+    tables.write_dataset(shapes.generate_shapes(4), str(folder / "part-0.parquet"))
     data = load_captioned(str(folder), 32)
     embed_dataset_captions(data.captions, encoder, embedding_cache_url(str(folder)))
     assert (folder / "_embeddings.parquet").exists()

@@ -13,9 +13,10 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from llmgan.cli.app import app
-from llmgan.data import vocab
-from llmgan.data.digits import generate_digits
-from llmgan.data.shapes import decode_images, generate_shapes, write_dataset
+from llmgan.data.tables import decode_images, write_dataset
+from llmgan.domains.digits.dataset import generate_digits
+from llmgan.domains.shapes import vocab
+from llmgan.domains.shapes.render import generate_shapes
 from llmgan.errors import UserError
 from llmgan.eval import metrics
 from llmgan.eval.classifier import (

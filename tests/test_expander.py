@@ -11,8 +11,8 @@ import torch
 from typer.testing import CliRunner
 
 from llmgan.cli.app import app
-from llmgan.data.shapes_text import ShapesFaithfulness, faithfulness, shapes_faithfulness
-from llmgan.data.vocab import is_faithful
+from llmgan.domains.shapes.captions import ShapesFaithfulness, faithfulness, shapes_faithfulness
+from llmgan.domains.shapes.vocab import is_faithful
 from llmgan.errors import UserError
 from llmgan.io.seeds import derive_seed
 from llmgan.text.expander import (

@@ -116,7 +116,8 @@ def test_unreachable_endpoint_fails_fast_with_one_line(tmp_path: Path, tiny_ckpt
 
 @pytest.fixture(scope="module")
 def small_shapes(tmp_path_factory: pytest.TempPathFactory) -> str:
-    from llmgan.data.shapes import generate_shapes, write_dataset
+    from llmgan.data.tables import write_dataset
+    from llmgan.domains.shapes.render import generate_shapes
 
     url = str(tmp_path_factory.mktemp("shapes") / "shapes.parquet")
     write_dataset(generate_shapes(32, seed=9), url)

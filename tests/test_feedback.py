@@ -195,7 +195,7 @@ def test_redraws_are_conditioned_on_the_recaptioned_text() -> None:
 
 
 def test_canonical_caption_keeps_the_prompts_values_in_the_corpus_form() -> None:
-    from llmgan.data.shapes_text import canonical_caption
+    from llmgan.domains.shapes.captions import canonical_caption
 
     assert canonical_caption("a lavender purple triangle of big size in the bottom right, on a black background",
                              "big lavender triangle") == "a large purple triangle in the bottom right on a black background"

@@ -194,7 +194,8 @@ def test_best_of_picks_the_highest_scoring_candidate(tiny_model: GanModel) -> No
 
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> str:
-    from llmgan.data.shapes import generate_shapes, write_dataset
+    from llmgan.data.tables import write_dataset
+    from llmgan.domains.shapes.render import generate_shapes
 
     url = str(tmp_path_factory.mktemp("data") / "shapes.parquet")
     write_dataset(generate_shapes(24, seed=3), url)

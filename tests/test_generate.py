@@ -248,7 +248,7 @@ def test_local_executor_writes_the_ray_executors_bytes_without_ray(ray_local, ti
 
 def test_expansion_with_the_bundled_caption_lm(ray_local, tiny_ckpt: str, tmp_path: Path) -> None:
     """The default path users take: short prompts expanded by the shipped caption LM, K variants each."""
-    from llmgan.data.vocab import parse_attributes
+    from llmgan.domains.shapes.vocab import parse_attributes
 
     path = tmp_path / "prompts.parquet"
     pq.write_table(pa.table({"id": ["a", "b", "c"], "prompt": ["red star", "blue circle", "green cross"],

@@ -1,5 +1,5 @@
 """The layer rules (DESIGN.md): llmgan's subpackages import only their own layer or lower ones
-(io -> data -> text -> gan -> eval -> job -> distributed -> cli), only llmgan.distributed imports ray, only
+(io -> data -> text -> domains -> gan -> eval -> job -> distributed -> cli), only llmgan.distributed imports ray, only
 llmgan.cli imports typer, llmgan never imports the benchmarks / jobs / tests on top of it; no work at import
 time; `llmgan --help` loads neither torch nor ray."""
 
@@ -13,7 +13,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "llmgan"
-LAYERS = ("io", "data", "text", "gan", "eval", "job", "distributed", "cli")
+LAYERS = ("io", "data", "text", "domains", "gan", "eval", "job", "distributed", "cli")
 RANK = {name: i for i, name in enumerate(LAYERS)}
 # base modules anyone may import; `python -m llmgan` (__main__) only starts the CLI, so it sits with it
 BASE = {"llmgan", "llmgan.errors"}

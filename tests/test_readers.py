@@ -13,8 +13,9 @@ import pyarrow as pa
 import pytest
 from PIL import Image
 
-from llmgan.data import readers, shapes
+from llmgan.data import readers, tables
 from llmgan.data.readers import load_captioned
+from llmgan.domains.shapes import render as shapes
 from llmgan.errors import UserError
 from llmgan.io.storage import Storage
 
@@ -28,7 +29,7 @@ def table() -> pa.Table:
 
 @pytest.fixture(scope="module")
 def pixels(table) -> np.ndarray:
-    return shapes.decode_images(table["image"].to_pylist())
+    return tables.decode_images(table["image"].to_pylist())
 
 
 def _jpeg(img: np.ndarray) -> bytes:
@@ -67,7 +68,7 @@ def _webdataset_shard(table: pa.Table, start: int, stop: int, broken: bool = Tru
 
 def test_parquet_round_trip(tmp_path, table, pixels):
     url = str(tmp_path / "shapes.parquet")
-    shapes.write_dataset(table, url)
+    tables.write_dataset(table, url)
     data = load_captioned(url, 32)
     assert data.images.shape == (N, 32, 32, 3) and data.images.dtype == np.uint8
     assert np.array_equal(data.images, pixels)
@@ -87,7 +88,7 @@ def test_parquet_custom_columns_resize_and_bad_rows(tmp_path, table):
         }
     )
     url = str(tmp_path / "custom.parquet")
-    shapes.write_dataset(t, url)
+    tables.write_dataset(t, url)
     data = load_captioned(url, 16, image_column="img", caption_column="text")
     assert data.images.shape == (N, 16, 16, 3)
     assert data.skipped == {"corrupt image": 1, "missing image": 1, "missing caption": 1}
@@ -115,7 +116,7 @@ def test_webdataset_shards_like_img2dataset(tmp_path, table, pixels):
     (out / "00000.tar").write_bytes(_webdataset_shard(table, 0, 6))
     (out / "00001.tar").write_bytes(_webdataset_shard(table, 6, N, broken=False))
     # img2dataset leaves per-shard metadata next to the tars; the reader must not mistake it for data
-    shapes.write_dataset(pa.table({"key": ["x"], "caption": ["meta"]}), str(out / "00000.parquet"))
+    tables.write_dataset(pa.table({"key": ["x"], "caption": ["meta"]}), str(out / "00000.parquet"))
     (out / "00000_stats.json").write_text("{}")
     data = load_captioned(str(out), 32)
     assert np.array_equal(data.images, pixels)
@@ -162,7 +163,7 @@ def test_image_folder_with_sidecars(tmp_path, table, pixels):
 
 def test_every_format_from_s3(s3_server, s3_url, tmp_path, table, pixels):
     store = Storage(endpoint=s3_server)
-    shapes.write_dataset(table, f"{s3_url}/pq/train.parquet", store)
+    tables.write_dataset(table, f"{s3_url}/pq/train.parquet", store)
     store.write_bytes(f"{s3_url}/wds/00000.tar", _webdataset_shard(table, 0, N))
     for i in range(N):
         store.write_bytes(f"{s3_url}/folder/{i:03d}.png", table["image"][i].as_py())

@@ -8,7 +8,9 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from llmgan.data import shapes, vocab
+from llmgan.data import tables
+from llmgan.domains.shapes import render as shapes
+from llmgan.domains.shapes import vocab
 from llmgan.errors import UserError
 from llmgan.io.storage import Storage
 
@@ -37,8 +39,8 @@ def test_same_seed_same_bytes(tmp_path):
     a = shapes.generate_shapes(40, seed=7)
     b = shapes.generate_shapes(40, seed=7)
     assert a.equals(b)
-    shapes.write_dataset(a, str(tmp_path / "a.parquet"))
-    shapes.write_dataset(b, str(tmp_path / "b.parquet"))
+    tables.write_dataset(a, str(tmp_path / "a.parquet"))
+    tables.write_dataset(b, str(tmp_path / "b.parquet"))
     assert (tmp_path / "a.parquet").read_bytes() == (tmp_path / "b.parquet").read_bytes()
     # sample i does not depend on n; a different seed gives different images
     assert shapes.generate_shapes(10, seed=7).equals(a.slice(0, 10))
@@ -51,7 +53,7 @@ def test_same_bytes_in_every_process(tmp_path):
     import subprocess
     import sys
 
-    code = ("import hashlib, sys; from llmgan.data.shapes import generate_shapes, generate_prompt_pairs; "
+    code = ("import hashlib, sys; from llmgan.domains.shapes.render import generate_shapes, generate_prompt_pairs; "
             "t = generate_shapes(200, size=8, seed=1); p = generate_prompt_pairs(200, seed=1); "
             "sys.stdout.write(hashlib.sha256(repr((t.to_pylist(), p.to_pylist())).encode()).hexdigest())")
     digests = {subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONHASHSEED": h},
@@ -79,7 +81,7 @@ def test_columns_and_types(table):
     assert tuple(table.column_names) == shapes.COLUMNS
     assert table.schema.field("image").type == "binary"
     assert len(set(table["id"].to_pylist())) == table.num_rows
-    img = shapes.decode_images(table["image"].to_pylist()[:3])
+    img = tables.decode_images(table["image"].to_pylist()[:3])
     assert img.shape == (3, 32, 32, 3) and img.dtype == np.uint8
 
 
@@ -126,7 +128,7 @@ def test_captions_vary(table):
 
 def test_colour_and_background_pixels(table):
     for row in table.to_pylist()[:200]:
-        img = shapes.decode_images([row["image"]])[0]
+        img = tables.decode_images([row["image"]])[0]
         assert tuple(img[0, 0]) == vocab.BACKGROUNDS[row["background"]] or tuple(img[-1, -1]) == vocab.BACKGROUNDS[
             row["background"]
         ]
@@ -143,7 +145,7 @@ def test_bounding_box_matches_position_and_size(table):
     size = 32
     jitter = vocab.POSITION_JITTER_AT_32
     for row in table.to_pylist():
-        img = shapes.decode_images([row["image"]])[0]
+        img = tables.decode_images([row["image"]])[0]
         x0, y0, x1, y1 = _bbox(_mask(img, row["background"]))
         lo, hi = vocab.SIZES[row["size"]]
         extent = max(x1 - x0, y1 - y0)
@@ -202,11 +204,11 @@ def test_any_size_and_bad_arguments():
 def test_write_dataset_local_and_s3(tmp_path, s3_server, s3_url):
     t = shapes.generate_shapes(8, seed=2)
     local = tmp_path / "sub" / "shapes.parquet"
-    shapes.write_dataset(t, str(local))
+    tables.write_dataset(t, str(local))
     assert pq.read_table(local).equals(t)
     store = Storage(endpoint=s3_server)
     url = f"{s3_url}/shapes.parquet"
-    shapes.write_dataset(t, url, store)
+    tables.write_dataset(t, url, store)
     assert pq.read_table(io.BytesIO(store.read_bytes(url))).equals(t)
 
 

@@ -32,7 +32,8 @@ QUIET = dict(classifier=None, progress=False)
 @pytest.fixture(scope="module")
 def shapes_data(tmp_path_factory: pytest.TempPathFactory) -> str:
     """48 captioned shapes with their embedding table already next to them (as a user's second run has)."""
-    from llmgan.data.shapes import generate_shapes, write_dataset
+    from llmgan.data.tables import write_dataset
+    from llmgan.domains.shapes.render import generate_shapes
     from llmgan.text.encoder import TextEncoder, embed_dataset_captions, embedding_cache_url
 
     url = str(tmp_path_factory.mktemp("data") / "shapes.parquet")

@@ -14,7 +14,7 @@ import torch
 from typer.testing import CliRunner
 
 from llmgan.cli.app import app
-from llmgan.data.shapes_text import shapes_faithfulness
+from llmgan.domains.shapes.captions import shapes_faithfulness
 from llmgan.errors import UserError
 from llmgan.text.expander import CaptionExpander, ExpanderConfig
 from llmgan.text.lm_train import LMTrainConfig

@@ -58,7 +58,8 @@ def shapes_command(
     """Procedural shapes: one coloured shape per image, with a caption and a short prompt."""
     setup_logging()
     cfg, target = ShapesConfig(n=n, size=size, seed=seed, split=split), ParquetOut(out)
-    from llmgan.data.shapes import generate_shapes, write_dataset
+    from llmgan.data.tables import write_dataset
+    from llmgan.domains.shapes.render import generate_shapes
     from llmgan.io.storage import Storage
 
     storage = Storage(s3_endpoint)
@@ -86,7 +87,8 @@ def prompt_pairs_command(
     """Shapes (short prompt -> caption) pairs without images: training data for `llmgan train-lm`."""
     setup_logging()
     cfg, target = PromptPairsConfig(n=n, seed=seed, detail=detail, split=split), ParquetOut(out)
-    from llmgan.data.shapes import generate_prompt_pairs, write_dataset
+    from llmgan.data.tables import write_dataset
+    from llmgan.domains.shapes.render import generate_prompt_pairs
     from llmgan.io.storage import Storage
 
     storage = Storage(s3_endpoint)
@@ -110,8 +112,8 @@ def digits_command(
     captions; --seed picks the caption wording."""
     setup_logging()
     cfg, target = DigitsConfig(size=size, seed=seed), ParquetOut(out)
-    from llmgan.data.digits import generate_digits
-    from llmgan.data.shapes import write_dataset
+    from llmgan.data.tables import write_dataset
+    from llmgan.domains.digits.dataset import generate_digits
     from llmgan.io.storage import Storage
 
     storage = Storage(s3_endpoint)

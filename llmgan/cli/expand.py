@@ -45,7 +45,7 @@ def expand_command(
     device: Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:N or mps.")] = _CFG.device,
 ) -> None:
     """Expand a short prompt into N detailed captions (stdout), with a one-line summary on stderr."""
-    from llmgan.data.shapes_text import faithfulness
+    from llmgan.domains.shapes.captions import faithfulness
     from llmgan.errors import UserError
     from llmgan.text.expander import CaptionExpander
 

@@ -16,7 +16,7 @@ from typing import Protocol
 
 import numpy as np
 
-from llmgan.data.vocab import SYNONYMS, find_mentions, parse_attributes
+from llmgan.domains.shapes.vocab import SYNONYMS, find_mentions, parse_attributes
 from llmgan.errors import StorageError, UserError
 from llmgan.io.storage import Storage, is_s3, join
 

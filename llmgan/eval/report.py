@@ -48,7 +48,7 @@ def _row_splits(labels: dict[str, list[str]], count: int) -> list[str] | None:
     if "split" in labels and all(labels["split"]):
         return list(labels["split"])
     if "shape" in labels and "color" in labels:
-        from llmgan.data.shapes import is_heldout
+        from llmgan.domains.shapes.render import is_heldout
 
         return ["heldout" if is_heldout({"shape": s, "color": c}) else "train"
                 for s, c in zip(labels["shape"], labels["color"])]
@@ -225,7 +225,7 @@ def _reference(run: _Run, images: np.ndarray, pick: np.ndarray, rows: np.ndarray
     caption, is paired with row pick[k]'s image. The floor pairs that real image with another real image
     of the same five labels (other jitter and wording): what a perfect generator would reach.
     """
-    from llmgan.data.vocab import ATTRIBUTES
+    from llmgan.domains.shapes.vocab import ATTRIBUTES
 
     data = run.data
     if not set(ATTRIBUTES) <= set(run.attrs):

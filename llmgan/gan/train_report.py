@@ -163,7 +163,7 @@ SHAPES_SHARE = 0.9  # share of sampled captions that must state a shape and a co
 def caption_vocabulary(captions: Sequence[str], sample: int = 200) -> str:
     """"shapes" when the captions parse as the built-in shapes domain (shape and colour found in >= 90 % of an
     evenly spaced sample), else "open". Written into checkpoints as config.json's caption_vocabulary."""
-    from llmgan.data.vocab import parse_attributes
+    from llmgan.domains.shapes.vocab import parse_attributes
 
     picked = list(captions)[:: max(1, len(captions) // sample)][:sample]
     hits = sum(1 for c in picked if {"shape", "color"} <= parse_attributes(c or "").keys())

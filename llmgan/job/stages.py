@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from llmgan.data.shapes_text import canonical_caption
+from llmgan.domains.shapes.captions import canonical_caption
 from llmgan.eval.consistency import is_shapes_gan, load_scorer
 from llmgan.io.images import png_bytes
 from llmgan.io.prompts import PromptsFile
@@ -62,7 +62,7 @@ class ShardExpander:
         self.blocklist = None
         self.expander = None
         if cfg.expand:
-            from llmgan.data.shapes_text import faithfulness
+            from llmgan.domains.shapes.captions import faithfulness
             from llmgan.text.expander import CaptionExpander, ExpanderConfig
 
             exp_cfg = ExpanderConfig(lm=cfg.lm, temperature=cfg.temperature, top_p=cfg.top_p, keep_words=cfg.keep_words,

@@ -1,7 +1,7 @@
 """The caption expander's settings (`ExpanderConfig`) and what it asks of a domain (the `Faithfulness` protocol).
 
 Light on purpose (no torch): the CLI reads its defaults from here. The expander itself knows no vocabulary;
-whoever builds one passes the domain's check (`llmgan.data.shapes_text.faithfulness(config.resolved_check)`).
+whoever builds one passes the domain's check (`llmgan.domains.shapes.captions.faithfulness(config.resolved_check)`).
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ class ExpanderConfig:
 
 
 class Faithfulness(Protocol):
-    """A domain's rules for a faithful expansion. `llmgan.data.shapes_text.ShapesFaithfulness` is the shipped one.
+    """A domain's rules for a faithful expansion. `llmgan.domains.shapes.captions.ShapesFaithfulness` is the shipped one.
 
     Keep-words uses all four methods: the LM expands `condition(prompt)` (the prompt in words the LM knows
     best), `pin` writes the user's own words back into each sampled caption, and a caption is accepted when

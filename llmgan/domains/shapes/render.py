@@ -1,7 +1,7 @@
 """The built-in procedural shapes dataset: rendering, captions, short prompts, held-out split, Parquet output.
 
 Deterministic: every sample's randomness comes from (seed, split, index), so the same arguments give the
-same bytes. The vocabulary and geometry spec live in `llmgan.data.vocab`; captions only use its synonyms,
+same bytes. The vocabulary and geometry spec live in `llmgan.domains.shapes.vocab`; captions only use its synonyms,
 so `vocab.parse_attributes(caption)` reads back exactly the labels.
 
 Geometry: a shape's *extent* is the side of its bounding box (its larger side for the star), drawn as a
@@ -12,20 +12,17 @@ fraction of the image side from `vocab.SIZES`; its *centre* is the centre of tha
 
 from __future__ import annotations
 
-import io
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 from PIL import Image, ImageDraw
 
-from llmgan.data import vocab
 from llmgan.data.config import SPLITS, PromptPairsConfig, ShapesConfig
+from llmgan.domains.shapes import vocab
 from llmgan.errors import UserError
 from llmgan.io.images import png_bytes
-from llmgan.io.storage import Storage
 
 SUPERSAMPLE = 4  # draw at 4x and downsample with a box filter: anti-aliased edges, exact flat background
 STAR_INNER_RATIO = 0.45  # inner/outer radius; a little fatter than a regular star so it survives 32 px
@@ -258,15 +255,3 @@ def generate_prompt_pairs(n: int, seed: int = 0, detail: float = 0.6, split: str
         captions.append(make_caption(labels, rng))
         prompts.append(make_short_prompt(labels, rng, detail=None if rng.random() < 0.5 else detail))
     return pa.table({"short_prompt": prompts, "caption": captions})
-
-
-def write_dataset(table: pa.Table, url: str, storage: Storage | None = None) -> None:
-    """Write a table as one Parquet file (local path or s3:// URL), atomically."""
-    buf = io.BytesIO()
-    pq.write_table(table, buf, compression="zstd")
-    (storage or Storage()).write_bytes(url, buf.getvalue())
-
-
-def decode_images(images: Sequence[bytes]) -> np.ndarray:
-    """PNG bytes -> uint8 (N, H, W, 3); for tests and quick looks at a generated table."""
-    return np.stack([np.asarray(Image.open(io.BytesIO(b)).convert("RGB")) for b in images])

@@ -6,7 +6,7 @@ from __future__ import annotations
 import functools
 import re
 
-from llmgan.data.vocab import SYNONYMS, Mention, caption_phrase, find_mentions, is_faithful, parse_attributes
+from llmgan.domains.shapes.vocab import SYNONYMS, Mention, caption_phrase, find_mentions, is_faithful, parse_attributes
 from llmgan.errors import UserError
 
 # Words a prompt may hold besides attribute words and still be rewritten in the caption corpus's prompt form.
@@ -16,7 +16,7 @@ _GENERIC_NOUN = re.compile(r"(?<![\w-])(shape|object)(?![\w-])", re.IGNORECASE)
 
 
 def _article(word: str) -> str:
-    return "an" if word[:1].lower() in "aeiou" else "a"  # the corpus's rule (llmgan.data.shapes._article)
+    return "an" if word[:1].lower() in "aeiou" else "a"  # the corpus's rule (llmgan.domains.shapes.render._article)
 
 
 def _phrase(prompt: str, m: Mention) -> str:
