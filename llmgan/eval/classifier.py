@@ -294,6 +294,3 @@ def load_classifier(path: str | None = None, storage: Storage | None = None) -> 
     return AttributeClassifier(net, attributes, classes, int(config["image_size"]), int(config["width"]),
                                config.get("info"))
 
-
-def parameter_count(clf: AttributeClassifier) -> int:
-    return sum(p.numel() for p in clf.net.parameters())

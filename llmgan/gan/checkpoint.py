@@ -100,10 +100,6 @@ def read_meta(url: str, storage: Storage | None = None) -> dict[str, Any]:
     return meta
 
 
-def read_config(url: str, storage: Storage | None = None) -> GanConfig:
-    return GanConfig.from_dict(read_meta(url, storage)["model"])
-
-
 def load_weights(url: str, name: str, module: nn.Module, storage: Storage | None = None) -> bytes:
     """Load `name` (a .safetensors file) into `module`, strictly; returns the raw bytes (for hashing)."""
     storage = storage or Storage()

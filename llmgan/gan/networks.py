@@ -184,6 +184,3 @@ class Discriminator(nn.Module):
             pool_vec=None if pool_emb is None else F.normalize(self.text_embed(pool_emb), dim=1),
         )
 
-
-def count_params(module: nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
