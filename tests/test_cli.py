@@ -26,6 +26,29 @@ def test_help_and_version() -> None:
     assert result.exit_code == 0 and result.output.strip() == f"llmgan {__version__}"
 
 
+def _commands(command: object, path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], object]]:
+    subs = getattr(command, "commands", {})
+    return [(path, command)] + [c for name, sub in subs.items() for c in _commands(sub, (*path, name))]
+
+
+def test_help_fits_80_columns_with_every_option_name_whole() -> None:
+    """Every command's --help at 80 columns: no line wider, every option spelled out in full (the rich table
+    cut `--expander-min-a…`), help text in square brackets kept."""
+    commands = _commands(typer.main.get_command(app))
+    assert len(commands) > 8
+    for path, command in commands:
+        result = runner.invoke(app, [*path, "--help"], env={"COLUMNS": "80"})
+        assert result.exit_code == 0, (path, result.output)
+        wide = [line for line in result.output.splitlines() if len(line) > 80]
+        assert not wide, (path, wide)
+        for param in getattr(command, "params", []):
+            for name in (*param.opts, *param.secondary_opts):
+                if name.startswith("--"):
+                    assert name in result.output, (path, name)
+    result = runner.invoke(app, ["generate", "--help"], env={"COLUMNS": "80"})
+    assert "[default: 0.25; 0" in result.output
+
+
 def test_bad_argument_exits_2() -> None:
     result = runner.invoke(app, ["--no-such-option"])
     assert result.exit_code == 2

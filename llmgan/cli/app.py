@@ -14,6 +14,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # click's plain help, not rich's boxed table: at 80 columns the table cut long option names
+    # ("--expander-min-a…") and squeezed every description into a narrow column
+    rich_markup_mode=None,
 )
 
 # Each module defines `register(app)`; a command is listed here only once it works.

@@ -19,7 +19,6 @@ F = TypeVar("F", bound=Callable[..., Any])
 Seed = Annotated[int, typer.Option("--seed", min=0, help="Seed: the same seed gives the same output, byte for byte.")]
 S3Endpoint = Annotated[str | None, typer.Option(
     "--s3-endpoint", help="S3 endpoint URL for s3:// paths (default: env AWS_ENDPOINT_URL_S3, else AWS_ENDPOINT_URL).")]
-# help texts avoid [brackets]: typer's rich help drops them as markup
 Ckpt = Annotated[str | None, typer.Option(
     "--ckpt", help="GAN checkpoint folder, training run folder or s3:// prefix (default: the bundled shapes model).")]
 Lm = Annotated[str | None, typer.Option(
