@@ -1,4 +1,4 @@
-"""`llmgan generate` (also `jobs/generate.py`): bulk generation from a prompts Parquet file, on Ray or in
+"""`llmgan generate` (also `jobs/generate.py`): bulk generation from a prompts file, on Ray or in
 one local process. Each option is declared once; defaults and validation live in GenerateConfig."""
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import typer
 from typer.core import TyperCommand
 
 from llmgan.cli.common import EXIT_RUNTIME_ERROR, Ckpt, Lm, Quiet, S3Endpoint, Seed, fail, handle_errors, setup_logging
+from llmgan.io.prompt_formats import INPUT_FORMATS
 from llmgan.job.config import EXECUTORS, FORMATS, GenerateConfig
 
 _EXP, _GEN = GenerateConfig.expander, GenerateConfig.generator  # the pools' defaults
@@ -30,12 +31,16 @@ class OneLineErrorsCommand(TyperCommand):
 
 @handle_errors
 def generate(
-    prompts: Annotated[str, typer.Argument(help="Prompts Parquet file (local path or s3://...).")],
+    prompts: Annotated[str, typer.Argument(help="Prompts file: Parquet, CSV, TSV, JSON Lines, or .txt with one "
+                                          "prompt a line (local path or s3://...).")],
     out: Annotated[str, typer.Option(
         "--out", help="Output folder or s3:// prefix (default: outputs/<prompts file stem>).",
         show_default=False)] = GenerateConfig.out,
     prompt_column: Annotated[str, typer.Option("--prompt-column", help="Name of the prompt column.")
                              ] = GenerateConfig.prompt_column,
+    input_format: Annotated[str, typer.Option(
+        "--input-format", help="Prompts file format: " + "|".join(INPUT_FORMATS) + " (auto: by extension; "
+        "unknown extensions read as Parquet).")] = GenerateConfig.input_format,
     n_per_prompt: Annotated[int, typer.Option(
         "--n-per-prompt", help="Images per prompt (a row's `n` column wins).")] = GenerateConfig.n_per_prompt,
     variants: Annotated[int, typer.Option(
@@ -102,12 +107,12 @@ def generate(
         "captions are rejected as `blocked`.")] = GenerateConfig.blocklist,
     quiet: Quiet = False,
 ) -> None:
-    """Generate images for every prompt in a Parquet file; resumable, shards committed exactly once."""
+    """Generate images for every prompt in a prompts file; resumable, shards committed exactly once."""
     from llmgan.job.config import StageResources, parse_resources
 
     # Every setting is checked here, before logging, Ray or any output.
     cfg = GenerateConfig(
-        prompts=prompts, out=out, prompt_column=prompt_column, n_per_prompt=n_per_prompt,
+        prompts=prompts, out=out, prompt_column=prompt_column, input_format=input_format, n_per_prompt=n_per_prompt,
         variants=variants, expand=expand, lm=lm, ckpt=ckpt, best_of=best_of, truncation=truncation,
         temperature=temperature, top_p=top_p, keep_words=keep_words, seed=seed, shard_size=shard_size, format=format,
         batch_size=batch_size, s3_endpoint=s3_endpoint, max_retries=max_retries, overwrite=overwrite,

@@ -1,8 +1,9 @@
-"""The prompts-file contract: validate a Parquet prompts file and read it in bounded-memory row ranges.
+"""The prompts-file contract: validate a prompts file (Parquet, CSV, TSV, JSON Lines or text) and read it in
+row ranges (Parquet: bounded memory, a row group at a time; text formats: parsed once, llmgan.io.prompt_formats).
 
-Contract (DESIGN.md): required string column `prompt` (name overridable); optional unique `id` (default: the
-row number), integer `n` (images for this prompt) and `seed`; every other column is carried into each image's
-metadata. File-level problems raise UserError before anything is written; row-level problems (null, empty or
+Contract (docs/generation.md, "Prompts file"), the same for every format: required string column `prompt` (name
+overridable); optional unique `id` (default: the row number), integer `n` (images for this prompt) and `seed`;
+every other column is carried into each image's metadata. File-level problems raise UserError before anything is written; row-level problems (null, empty or
 whitespace-only prompt, invalid n) are returned per row so the job can record them and go on.
 """
 
@@ -19,6 +20,7 @@ import numpy as np
 import pyarrow as pa
 
 from llmgan.errors import StorageError, UserError
+from llmgan.io.prompt_formats import read_text_table, resolve_format
 from llmgan.io.storage import Storage
 
 MAX_N_PER_PROMPT = 10_000
@@ -99,31 +101,94 @@ def _id_hash(value: str) -> int:
     return int.from_bytes(hashlib.blake2b(value.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "little")
 
 
-class PromptsFile:
-    """A validated prompts Parquet file (local or s3://). Opening it checks the schema, not the rows."""
+class _ParquetRows:
+    """Rows of a Parquet file, read a row group at a time (bounded memory however big the file)."""
 
-    def __init__(self, url: str, storage: Storage | None = None, prompt_column: str = "prompt") -> None:
+    def __init__(self, source: Any) -> None:
         import pyarrow.parquet as pq
 
+        self._file = pq.ParquetFile(source)
+        self.schema = self._file.schema_arrow
+        self.num_rows: int = self._file.metadata.num_rows
+        self._starts = np.cumsum([0] + [self._file.metadata.row_group(i).num_rows
+                                        for i in range(self._file.num_row_groups)])
+
+    def iter_column(self, name: str, batch_size: int) -> Iterator[Any]:
+        for batch in self._file.iter_batches(batch_size=batch_size, columns=[name]):
+            yield batch.column(0)
+
+    def slices(self, start: int, stop: int) -> Iterator[tuple[int, Any]]:
+        """(first row, table) pieces covering rows [start, stop); only the row groups that overlap are read."""
+        rg = int(np.searchsorted(self._starts, start, side="right") - 1)
+        while rg < self._file.num_row_groups and self._starts[rg] < stop:
+            base = int(self._starts[rg])
+            table = self._file.read_row_group(rg)
+            lo, hi = max(start - base, 0), min(stop - base, table.num_rows)
+            if hi > lo:
+                yield base + lo, table.slice(lo, hi - lo)
+            rg += 1
+
+
+class _TableRows:
+    """Rows of a text prompts file, parsed whole into memory once (llmgan.io.prompt_formats)."""
+
+    def __init__(self, table: Any) -> None:
+        self._table = table
+        self.schema = table.schema
+        self.num_rows: int = table.num_rows
+
+    def iter_column(self, name: str, batch_size: int) -> Iterator[Any]:
+        column = self._table.column(name)
+        for start in range(0, self.num_rows, batch_size):
+            yield column.slice(start, batch_size).combine_chunks()
+
+    def slices(self, start: int, stop: int) -> Iterator[tuple[int, Any]]:
+        yield start, self._table.slice(start, stop - start)
+
+
+class PromptsFile:
+    """A validated prompts file (local or s3://): Parquet, CSV, TSV, JSON Lines or plain text, by extension
+    or `input_format`. Opening it checks the schema, not the rows; every format gets the same checks."""
+
+    def __init__(self, url: str, storage: Storage | None = None, prompt_column: str = "prompt",
+                 input_format: str = "auto") -> None:
         self.url = url
         self.storage = storage or Storage()
         self.prompt_column = prompt_column
+        self.format = resolve_format(url, input_format)
         self._where = f"{url} (endpoint {self.storage._where()})" if url.startswith("s3://") else url
         try:
-            self._file = pq.ParquetFile(self.storage.open_input(url))
+            source = self.storage.open_input(url)
         except StorageError as exc:
             msg = str(exc)
             if msg.startswith("not found"):
                 raise UserError(f"prompts file not found: {url}") from None
+            if msg.startswith("is a directory"):
+                raise UserError(f"prompts file {url} is a directory, not a file") from None
             raise
-        except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for non-Parquet bytes
-            raise UserError(f"prompts file {url} is not a readable Parquet file ({type(exc).__name__})") from None
-        schema = self._file.schema_arrow
+        self._rows: _ParquetRows | _TableRows
+        if self.format == "parquet":
+            try:
+                self._rows = _ParquetRows(source)
+            except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for non-Parquet bytes
+                raise UserError(f"prompts file {url} is not a readable Parquet file ({type(exc).__name__}); for "
+                                f"CSV, TSV, JSON Lines or text pass --input-format") from None
+        else:
+            try:
+                table = read_text_table(source, self.format, prompt_column, url)
+            except OSError as exc:
+                raise self._io_error(exc) from None
+            self._rows = _TableRows(table)
+        schema = self._rows.schema
         self.columns: list[str] = list(schema.names)
+        repeated = sorted({c for c in self.columns if self.columns.count(c) > 1})
+        if repeated:
+            raise UserError(f"prompts file {url} has repeated column names: {', '.join(repeated)}")
         if prompt_column not in self.columns:
-            raise UserError(
-                f"prompts file {url} has no column {prompt_column!r}; columns: {', '.join(self.columns) or '(none)'}"
-            )
+            found = ", ".join(self.columns[:20]) + (f", ... ({len(self.columns)} in all)" if len(self.columns) > 20
+                                                     else "") if self.columns else "(none)"
+            raise UserError(f"prompts file {url} has no column {prompt_column!r} (columns found: {found}); "
+                            f"name the prompt column with --prompt-column")
         checks = [(prompt_column, _is_string, "string")]
         checks += [("id", lambda t: _is_string(t) or _is_int(t), "string or integer")]
         checks += [("n", _is_int, "integer"), ("seed", _is_int, "integer")]
@@ -133,9 +198,7 @@ class PromptsFile:
                     f"prompts file column {name!r} must be {wanted}, found {schema.field(name).type}"
                 )
         self.extra_columns = [c for c in self.columns if c not in (prompt_column, "id", "n", "seed")]
-        self.num_rows: int = self._file.metadata.num_rows
-        self._row_group_starts = np.cumsum([0] + [self._file.metadata.row_group(i).num_rows
-                                                  for i in range(self._file.num_row_groups)])
+        self.num_rows: int = self._rows.num_rows
 
     def _io_error(self, exc: Exception) -> Exception:
         """One line naming where: pyarrow's S3 client failed after its retries, or the file's bytes are damaged."""
@@ -147,8 +210,7 @@ class PromptsFile:
     def iter_column(self, name: str, batch_size: int = 65_536) -> Iterator[Any]:
         """Stream one column as pyarrow arrays (reads only that column)."""
         try:
-            for batch in self._file.iter_batches(batch_size=batch_size, columns=[name]):
-                yield batch.column(0)
+            yield from self._rows.iter_column(name, batch_size)
         except (OSError, pa.ArrowException) as exc:
             raise self._io_error(exc) from None
 
@@ -209,27 +271,19 @@ class PromptsFile:
             yield pc.fill_null(pc.greater(lengths, 0), False).to_numpy(zero_copy_only=False)
 
     def read_range(self, start: int, stop: int) -> tuple[list[PromptRow], list[RejectedRow]]:
-        """Rows [start, stop), validated. Reads only the row groups that overlap the range."""
+        """Rows [start, stop), validated. Parquet: reads only the row groups that overlap the range."""
         if not 0 <= start <= stop <= self.num_rows:
             raise ValueError(f"row range [{start}, {stop}) outside 0..{self.num_rows}")
-        first = int(np.searchsorted(self._row_group_starts, start, side="right") - 1)
         rows: list[PromptRow] = []
         rejected: list[RejectedRow] = []
         if start == stop:
             return rows, rejected
-        row_base = int(self._row_group_starts[first])
-        for rg in range(first, self._file.num_row_groups):
-            if row_base >= stop:
-                break
-            try:
-                table = self._file.read_row_group(rg)
-            except (OSError, pa.ArrowException) as exc:
-                raise self._io_error(exc) from None
-            lo, hi = max(start - row_base, 0), min(stop - row_base, table.num_rows)
-            if hi > lo:
-                records, bad = _records(table.slice(lo, hi - lo))
-                self._validate(records, row_base + lo, rows, rejected, bad)
-            row_base += table.num_rows
+        try:
+            for first_row, table in self._rows.slices(start, stop):
+                records, bad = _records(table)
+                self._validate(records, first_row, rows, rejected, bad)
+        except (OSError, pa.ArrowException) as exc:
+            raise self._io_error(exc) from None
         return rows, rejected
 
     def _validate(self, records: list[dict], first_row: int, rows: list[PromptRow], rejected: list[RejectedRow],
@@ -268,9 +322,10 @@ class PromptsFile:
             yield self.read_range(start, min(start + batch_rows, self.num_rows))
 
 
-def open_prompts(url: str, storage: Storage | None = None, prompt_column: str = "prompt") -> PromptsFile:
+def open_prompts(url: str, storage: Storage | None = None, prompt_column: str = "prompt",
+                 input_format: str = "auto") -> PromptsFile:
     """Open and fully validate a prompts file (schema, then ids); raises UserError with one line."""
-    pf = PromptsFile(url, storage=storage, prompt_column=prompt_column)
+    pf = PromptsFile(url, storage=storage, prompt_column=prompt_column, input_format=input_format)
     if pf.num_rows == 0:
         raise UserError(f"prompts file {url} has no rows")
     pf.check_ids()

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from llmgan.errors import UserError
 from llmgan.gan.config import MAX_TRUNCATION
+from llmgan.io.prompt_formats import INPUT_FORMATS
 from llmgan.io.storage import is_s3
 
 FORMATS = ("webdataset", "parquet")
@@ -92,6 +93,9 @@ class GenerateConfig:
     prompts: str
     out: str = ""  # default: outputs/<prompts file stem>
     prompt_column: str = "prompt"
+    # auto: by the file's extension. Not output-defining by itself: the resolved format is part of the job's
+    # prompts identity (llmgan.job.run), so spelling out the format auto finds is the same job.
+    input_format: str = "auto"
     n_per_prompt: int = 1
     variants: int = 1
     expand: bool = True
@@ -122,7 +126,7 @@ class GenerateConfig:
 
     def __post_init__(self) -> None:
         if not self.prompts:
-            raise UserError("a prompts Parquet file is required")
+            raise UserError("a prompts file is required")
         if not self.out:
             object.__setattr__(self, "out", default_out(self.prompts))
         ints = [
@@ -150,7 +154,7 @@ class GenerateConfig:
             value = getattr(self, name)
             if not (_number(value) and 0 < value <= hi and math.isfinite(value)):
                 raise UserError(f"{_option(name)} {why}, got {value!r}")
-        for name, choices in (("format", FORMATS), ("executor", EXECUTORS)):
+        for name, choices in (("format", FORMATS), ("executor", EXECUTORS), ("input_format", INPUT_FORMATS)):
             if getattr(self, name) not in choices:
                 raise UserError(f"{_option(name)} must be one of {', '.join(choices)}, got {getattr(self, name)!r}")
         if not (_number(self.min_consistency) and 0 <= self.min_consistency <= 1):

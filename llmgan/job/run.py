@@ -36,7 +36,7 @@ def run_job(cfg: GenerateConfig, executor: Executor, progress: bool = True) -> d
     """
     t_start = time.perf_counter()
     storage = Storage(cfg.s3_endpoint)
-    prompts = open_prompts(cfg.prompts, storage, cfg.prompt_column)  # bad input fails here, nothing written
+    prompts = open_prompts(cfg.prompts, storage, cfg.prompt_column, cfg.input_format)  # bad input fails here
     plan = make_plan(prompts, cfg.n_per_prompt, cfg.shard_size)
     try:
         models = model_identities(cfg, storage)
@@ -45,9 +45,12 @@ def run_job(cfg: GenerateConfig, executor: Executor, progress: bool = True) -> d
     run_settings = {k: v for k, v in cfg.to_dict().items() if k not in cfg.output_settings()}
     run_settings["s3_endpoint"] = redact_url(cfg.s3_endpoint)
     run_settings["executor"] = executor.name
+    prompts_identity: dict[str, Any] = {"url": redact_url(cfg.prompts), "rows": prompts.num_rows,
+                                        "columns": prompts.columns}
+    if prompts.format != "parquet":  # the same bytes read as CSV or as TSV are different rows
+        prompts_identity["format"] = prompts.format
     manifest = build_manifest(
-        cfg.output_settings(), run_settings, models,
-        {"url": redact_url(cfg.prompts), "rows": prompts.num_rows, "columns": prompts.columns},
+        cfg.output_settings(), run_settings, models, prompts_identity,
         {"shards": len(plan), "planned_images": sum(s.planned_images for s in plan)},
     )
     job_id = manifest["job_id"]
