@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from llmgan.cli.common import Lm, Seed, handle_errors
+from llmgan.cli.common import Ckpt, Lm, Seed, handle_errors
 from llmgan.text.options import CHECKS, ExpanderConfig
 
 _CFG = ExpanderConfig()  # the defaults, declared once in the config
@@ -37,16 +37,18 @@ def expand_command(
         "--max-resamples", help="Retries of unfaithful expansions before falling back to the prompt.")
     ] = _CFG.max_resamples,
     check: Annotated[str, typer.Option(
-        "--check", help=f"Faithfulness check: {', '.join(CHECKS)}. auto = the shapes vocabulary with the bundled "
-        "LM, none with --lm.")] = _CFG.check,
+        "--check", help=f"Faithfulness check: {', '.join(CHECKS)}. auto = the check of the GAN's domain "
+        "(--ckpt; the shipped GAN: shapes).")] = _CFG.check,
+    ckpt: Ckpt = None,
     keep_words: Annotated[bool, typer.Option(
         "--keep-words/--no-keep-words", help="Keep the prompt's own attribute words verbatim in every caption "
         "('crimson star' stays crimson); the LM adds the unstated details. Needs a check.")] = _CFG.keep_words,
     device: Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:N or mps.")] = _CFG.device,
 ) -> None:
     """Expand a short prompt into N detailed captions (stdout), with a one-line summary on stderr."""
-    from llmgan.domains.shapes.captions import faithfulness
     from llmgan.errors import UserError
+    from llmgan.eval.consistency import gan_domain
+    from llmgan.io.storage import Storage
     from llmgan.text.expander import CaptionExpander
 
     if n < 1:
@@ -59,14 +61,19 @@ def expand_command(
         trust_remote_code=trust_remote_code, max_resamples=max_resamples, device=device, check=check,
         keep_words=keep_words, **extra,
     )
-    expander = CaptionExpander(config, check=faithfulness(config.resolved_check))
+    domain = gan_domain(ckpt, Storage())
+    expander = CaptionExpander(config, check=domain.faithfulness() if config.check != "none" else None)
     result = expander.expand([prompt], [prompt], variants=n, seed=seed)
     for caption in result.captions[0]:
         typer.echo(caption)
     s = result.stats
     typer.echo(
         f"{n} expansions: {s['faithful']} faithful, {s['resampled']} resampled, {s['fallback']} fallback, "
-        f"{s['unchecked']} unchecked; {s['pinned']} drafts with the prompt's words pinned "
-        f"(check {config.resolved_check or 'none'}, lm {expander.identity})",
+        f"{s['unchecked']} unchecked, {s['not_understood']} not understood; {s['pinned']} drafts with the "
+        f"prompt's words pinned (check {domain.name if config.check != 'none' else 'none'}, lm {expander.identity})",
         err=True,
     )
+    missing = domain.ground(prompt).not_understood
+    if missing:
+        typer.echo(f"not understood by the {domain.name} domain: {', '.join(missing)} (drawn from the rest; "
+                   f"no caption of this prompt is called faithful)", err=True)

@@ -54,7 +54,7 @@ def generate(
     truncation: Annotated[float, typer.Option(
         "--truncation", help="Noise scale in (0, 1]: lower is more typical, less varied.")] = GenerateConfig.truncation,
     temperature: Annotated[float, typer.Option(
-        "--temperature", help="Caption LM sampling temperature (> 0).")] = GenerateConfig.temperature,
+        "--temperature", help="Caption LM sampling temperature, in [0, 5]; 0 = greedy.")] = GenerateConfig.temperature,
     top_p: Annotated[float, typer.Option("--top-p", help="Caption LM nucleus sampling, in (0, 1].")
                      ] = GenerateConfig.top_p,
     keep_words: Annotated[bool, typer.Option(
@@ -69,6 +69,10 @@ def generate(
         "only.")] = GenerateConfig.min_consistency,
     max_attempts: Annotated[int, typer.Option(
         "--max-attempts", help="Draws per image at most (the best-scoring one is kept).")] = GenerateConfig.max_attempts,
+    on_unsupported: Annotated[str, typer.Option(
+        "--on-unsupported", help="Prompts with words the model did not understand: flag (draw what was "
+        "understood, record the words, no consistency claim) or reject (the row is rejected).")
+    ] = GenerateConfig.on_unsupported,
     seed: Seed = GenerateConfig.seed,
     shard_size: Annotated[int, typer.Option(
         "--shard-size", help="Images per shard (the unit of work and commit).")] = GenerateConfig.shard_size,
@@ -117,13 +121,14 @@ def generate(
         temperature=temperature, top_p=top_p, keep_words=keep_words, seed=seed, shard_size=shard_size, format=format,
         batch_size=batch_size, s3_endpoint=s3_endpoint, max_retries=max_retries, overwrite=overwrite,
         blocklist=blocklist, executor=executor, consistency=consistency, min_consistency=min_consistency,
-        max_attempts=max_attempts,
+        max_attempts=max_attempts, on_unsupported=on_unsupported,
         expander=StageResources(expander_min, expander_max, expander_cpus, expander_gpus,
                                 parse_resources(expander_resources, "--expander-resources")),
         generator=StageResources(generator_min, generator_max, generator_cpus, generator_gpus,
                                  parse_resources(generator_resources, "--generator-resources")),
     )
     setup_logging()
+    from llmgan.job.feedback import describe_understanding
     from llmgan.job.outcomes import JobFailed
     from llmgan.job.run import run_job
 
@@ -132,6 +137,7 @@ def generate(
     except JobFailed as exc:
         raise fail(str(exc), EXIT_RUNTIME_ERROR) from None
     rejected, cons = summary["rejected"], summary.get("consistency")
+    unsupported = describe_understanding(summary.get("understanding"))
     typer.echo(
         f"{summary['images']} images in {summary['shards']} shards -> {summary['output']} "
         f"({summary['images_this_run']} this run, {summary['wall_seconds']:.1f}s, "
@@ -141,6 +147,8 @@ def generate(
            f"{cons['threshold']:g} ({cons['share_below_threshold_first_draw']:.1%} before redraws, "
            f"{cons['extra_draws_per_image']:.2f} extra draws per image)" if cons and cons["scored"] else "")
     )
+    if unsupported:
+        typer.echo(unsupported)
 
 
 def make_executor(name: str) -> Any:

@@ -69,6 +69,13 @@ def sample_command(
     storage.write_bytes(join(out, "grid.png"), png_bytes(grid(images, cols=min(8, cfg.n))))
     typer.echo(f"wrote {cfg.n} images ({model.image_size}x{model.image_size}, model {model.identity}) and grid.png "
                f"to {out}")
+    from llmgan.domains import domain_of
+
+    domain = domain_of(model.meta)
+    missing = domain.ground(cfg.prompt).not_understood
+    if missing:
+        typer.echo(f"not understood by the {domain.name} domain: {', '.join(missing)} (drawn from the rest of "
+                   f"the prompt; nothing checks these images against those words)", err=True)
 
 
 def register(app: typer.Typer) -> None:

@@ -91,15 +91,15 @@ def train_command(
     from llmgan.gan.trainer import train_local
     from llmgan.io.storage import Storage
 
-    evaluators, consistency = ([], None) if no_eval else _shapes_evaluators()
+    evaluators, consistency = ([], None) if no_eval else _classifier_evaluators()
     summary = train_local(data, out, config, options, storage=Storage(s3_endpoint), evaluators=evaluators,
                           consistency=consistency)
     typer.echo(json.dumps(summary))
 
 
-def _shapes_evaluators() -> tuple[list[object], object | None]:
+def _classifier_evaluators() -> tuple[list[object], object | None]:
     """Per-attribute accuracy under the shipped attribute classifier (train_local drops it when the data lacks the
-    labels) and consistency under its scorer (used when the captions are shapes captions)."""
+    labels) and a factory of consistency under its scorer (used when the data's domain has a classifier)."""
     import logging
 
     from llmgan.eval.classifier import load_classifier
@@ -111,7 +111,11 @@ def _shapes_evaluators() -> tuple[list[object], object | None]:
     except Exception as exc:  # noqa: BLE001 - evaluation is optional
         logging.getLogger("llmgan.train").info("no evaluation classifier (%s); accuracy is not tracked", exc)
         return [], None
-    return [AccuracyEvaluator(clf)], ConsistencyEvaluator(ClassifierScorer(clf))
+
+    def consistency(domain: object) -> object | None:
+        return ConsistencyEvaluator(ClassifierScorer(domain, clf)) if domain.scorer() is not None else None
+
+    return [AccuracyEvaluator(clf)], consistency
 
 
 def _train_distributed(data: str, out: str, config: GanConfig, options: DistTrainOptions,

@@ -27,6 +27,7 @@ import numpy as np
 import ray
 
 from llmgan.distributed.train_options import DistTrainOptions
+from llmgan.domains import Domain
 from llmgan.errors import UserError
 from llmgan.gan.config import GanConfig
 from llmgan.io.storage import Storage, is_s3, join
@@ -160,9 +161,9 @@ def _progress(tracker: Any, target: int, stop: threading.Event, enabled: bool) -
             return
 
 
-def run_evaluators(classifier: str | None, labels: dict[str, list[str]], vocabulary: str) -> tuple[list[Any], Any]:
+def run_evaluators(classifier: str | None, labels: dict[str, list[str]], domain: Domain) -> tuple[list[Any], Any]:
     """(per-attribute accuracy under the attribute classifier `classifier` ("default": the shipped one) when the
-    data has its labels, consistency under that classifier's scorer when the captions are shapes captions);
+    data has its labels, consistency under that classifier's scorer when the data's domain has a classifier);
     empty / None where not wanted or the classifier cannot be loaded."""
     from llmgan.eval.classifier import load_classifier
     from llmgan.eval.consistency import ClassifierScorer
@@ -179,14 +180,15 @@ def run_evaluators(classifier: str | None, labels: dict[str, list[str]], vocabul
     evaluators = [accuracy] if evaluator_fits(accuracy, labels) else []
     if not evaluators:
         log.info("evaluation classifier does not fit this data; per-attribute accuracy is not tracked")
-    return evaluators, ConsistencyEvaluator(ClassifierScorer(clf)) if vocabulary == "shapes" else None
+    return evaluators, ConsistencyEvaluator(ClassifierScorer(domain, clf)) if domain.scorer() is not None else None
 
 
 def run_train(data: str, out: str, config: GanConfig, options: DistTrainOptions,
               storage: Storage | None = None) -> dict[str, Any]:
     """Train (or resume) a GAN on Ray Train; returns the summary (also written to RUN_URL/summary.json)."""
+    from llmgan.domains import detect_domain
     from llmgan.gan.train_data import load_training_data
-    from llmgan.gan.train_report import caption_vocabulary, make_probes
+    from llmgan.gan.train_report import make_probes
 
     storage = storage or Storage()
     started = time.perf_counter()
@@ -208,8 +210,8 @@ def run_train(data: str, out: str, config: GanConfig, options: DistTrainOptions,
     if saved is not None:
         _check_compatible(saved, config, data, out)
     target = options.total_steps(n, config.batch_size)
-    vocabulary = caption_vocabulary(dataset.captions)
-    evaluators, consistency = run_evaluators(options.classifier, dataset.labels, vocabulary)
+    domain = detect_domain(dataset.captions)
+    evaluators, consistency = run_evaluators(options.classifier, dataset.labels, domain)
     probes = make_probes(emb, dataset.captions, dataset.labels, options.seed,
                          sorted({a for ev in evaluators for a in ev.attributes}))
     storage.write_text(join(out, RUN_FILE), json.dumps({
@@ -237,7 +239,7 @@ def run_train(data: str, out: str, config: GanConfig, options: DistTrainOptions,
     loop_config = {
         "model": config.to_dict(), "out": out, "endpoint": storage.endpoint, "shards": shards,
         "probes": ray.put(probes), "evaluators": ray.put(evaluators),
-        "consistency": ray.put(consistency) if consistency is not None else None, "vocabulary": vocabulary,
+        "consistency": ray.put(consistency) if consistency is not None else None, "domain": domain.meta(),
         "tracker": tracker, "threads": threads, "gpu": options.gpu, "text_encoder": options.text_encoder, "data": data,
         "loop": dataclasses.asdict(options.loop(steps=target, progress=False)),
     }

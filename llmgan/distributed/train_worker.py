@@ -127,9 +127,9 @@ def train_loop_per_worker(cfg: dict[str, Any]) -> None:
     if leader:
         evaluators = list(ray.get(cfg["evaluators"]))
         cons = consistency_evaluator(ray.get(cfg["consistency"]) if cfg["consistency"] is not None else None,
-                                     cfg["vocabulary"], components)
+                                     components)
         evaluators += [cons] if cons is not None else []
     meta = {"text_encoder": cfg["text_encoder"], "dataset": cfg["data"],
-            "extra": {"caption_vocabulary": cfg["vocabulary"]}}
+            "extra": cfg["domain"]}
     train_loop(ctx, config, shard["images"], shard["emb"], loop, probes=ray.get(cfg["probes"]) if leader else None,
                evaluators=evaluators, meta=meta, components=components)

@@ -1,24 +1,25 @@
-"""Image-prompt consistency scores in [0, 1] for finished images: the shapes attribute-classifier scorer, the
-learned-matcher scorer, and `load_scorer`, which picks one for a GAN checkpoint.
+"""Image-prompt consistency scores in [0, 1] for finished images: the attribute-classifier scorer, the
+learned-matcher scorer, and `load_scorer`, which picks one for a GAN checkpoint by asking its domain.
 
-The contract (both scorers): an attribute the user's prompt states must be right; an attribute only the
-expanded caption states also counts; where prompt and caption name different values for one attribute, the
-prompt wins (the caption LM got it wrong, the image should follow the user). For the classifier scorer, a text
-that states no shapes attribute scores 1.0: there is nothing to contradict, so nothing to redraw. The matcher
-judges the whole (repaired) caption, so it also scores captions outside the shapes vocabulary.
+The contract (both scorers): the user's prompt is the reference. For the classifier scorer, an attribute the
+prompt states must be right; an attribute only the expanded caption states also counts; where prompt and
+caption name different values, the prompt wins. The matcher judges the prompt text itself (open vocabulary
+through the text embedding), so a domain without an attribute table still gets a score. Words of the prompt
+that the domain did not understand are carried in the verdict: an image asked for such a word is never
+certified by its score (the job records its consistency as unverified).
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
-from llmgan.domains.shapes.vocab import SYNONYMS, find_mentions, parse_attributes
+from llmgan.domains import Domain, domain_of
 from llmgan.errors import StorageError, UserError
-from llmgan.io.storage import Storage, is_s3, join
+from llmgan.io.storage import Storage, join
 
 log = logging.getLogger(__name__)
 
@@ -30,23 +31,30 @@ MATCHER_CONFIG = "matcher.json"
 class Consistency:
     """One image's verdict."""
 
-    score: float  # in [0, 1]: how well the image matches what was asked
-    disagree: tuple[str, ...]  # attributes it gets wrong (built-in domains), e.g. ("shape",); () if unknown
+    score: float  # in [0, 1]: how well the image matches what was understood of the request
+    disagree: tuple[str, ...]  # attributes it gets wrong (attribute domains), e.g. ("shape",); () if unknown
+    not_understood: tuple[str, ...] = ()  # prompt words the domain did not understand: the score vouches for none
+
+    @property
+    def certified(self) -> float | None:
+        """The score as a claim about the whole prompt: None when part of the prompt was not understood."""
+        return None if self.not_understood else self.score
 
 
 class ConsistencyScorer(Protocol):
     name: str
+    domain: Domain
 
     def score(self, images: np.ndarray, captions: list[str], prompts: list[str],
               emb: np.ndarray | None = None) -> list[Consistency]: ...
 
 
-def stated_attributes(caption: str, prompt: str) -> dict[str, list[str]]:
-    """What the image must show: the caption's shapes attributes, overridden attribute by attribute by the prompt's.
+def stated_attributes(domain: Domain, caption: str, prompt: str) -> dict[str, list[str]]:
+    """What the image must show: the caption's values, overridden attribute by attribute by the prompt's.
 
     An attribute with several values (a self-contradicting text) is satisfied by any of them.
     """
-    return {**parse_attributes(caption or ""), **parse_attributes(prompt or "")}
+    return {**domain.ground(caption or "").values(), **domain.ground(prompt or "").values()}
 
 
 def _check(images: np.ndarray, captions: list[str], prompts: list[str], emb: np.ndarray | None) -> None:
@@ -62,18 +70,18 @@ def _check(images: np.ndarray, captions: list[str], prompts: list[str], emb: np.
 
 
 class ClassifierScorer:
-    """Built-in shapes domain: score = product over stated attributes of the classifier's P(stated value).
+    """An attribute domain: score = product over stated attributes of the classifier's P(stated value).
 
     With an accurate classifier that product is the probability that every stated attribute is right;
     `disagree` names the stated attributes whose most likely class is not a stated value.
     """
 
-    name = "shapes-classifier"
-
-    def __init__(self, classifier: object | None = None) -> None:
+    def __init__(self, domain: Domain, classifier: object | None = None) -> None:
         from llmgan.eval.classifier import load_classifier
 
-        self.classifier = classifier if classifier is not None else load_classifier(None)
+        self.domain = domain
+        self.name = f"{domain.name}-classifier"
+        self.classifier = classifier if classifier is not None else load_classifier(domain.judge())
 
     def score(self, images: np.ndarray, captions: list[str], prompts: list[str],
               emb: np.ndarray | None = None) -> list[Consistency]:
@@ -84,7 +92,7 @@ class ClassifierScorer:
         out = []
         for i, (caption, prompt) in enumerate(zip(captions, prompts)):
             score, wrong = 1.0, []
-            for attr, values in stated_attributes(caption, prompt).items():
+            for attr, values in stated_attributes(self.domain, caption, prompt).items():
                 if attr not in index:
                     continue
                 cols = [index[attr][v] for v in values if v in index[attr]]
@@ -94,40 +102,21 @@ class ClassifierScorer:
                 score *= float(row[cols].sum())
                 if int(row.argmax()) not in cols:
                     wrong.append(attr)
-            out.append(Consistency(float(min(max(score, 0.0), 1.0)), tuple(wrong)))
+            out.append(Consistency(float(min(max(score, 0.0), 1.0)), tuple(wrong),
+                                   self.domain.ground(prompt or "").not_understood))
         return out
 
 
-def reconcile(caption: str, prompt: str) -> str:
-    """The caption with every shapes-vocabulary value that contradicts the prompt replaced by the prompt's value
-    ("a blue star on a navy background" + "red star" -> "a red star on a navy background").
-
-    The matcher was trained on full captions; a short prompt is far from them in embedding space (the shipped
-    matcher scored real images below 0.02 against their own correct two-word prompts), so the prompt wins by
-    repairing the caption rather than by scoring the prompt.
-    """
-    asked = parse_attributes(prompt or "")
-    wrong = [m for m in find_mentions(caption or "") if m.attr in asked and m.value not in asked[m.attr]]
-    for m in reversed(wrong):  # right to left: earlier spans stay valid
-        word = SYNONYMS[m.attr][asked[m.attr][0]][0]
-        caption = caption[:m.start] + word + caption[m.start + len(m.word):]
-    return caption
-
-
 class MatcherScorer:
-    """Any captioned domain: the learned matcher's calibrated P(image matches text).
-
-    Scores the caption; where the shapes vocabulary shows it contradicting the prompt, scores the caption with
-    the prompt's values put in (`reconcile`: the prompt wins). Attributes the prompt states and the caption
-    leaves out are not checked by the matcher. `emb`, when given, must come from the matcher's text encoder.
-    """
+    """Any captioned domain: the learned matcher's calibrated P(image matches the user's prompt), judged on the
+    prompt text itself (the caption when there is no prompt). `emb`, when given, holds the caption embeddings
+    and is not used: the prompt is embedded with the matcher's own text encoder (prompts repeat: cached)."""
 
     name = "matcher"
 
-    def __init__(self, matcher: object, source: str = "") -> None:
-        self.matcher = matcher
-        self.source = source
-        self._encoder: object | None = None
+    def __init__(self, matcher: Any, domain: Domain, source: str = "") -> None:
+        self.matcher, self.domain, self.source = matcher, domain, source
+        self._encoder: Any = None
 
     def _encode(self, texts: list[str]) -> np.ndarray:
         if self._encoder is None:
@@ -139,75 +128,30 @@ class MatcherScorer:
     def score(self, images: np.ndarray, captions: list[str], prompts: list[str],
               emb: np.ndarray | None = None) -> list[Consistency]:
         _check(images, captions, prompts, emb)
-        texts = [reconcile(c, p) for c, p in zip(captions, prompts)]
-        changed = [i for i, (t, c) in enumerate(zip(texts, captions)) if t != c]
-        vecs = self._encode(texts) if emb is None else np.array(emb, np.float32, copy=True)
-        if emb is not None and changed:
-            vecs[changed] = self._encode([texts[i] for i in changed])
-        p = self.matcher.probability(np.asarray(images), vecs)
-        return [Consistency(float(np.clip(s, 0.0, 1.0)), ()) for s in p]
+        texts = [p if p and p.strip() else c for c, p in zip(captions, prompts)]
+        p = self.matcher.probability(np.asarray(images), self._encode(texts)) if texts else np.zeros(0)
+        return [Consistency(float(np.clip(s, 0.0, 1.0)), (), self.domain.ground(t).not_understood)
+                for s, t in zip(p, prompts)]
 
 
-def shipped_matcher_path() -> str:
-    from pathlib import Path
-
-    return str(Path(__file__).resolve().parent.parent / "assets" / "eval" / "shapes32-matcher")
-
-
-def trained_on_shapes(meta: dict, ckpt: str, storage: Storage) -> bool:
-    """Whether a GAN checkpoint learned the shapes captions: its config says so, its training data's captions
-    parse as shapes, or it is the shipped GAN (trained on shapes)."""
-    from pathlib import Path
-
-    from llmgan.gan.inference import default_checkpoint_path
-
-    if meta.get("caption_vocabulary") is not None:
-        return meta.get("caption_vocabulary") == "shapes"
-    dataset = meta.get("dataset")
-    if dataset:
-        try:
-            captions = _dataset_captions(str(dataset), storage)
-        except (OSError, StorageError, UserError, ValueError, KeyError):
-            captions = []
-        if captions:
-            hits = sum(1 for c in captions if {"shape", "color"} <= parse_attributes(c).keys())
-            return hits >= 0.9 * len(captions)
-    if is_s3(ckpt):
-        return False
-    return Path(ckpt).resolve() == Path(default_checkpoint_path()).resolve()
-
-
-def is_shapes_gan(gan_dir: str | None, storage: Storage) -> bool:
-    """Whether the GAN at `gan_dir` (None: the shipped one) learned the shapes captions (see trained_on_shapes)."""
+def gan_domain(gan_dir: str | None, storage: Storage) -> Domain:
+    """The domain of the GAN at `gan_dir` (None: the shipped one), from its config.json."""
     from llmgan.gan.checkpoint import read_meta, resolve_checkpoint
     from llmgan.gan.inference import default_checkpoint_path
 
     ckpt = resolve_checkpoint(str(gan_dir) if gan_dir is not None else default_checkpoint_path(), storage)
-    return trained_on_shapes(read_meta(ckpt, storage), ckpt, storage)
-
-
-def _dataset_captions(url: str, storage: Storage, limit: int = 200) -> list[str]:
-    """Up to `limit` captions of a Parquet training file, reading only its caption column."""
-    import io
-
-    import pyarrow.parquet as pq
-
-    if not url.lower().endswith(".parquet") or not storage.exists(url):
-        return []
-    table = pq.read_table(io.BytesIO(storage.read_bytes(url)), columns=["caption"])
-    return [c for c in table.column("caption").to_pylist()[:limit] if isinstance(c, str)]
+    return domain_of(read_meta(ckpt, storage))
 
 
 def resolve_scorer(spec: str | None, gan_dir: str | None, storage: Storage | None = None) -> tuple[str, str] | None:
     """Which scorer `spec` means for the GAN at `gan_dir` (None: the shipped GAN), without loading weights:
     ("classifier", its folder) or ("matcher", its folder); None when no scorer fits or spec is "none".
 
-    spec None or "auto": the shapes classifier when the GAN was trained on shapes captions (calibrated, and it
-    names the wrong attribute); else a matcher in the GAN's checkpoint folder (matcher.json, which `llmgan train`
-    writes by default); else None (no scorer fits). "classifier": the shipped shapes classifier. "matcher": the
-    GAN folder's matcher, else the shipped shapes matcher for a shapes GAN. A folder or s3:// prefix holding matcher.json: that matcher. "none": None.
+    spec None or "auto": the domain's own scorer when it has one (an attribute classifier: calibrated on real
+    images, and it names the wrong attribute); else the matcher in the GAN's folder (matcher.json, which
+    `llmgan train` writes by default); else None. "classifier": the domain's classifier. "matcher": the GAN
+    folder's matcher, else the domain's shipped one. A folder or s3:// prefix holding matcher.json: that matcher.
     """
-    from llmgan.eval.classifier import SHIPPED_SHAPES
     from llmgan.gan.checkpoint import read_meta, resolve_checkpoint
     from llmgan.gan.inference import default_checkpoint_path
 
@@ -215,9 +159,7 @@ def resolve_scorer(spec: str | None, gan_dir: str | None, storage: Storage | Non
     spec = "auto" if spec is None else str(spec).strip()
     if spec == "none":
         return None
-    if spec == "classifier":
-        return ("classifier", str(SHIPPED_SHAPES))
-    if spec not in ("auto", "matcher"):
+    if spec not in ("auto", "matcher", "classifier"):
         try:
             has_matcher = bool(spec) and storage.exists(join(spec, MATCHER_CONFIG))
         except (StorageError, ValueError):
@@ -227,17 +169,24 @@ def resolve_scorer(spec: str | None, gan_dir: str | None, storage: Storage | Non
                             f"holding {MATCHER_CONFIG}")
         return ("matcher", spec)
     ckpt = resolve_checkpoint(str(gan_dir) if gan_dir is not None else default_checkpoint_path(), storage)
-    shapes = trained_on_shapes(read_meta(ckpt, storage), ckpt, storage)
-    if shapes and spec == "auto":  # calibrated on real images and names the wrong attribute: the better judge
-        return ("classifier", str(SHIPPED_SHAPES))
+    domain = domain_of(read_meta(ckpt, storage))
+    own = domain.scorer()
+    if spec == "classifier":
+        if own is None:
+            raise UserError(f"--consistency classifier: the {domain.name} domain of the GAN at {ckpt} has no "
+                            f"attribute classifier; use --consistency matcher")
+        return own
+    if own is not None and spec == "auto":
+        return own
     if storage.exists(join(ckpt, MATCHER_CONFIG)):
         return ("matcher", ckpt)
+    fallback = domain.fallback_matcher()
     if spec == "matcher":
-        if not shapes:
+        if fallback is None:
             raise UserError(f"--consistency matcher: the GAN at {ckpt} has no {MATCHER_CONFIG}; train one with "
                             f"`llmgan train-matcher --data ... --out {ckpt}`")
-        return ("matcher", shipped_matcher_path())
-    log.info("no consistency scorer fits the GAN at %s (no matcher, not a shapes GAN)", ckpt)
+        return ("matcher", fallback)
+    log.info("no consistency scorer fits the GAN at %s (no matcher, no %s classifier)", ckpt, domain.name)
     return None
 
 
@@ -251,6 +200,9 @@ def load_scorer(spec: str | None, gan_dir: str | None, storage: Storage | None =
     if found is None:
         return None
     kind, source = found
+    domain = gan_domain(gan_dir, storage)
     if kind == "classifier":
-        return ClassifierScorer()
-    return MatcherScorer(Matcher.load(source, storage, device), source)
+        from llmgan.eval.classifier import load_classifier
+
+        return ClassifierScorer(domain, load_classifier(source, storage))
+    return MatcherScorer(Matcher.load(source, storage, device), domain, source)

@@ -1,6 +1,6 @@
 """Training-run reporting: fixed probes (sample-grid captions, an evaluation set with labels), EMA images,
 the injected evaluator interface (figures into metrics rows and curves) with its accuracy and consistency
-evaluators, the caption vocabulary check, and the metrics.png curves."""
+evaluators, and the metrics.png curves."""
 
 from __future__ import annotations
 
@@ -155,19 +155,6 @@ class ConsistencyEvaluator:
         scores = np.array([v.score for v in self.scorer.score(images, captions, captions, emb)], dtype=np.float64)
         return {"consistency_mean": round(float(scores.mean()), 4),
                 "consistency_below_0.5": round(float((scores < 0.5).mean()), 4)}
-
-
-SHAPES_SHARE = 0.9  # share of sampled captions that must state a shape and a colour
-
-
-def caption_vocabulary(captions: Sequence[str], sample: int = 200) -> str:
-    """"shapes" when the captions parse as the built-in shapes domain (shape and colour found in >= 90 % of an
-    evenly spaced sample), else "open". Written into checkpoints as config.json's caption_vocabulary."""
-    from llmgan.domains.shapes.vocab import parse_attributes
-
-    picked = list(captions)[:: max(1, len(captions) // sample)][:sample]
-    hits = sum(1 for c in picked if {"shape", "color"} <= parse_attributes(c or "").keys())
-    return "shapes" if picked and hits >= SHAPES_SHARE * len(picked) else "open"
 
 
 def evaluator_fits(evaluator: Evaluator, labels: dict[str, list[str]]) -> bool:

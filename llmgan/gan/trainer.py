@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from llmgan.domains import Domain, detect_domain
 from llmgan.errors import UserError
 from llmgan.gan.checkpoint import CONFIG, TRAINING_STATE, load_training_state, read_meta, save_checkpoint
 from llmgan.gan.config import GanConfig
@@ -39,7 +40,6 @@ from llmgan.gan.train_report import (
     ConsistencyEvaluator,
     Evaluator,
     Probes,
-    caption_vocabulary,
     curves_png,
     ema_images,
     evaluator_fits,
@@ -290,12 +290,12 @@ def check_resumable(out: str, config: GanConfig, storage: Storage) -> None:
 
 
 def train_local(data: str, out: str, config: GanConfig, options: LocalTrainOptions, storage: Storage | None = None,
-                evaluators: Sequence[Evaluator] = (), consistency: Evaluator | None = None,
+                evaluators: Sequence[Evaluator] = (), consistency: Callable[[Domain], Evaluator | None] | None = None,
                 components: Sequence[StepComponent] = ()) -> dict[str, Any]:
     """`llmgan train --local`: load the data (cached embeddings), then run train_loop in this process.
 
-    `evaluators` run when the data carries the labels they need; `consistency` (built by the caller from
-    llmgan.eval: the shapes classifier's scorer) runs when the captions parse as shapes, else the matcher trained
+    `evaluators` run when the data carries the labels they need; `consistency(domain)` (built by the caller from
+    llmgan.eval: the domain's classifier scorer) runs when it gives one for the data's domain, else the matcher trained
     alongside (options.matcher) scores consistency.
     """
     from llmgan.gan.train_data import load_training_data
@@ -304,7 +304,7 @@ def train_local(data: str, out: str, config: GanConfig, options: LocalTrainOptio
     torch.set_num_threads(options.threads or len(os.sched_getaffinity(0)))
     dataset, emb, config = load_training_data(data, config, options.text_encoder, storage)
     check_resumable(out, config, storage)
-    vocabulary = caption_vocabulary(dataset.captions)
+    domain = detect_domain(dataset.captions)
     components = list(components)
     if options.matcher:
         from llmgan.gan.matcher_component import MatcherComponent, row_keys
@@ -313,12 +313,12 @@ def train_local(data: str, out: str, config: GanConfig, options: LocalTrainOptio
                                            keys=row_keys(dataset.captions, dataset.labels), device=options.device,
                                            text_encoder=options.text_encoder))
     chosen = pick_evaluators(evaluators, dataset.labels, data)
-    cons = consistency_evaluator(consistency, vocabulary, components)
+    cons = consistency_evaluator(consistency(domain) if consistency is not None else None, components)
     chosen += [cons] if cons is not None else []
     probes = make_probes(emb, dataset.captions, dataset.labels, options.seed,
                          sorted({a for ev in chosen for a in ev.attributes}))
     ctx = RunContext(out, storage, options.device, keep=options.keep_checkpoints, progress=options.progress)
-    meta = {"text_encoder": options.text_encoder, "dataset": data, "extra": {"caption_vocabulary": vocabulary}}
+    meta = {"text_encoder": options.text_encoder, "dataset": data, "extra": domain.meta()}
     summary = train_loop(ctx, config, dataset.images, emb, options, probes=probes, evaluators=chosen, meta=meta,
                          components=components)
     return {"out": out, "images": len(dataset.captions), **summary}
@@ -335,11 +335,11 @@ def pick_evaluators(evaluators: Sequence[Evaluator], labels: dict[str, list[str]
     return chosen
 
 
-def consistency_evaluator(consistency: Evaluator | None, vocabulary: str,
+def consistency_evaluator(consistency: Evaluator | None,
                           components: Sequence[StepComponent]) -> Evaluator | None:
-    """The consistency evaluator of a run: the caller's (the shapes classifier's scorer) on shapes captions, else
-    one scoring with the matcher trained alongside, else None."""
-    if vocabulary == "shapes" and consistency is not None:
+    """The consistency evaluator of a run: the caller's (its domain's classifier scorer) when the domain has one,
+    else one scoring with the matcher trained alongside, else None."""
+    if consistency is not None:
         return consistency
     matcher = next((c for c in components if hasattr(c, "scorer")), None)
     return ConsistencyEvaluator(matcher.scorer()) if matcher is not None else None

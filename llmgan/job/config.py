@@ -12,6 +12,7 @@ from llmgan.errors import UserError
 from llmgan.gan.config import MAX_TRUNCATION
 from llmgan.io.prompt_formats import INPUT_FORMATS
 from llmgan.io.storage import is_s3
+from llmgan.text.options import check_sampling
 
 FORMATS = ("webdataset", "parquet")
 EXECUTORS = ("ray", "local")
@@ -28,8 +29,10 @@ EXPANDER_CPUS = 0.25  # default CPU reservation of a caption-LM actor (see size_
 OUTPUT_DEFINING = (
     "prompts", "prompt_column", "n_per_prompt", "variants", "expand", "best_of", "truncation", "seed",
     "shard_size", "format", "temperature", "top_p", "blocklist", "keep_words", "consistency", "min_consistency",
-    "max_attempts",
+    "max_attempts", "on_unsupported",
 )
+# what happens to a prompt holding words the model's domain did not understand ("red dragon" for shapes)
+ON_UNSUPPORTED = ("flag", "reject")
 
 
 @dataclass(frozen=True)
@@ -123,6 +126,9 @@ class GenerateConfig:
     consistency: str = "auto"
     min_consistency: float = 0.5
     max_attempts: int = 4
+    # "flag": drawn from what was understood, the words recorded per image, no consistency claim; "reject": the
+    # row is rejected with its words, like a blocked prompt
+    on_unsupported: str = "flag"
 
     def __post_init__(self) -> None:
         if not self.prompts:
@@ -145,16 +151,11 @@ class GenerateConfig:
             if _not_int(value) or value < lo or (hi is not None and value > hi):
                 bound = f"must be >= {lo}" if hi is None else f"must be {lo}..{hi}"
                 raise UserError(f"{_option(name)} {bound}, got {value!r}")
-        floats = [
-            ("truncation", MAX_TRUNCATION, f"must be in (0, {MAX_TRUNCATION:g}]"),
-            ("top_p", 1.0, "must be in (0, 1]"),
-            ("temperature", math.inf, "must be > 0"),
-        ]
-        for name, hi, why in floats:
-            value = getattr(self, name)
-            if not (_number(value) and 0 < value <= hi and math.isfinite(value)):
-                raise UserError(f"{_option(name)} {why}, got {value!r}")
-        for name, choices in (("format", FORMATS), ("executor", EXECUTORS), ("input_format", INPUT_FORMATS)):
+        if not (_number(self.truncation) and 0 < self.truncation <= MAX_TRUNCATION):
+            raise UserError(f"--truncation must be in (0, {MAX_TRUNCATION:g}], got {self.truncation!r}")
+        check_sampling(self.temperature, self.top_p)  # the caption LM's own rule, so `expand` and this agree
+        for name, choices in (("format", FORMATS), ("executor", EXECUTORS), ("input_format", INPUT_FORMATS),
+                              ("on_unsupported", ON_UNSUPPORTED)):
             if getattr(self, name) not in choices:
                 raise UserError(f"{_option(name)} must be one of {', '.join(choices)}, got {getattr(self, name)!r}")
         if not (_number(self.min_consistency) and 0 <= self.min_consistency <= 1):

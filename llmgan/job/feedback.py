@@ -99,9 +99,12 @@ class Feedback:
 
 
 def shard_consistency(metas: list[dict[str, Any]], scorer: str, threshold: float, max_attempts: int) -> dict[str, Any]:
-    """The per-shard figures, from the images' metadata (`consistency`, `first_consistency`, `attempts`)."""
-    final = np.array([m["consistency"] for m in metas], dtype=np.float64)
-    first = np.array([m["first_consistency"] for m in metas], dtype=np.float64)
+    """The per-shard figures, from the images' metadata (`consistency`, `first_consistency`, `attempts`). Images
+    whose prompt held words the domain did not understand have no certified score: they are counted as
+    `unverified` and left out of the score figures."""
+    scored = [m for m in metas if m.get("consistency") is not None]
+    final = np.array([m["consistency"] for m in scored], dtype=np.float64)
+    first = np.array([m["first_consistency"] for m in scored], dtype=np.float64)
     attempts = np.array([m["attempts"] for m in metas], dtype=np.int64)
     hist = np.histogram(np.clip(final, 0, 1 - 1e-9), bins=HIST_BINS, range=(0.0, 1.0))[0] if len(final) else \
         np.zeros(HIST_BINS, np.int64)
@@ -110,6 +113,7 @@ def shard_consistency(metas: list[dict[str, Any]], scorer: str, threshold: float
         "threshold": threshold,
         "max_attempts": max_attempts,
         "scored": int(len(final)),
+        "unverified": len(metas) - len(scored),
         "score_sum": round(float(final.sum()), 6),
         "first_score_sum": round(float(first.sum()), 6),
         "histogram": [int(c) for c in hist],
@@ -117,24 +121,71 @@ def shard_consistency(metas: list[dict[str, Any]], scorer: str, threshold: float
         "below_threshold_first_draw": int((first < threshold).sum()),
         "redrawn": int((attempts > 1).sum()),
         "draws": int(attempts.sum()),
+        "images": len(metas),
     }
 
 
 def merge_consistency(parts: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """Job totals of the shards' figures: counts and histograms summed, means and shares over every image."""
+    """Job totals of the shards' figures: counts and histograms summed, means and shares over every scored image."""
     parts = [p for p in parts if p]
     if not parts:
         return None
-    keys = ("scored", "score_sum", "first_score_sum", "below_threshold", "below_threshold_first_draw", "redrawn", "draws")
-    total: dict[str, Any] = {k: sum(p[k] for p in parts) for k in keys}
+    keys = ("scored", "unverified", "score_sum", "first_score_sum", "below_threshold", "below_threshold_first_draw",
+            "redrawn", "draws")
+    total: dict[str, Any] = {k: sum(p.get(k, 0) for p in parts) for k in keys}
     total["histogram"] = [sum(col) for col in zip(*(p["histogram"] for p in parts))]
     n = total["scored"]
+    images = sum(p.get("images", p["scored"]) for p in parts)
     total.update(
         scorer=parts[0]["scorer"], threshold=parts[0]["threshold"], max_attempts=parts[0]["max_attempts"],
         mean=round(total["score_sum"] / n, 4) if n else None,
         mean_first_draw=round(total["first_score_sum"] / n, 4) if n else None,
         share_below_threshold=round(total["below_threshold"] / n, 4) if n else None,
         share_below_threshold_first_draw=round(total["below_threshold_first_draw"] / n, 4) if n else None,
-        extra_draws_per_image=round((total["draws"] - n) / n, 4) if n else None,
+        extra_draws_per_image=round((total["draws"] - images) / images, 4) if images else None,
     )
     return total
+
+
+NOT_UNDERSTOOD = "not understood"  # the reason of a row rejected by --on-unsupported reject
+TOP_WORDS = 50  # words kept per shard and per job in the counts
+
+
+def shard_understanding(metas: list[dict[str, Any]]) -> dict[str, Any]:
+    """How many images (and prompts) asked for words the domain did not understand, and which words, per image."""
+    words: dict[str, int] = {}
+    prompts: set[Any] = set()
+    images = 0
+    for m in metas:
+        missing = m.get("not_understood") or []
+        if missing:
+            images += 1
+            prompts.add(m.get("prompt_id"))
+            for w in missing:
+                words[w] = words.get(w, 0) + 1
+    top = dict(sorted(words.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_WORDS])
+    return {"images_not_understood": images, "prompts_not_understood": len(prompts), "words": top}
+
+
+def merge_understanding(parts: list[dict[str, Any] | None]) -> dict[str, Any]:
+    """Job totals of the shards' understanding figures."""
+    words: dict[str, int] = {}
+    total = {"images_not_understood": 0, "prompts_not_understood": 0}
+    for p in parts:
+        if not p:
+            continue
+        for k in total:
+            total[k] += p.get(k, 0)
+        for w, c in p.get("words", {}).items():
+            words[w] = words.get(w, 0) + c
+    return {**total, "words": dict(sorted(words.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_WORDS])}
+
+
+def describe_understanding(u: dict[str, Any] | None) -> str | None:
+    """One summary line: "3 prompts asked for things this model cannot draw: dragon x12, heart x9", or None."""
+    if not u or not u.get("prompts_not_understood"):
+        return None
+    words = ", ".join(f"{w} \u00d7{c}" for w, c in list(u["words"].items())[:8])
+    n = u["prompts_not_understood"]
+    return (f"{n} prompt{'s' if n != 1 else ''} asked for things this model did not understand ({words}); "
+            f"their {u['images_not_understood']} images carry no consistency claim")

@@ -14,7 +14,7 @@ from llmgan import __version__
 from llmgan.errors import UserError
 from llmgan.io.images import png_bytes
 from llmgan.io.storage import Storage, join, redact_url  # noqa: F401 - redact_url: re-exported
-from llmgan.job.feedback import merge_consistency
+from llmgan.job.feedback import merge_consistency, merge_understanding
 from llmgan.job.shards import SHARDS_DIR, committed_shards, read_shard_images, read_stats
 
 JOB_FILE = "_job.json"
@@ -110,6 +110,7 @@ def summarize(storage: Storage, out: str, num_shards: int, wall_seconds: float,
     seconds: dict[str, float] = {}
     rejected_sample: list[dict[str, Any]] = []
     consistency: list[dict[str, Any]] = []
+    understanding: list[dict[str, Any] | None] = []
     for idx in sorted(committed):
         st = read_stats(storage, committed[idx])
         totals["images"] += st["images"]
@@ -117,6 +118,7 @@ def summarize(storage: Storage, out: str, num_shards: int, wall_seconds: float,
         totals["rejected"] += sum(st["rejected_counts"].values())
         rejected_sample.extend(st["rejected"][: max(0, 20 - len(rejected_sample))])
         consistency.append(st.get("consistency"))
+        understanding.append(st.get("understanding"))
         for table, into in ((st["rejected_counts"], reasons), (st["expansion"], expansion), (st["seconds"], seconds)):
             for k, v in table.items():
                 into[k] = into.get(k, 0) + v
@@ -127,6 +129,7 @@ def summarize(storage: Storage, out: str, num_shards: int, wall_seconds: float,
         "rejected_sample": rejected_sample,
         "expansion": expansion,
         "consistency": merge_consistency(consistency),
+        "understanding": merge_understanding(understanding),
         "stage_seconds": {k: round(v, 2) for k, v in seconds.items()},
         "wall_seconds": round(wall_seconds, 2),
         "images_this_run": images_this_run,

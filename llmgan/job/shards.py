@@ -48,6 +48,7 @@ class ShardResult:
     seconds: dict[str, float] = field(default_factory=dict)
     workers: dict[str, dict] = field(default_factory=dict)  # stage -> {node, pid} that ran it
     consistency: dict[str, Any] | None = None  # score histogram, share below threshold, draws (job.feedback)
+    understanding: dict[str, Any] | None = None  # prompts / images / words the domain did not understand
 
     @property
     def name(self) -> str:
@@ -125,6 +126,7 @@ def _index_table(records: list[ImageRecord]) -> Any:
         "score": pa.array(col("score"), pa.float32()),
         "consistency": pa.array(col("consistency"), pa.float32()),
         "attempts": pa.array(col("attempts", 1), pa.int32()),
+        "not_understood": pa.array([list(v or []) for v in col("not_understood")], pa.list_(pa.string())),
         "sha256": pa.array([hashlib.sha256(r.png).hexdigest() for r in records], pa.string()),
         "png_bytes": pa.array([len(r.png) for r in records], pa.int64()),
     })
@@ -167,6 +169,7 @@ def write_shard(storage: Storage, out: str, result: ShardResult, fmt: str, job_i
         "rejected_counts": reasons,
         "expansion": result.expansion,
         "consistency": result.consistency,
+        "understanding": result.understanding,
         "seconds": {k: round(v, 4) for k, v in seconds.items()},
         "workers": result.workers,
         "data_file": f"{result.name}{data_suffix}",

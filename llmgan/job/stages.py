@@ -16,14 +16,13 @@ from typing import Any
 
 import numpy as np
 
-from llmgan.domains.shapes.captions import canonical_caption
-from llmgan.eval.consistency import is_shapes_gan, load_scorer
+from llmgan.eval.consistency import gan_domain, load_scorer
 from llmgan.io.images import png_bytes
 from llmgan.io.prompts import PromptsFile
 from llmgan.io.storage import Storage
 from llmgan.job.blocklist import BLOCKED, load_blocklist
 from llmgan.job.config import GenerateConfig
-from llmgan.job.feedback import Feedback, shard_consistency
+from llmgan.job.feedback import NOT_UNDERSTOOD, Feedback, shard_consistency, shard_understanding
 from llmgan.job.plan import ShardSpec, caption_seed, image_seed, prompt_seed
 from llmgan.job.shards import ImageRecord, ShardResult, image_key
 
@@ -42,6 +41,7 @@ class ShardWork:
     items: list[WorkItem] = field(default_factory=list)
     rejected: list[dict[str, Any]] = field(default_factory=list)
     expansion: dict[str, int] = field(default_factory=dict)
+    understanding: dict[str, Any] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
     workers: dict[str, dict] = field(default_factory=dict)
 
@@ -61,31 +61,41 @@ class ShardExpander:
         self.prompts: PromptsFile | None = None
         self.blocklist = None
         self.expander = None
+        self.domain: Any = None
+
+    def _load(self, storage: Storage) -> None:
+        """Open the prompts file, the blocklist, the GAN's domain (its config.json) and the caption LM."""
+        cfg = self.cfg
+        self.blocklist = load_blocklist(cfg.blocklist, storage) if cfg.blocklist else None
+        self.prompts = PromptsFile(cfg.prompts, storage, cfg.prompt_column)
+        self.domain = gan_domain(cfg.ckpt, storage)
         if cfg.expand:
-            from llmgan.domains.shapes.captions import faithfulness
             from llmgan.text.expander import CaptionExpander, ExpanderConfig
 
             exp_cfg = ExpanderConfig(lm=cfg.lm, temperature=cfg.temperature, top_p=cfg.top_p, keep_words=cfg.keep_words,
                                      device=pick_device(cfg.expander.num_gpus))
-            # the shapes check with the bundled LM, none with a user's LM (ExpanderConfig.check "auto")
-            self.expander = CaptionExpander(exp_cfg, check=faithfulness(exp_cfg.resolved_check))
+            # the domain's check with any LM: the user's words are the contract
+            self.expander = CaptionExpander(exp_cfg, check=self.domain.faithfulness())
 
     def __call__(self, spec: ShardSpec) -> ShardWork:
         cfg = self.cfg
         t0 = time.perf_counter()
         if self.prompts is None:
-            storage = Storage(cfg.s3_endpoint)
-            self.blocklist = load_blocklist(cfg.blocklist, storage) if cfg.blocklist else None
-            self.prompts = PromptsFile(cfg.prompts, storage, cfg.prompt_column)
+            self._load(Storage(cfg.s3_endpoint))
+        assert self.prompts is not None
         rows, rejected = self.prompts.read_range(spec.row_start, spec.row_stop)
         work = ShardWork(spec=spec, rejected=[vars(r) for r in rejected])
-        if self.blocklist is not None:
-            kept = [r for r in rows if not self.blocklist.blocks(r.prompt)]
-            if len(kept) < len(rows):
-                ok = {id(r) for r in kept}
-                work.rejected += [{"row": r.row, "id": r.id, "reason": BLOCKED} for r in rows if id(r) not in ok]
-                work.rejected.sort(key=lambda r: r["row"])
-                rows = kept
+        grounded = {r.prompt: self.domain.ground(r.prompt) for r in rows}
+        dropped: dict[int, dict[str, Any]] = {}
+        for r in rows:
+            if self.blocklist is not None and self.blocklist.blocks(r.prompt):
+                dropped[id(r)] = {"reason": BLOCKED}
+            elif cfg.on_unsupported == "reject" and grounded[r.prompt].not_understood:
+                dropped[id(r)] = {"reason": NOT_UNDERSTOOD, "words": list(grounded[r.prompt].not_understood)}
+        if dropped:
+            work.rejected += [{"row": r.row, "id": r.id, **dropped[id(r)]} for r in rows if id(r) in dropped]
+            work.rejected.sort(key=lambda r: r["row"])
+            rows = [r for r in rows if id(r) not in dropped]
         t1 = time.perf_counter()
         variants = cfg.variants if cfg.expand else 1
         if self.expander is not None and rows:
@@ -106,9 +116,10 @@ class ShardExpander:
                     continue
                 seed = image_seed(base, variant, j)
                 meta = {**row.extra, "prompt": row.prompt, "prompt_id": row.id, "row": row.row, "variant": variant,
-                        "index": j, "seed": seed, "caption": caps[variant]}
+                        "index": j, "seed": seed, "caption": caps[variant], **grounded[row.prompt].meta()}
                 work.items.append(WorkItem(image_key(spec.index, len(work.items)), caps[variant], seed, meta))
         work.seconds = {"read": t1 - t0, "expand": t2 - t1}
+        work.understanding = shard_understanding([it.meta for it in work.items])
         return work
 
 
@@ -141,8 +152,7 @@ class ShardGenerator:
             matcher = getattr(scorer, "matcher", None)
             share = matcher is None or matcher.text_encoder == gan.text_encoder
             self.feedback = Feedback(scorer, cfg.min_consistency, cfg.max_attempts, share_emb=share,
-                                     recaption=canonical_caption if is_shapes_gan(cfg.ckpt, storage) else None,
-                                     embed=self.encoder.encode)
+                                     recaption=scorer.domain.canonical_caption, embed=self.encoder.encode)
         self.gan = gan
 
     def __call__(self, work: ShardWork) -> ShardResult:
@@ -151,7 +161,8 @@ class ShardGenerator:
             self._load()
         spec = work.spec
         result = ShardResult(spec.index, spec.row_start, spec.row_stop, rejected=work.rejected,
-                             expansion=work.expansion, seconds=dict(work.seconds), workers=dict(work.workers))
+                             expansion=work.expansion, seconds=dict(work.seconds), workers=dict(work.workers),
+                             understanding=work.understanding)
         t0 = time.perf_counter()
         emb = self.encoder.encode([it.caption for it in work.items]) if work.items else None
         t1 = time.perf_counter()
@@ -169,8 +180,11 @@ class ShardGenerator:
                 d = self.feedback(self.draw, batch_emb, [it.seed for it in batch], [it.caption for it in batch],
                                   [it.meta["prompt"] for it in batch], images, scores)
                 images, scores = d.images, d.scores
-                extra = [{"seed": seed, "consistency": round(v.score, 5), "first_consistency": round(first, 5),
-                          "attempts": n, "disagree": list(v.disagree), **({"drawn_from": text} if text else {})}
+                # an image asked for words the domain did not understand gets no consistency that claims a match
+                extra = [{"seed": seed, "consistency": None if v.certified is None else round(v.score, 5),
+                          **({"consistency_of_understood": round(v.score, 5)} if v.certified is None else {}),
+                          "first_consistency": round(first, 5), "attempts": n, "disagree": list(v.disagree),
+                          **({"drawn_from": text} if text else {})}
                          for seed, v, first, n, text in zip(d.seeds, d.verdicts, d.first_scores, d.attempts,
                                                             d.drawn_from)]
             gan_s += g1 - g0

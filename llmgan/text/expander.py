@@ -27,7 +27,8 @@ from llmgan.text.options import DEFAULT_INSTRUCTION, ExpanderConfig, Faithfulnes
 # Base (non-chat) LMs see this text and continue it; `lm_train` writes its corpus in the same format.
 PROMPT_FORMAT = "short: {prompt}\nlong:"
 SHIPPED_LM = Path(__file__).resolve().parents[1] / "assets" / "lm" / "shapes-captioner"
-OUTCOMES = ("faithful", "resampled", "fallback", "unchecked")
+# "not_understood": the prompt holds words the domain did not understand, so no caption of it is called faithful
+OUTCOMES = ("faithful", "resampled", "fallback", "unchecked", "not_understood")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 _FULL_HASH_LIMIT = 256 << 20  # files above this are fingerprinted by size + head/tail, not read whole
 
@@ -336,6 +337,8 @@ class CaptionExpander:
         for job in pending:
             settled[job] = (clean_caption(job[0], cfg.max_chars), "fallback")
         for job, (text, outcome) in settled.items():
+            if check is not None and outcome != "fallback" and check.not_understood(job[0]):
+                outcome = "not_understood"
             for i, v in jobs[job]:
                 captions[i][v] = text
             stats[outcome] += len(jobs[job])

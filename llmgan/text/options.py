@@ -1,7 +1,7 @@
 """The caption expander's settings (`ExpanderConfig`) and what it asks of a domain (the `Faithfulness` protocol).
 
 Light on purpose (no torch): the CLI reads its defaults from here. The expander itself knows no vocabulary;
-whoever builds one passes the domain's check (`llmgan.domains.shapes.captions.faithfulness(config.resolved_check)`).
+whoever builds one passes the domain's check (`Domain.faithfulness()` of the GAN's domain, unless check is "none").
 """
 
 from __future__ import annotations
@@ -18,10 +18,23 @@ DEFAULT_INSTRUCTION = (
     "position (center, top left, top right, bottom left, bottom right) and background if they are missing. "
     "Answer with the caption only, on one line.\nPrompt: {prompt}"
 )
-# Values of ExpanderConfig.check / `--check`: "auto" = the shapes check with the shipped caption LM and none with
-# any other LM (a user's LM may know nothing of shapes); "shapes" and "none" force one or the other.
-CHECKS: tuple[str, ...] = ("auto", "shapes", "none")
+# Values of ExpanderConfig.check / `--check`: "auto" = the check of the GAN's domain, whatever the LM (the user's
+# words are the contract); "none" = no check (every caption `unchecked`).
+CHECKS: tuple[str, ...] = ("auto", "none")
 _DEVICE = re.compile(r"^(cpu|mps|cuda(:\d+)?)$")
+MAX_TEMPERATURE = 5.0  # beyond this the LM's token distribution is near uniform: captions stop being sentences
+
+
+def check_sampling(temperature: object, top_p: object) -> None:
+    """The caption LM's sampling settings, one rule for every command that takes them (`expand`, `generate`):
+    temperature in [0, MAX_TEMPERATURE] with 0 = greedy, top_p in (0, 1]; a UserError naming the option."""
+    def number(value: object) -> bool:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+    if not (number(temperature) and 0.0 <= temperature <= MAX_TEMPERATURE):  # type: ignore[operator]
+        raise UserError(f"--temperature must be in [0, {MAX_TEMPERATURE:g}] (0 = greedy), got {temperature!r}")
+    if not (number(top_p) and 0.0 < top_p <= 1.0):  # type: ignore[operator]
+        raise UserError(f"--top-p must be in (0, 1], got {top_p!r}")
 
 
 @dataclass(frozen=True)
@@ -48,10 +61,7 @@ class ExpanderConfig:
     def __post_init__(self) -> None:
         if self.lm is not None and (not isinstance(self.lm, str) or not self.lm.strip()):
             raise UserError("--lm must be a model directory, an s3:// URL or a hub id (or omitted for the shipped LM)")
-        if not 0.0 <= self.temperature <= 5.0:
-            raise UserError(f"--temperature must be in [0, 5] (0 = greedy), got {self.temperature}")
-        if not 0.0 < self.top_p <= 1.0:
-            raise UserError(f"--top-p must be in (0, 1], got {self.top_p}")
+        check_sampling(self.temperature, self.top_p)
         if not 1 <= self.max_new_tokens <= 4096:
             raise UserError(f"--max-new-tokens must be in [1, 4096], got {self.max_new_tokens}")
         if self.max_chars < 1:
@@ -71,13 +81,6 @@ class ExpanderConfig:
         if not isinstance(self.keep_words, bool):
             raise UserError(f"--keep-words must be true or false, got {self.keep_words!r}")
 
-    @property
-    def resolved_check(self) -> str | None:
-        """The check's name once "auto" is decided: "shapes" for the shipped LM, None for any other."""
-        if self.check == "auto":
-            return "shapes" if self.lm is None else None
-        return None if self.check == "none" else self.check
-
 
 class Faithfulness(Protocol):
     """A domain's rules for a faithful expansion. `llmgan.domains.shapes.captions.ShapesFaithfulness` is the shipped one.
@@ -86,6 +89,10 @@ class Faithfulness(Protocol):
     best), `pin` writes the user's own words back into each sampled caption, and a caption is accepted when
     `check` passes and every `stated_words` phrase appears in it verbatim.
     """
+
+    def not_understood(self, prompt: str) -> list[str]:
+        """The prompt's words the domain did not understand: its captions are never reported faithful."""
+        ...
 
     def stated_words(self, prompt: str) -> list[str]:
         """The prompt's attribute phrases as typed ("crimson", "star"); [] = nothing to check (unchecked)."""

@@ -1,18 +1,42 @@
-"""The shapes vocabulary as the caption expander's faithfulness check: stated words, the corpus form of a prompt
-for the LM, and pinning the user's own words into a caption (a `llmgan.text.faithfulness.Faithfulness`)."""
+"""The shapes domain's caption rules: the expander's faithfulness check (stated words, the corpus form of a prompt
+for the LM, pinning the user's own words into a caption; a `llmgan.text.options.Faithfulness`) and the plainest
+caption of a set of values, which consistency feedback redraws from. Words are read by the domain's grounding."""
 
 from __future__ import annotations
 
 import functools
 import re
 
-from llmgan.domains.shapes.vocab import SYNONYMS, Mention, caption_phrase, find_mentions, is_faithful, parse_attributes
-from llmgan.errors import UserError
+from llmgan.domains.grounding import Grounded as Mention
+from llmgan.domains.shapes import grounder, parse_attributes
+from llmgan.domains.shapes.vocab import SYNONYMS
 
-# Words a prompt may hold besides attribute words and still be rewritten in the caption corpus's prompt form.
-_FILLER = frozenset("a an the in at on of with and corner image picture shape object".split())
 _ARTICLE_BEFORE = re.compile(r"(?<![\w-])(an?)(\s+)$", re.IGNORECASE)
 _GENERIC_NOUN = re.compile(r"(?<![\w-])(shape|object)(?![\w-])", re.IGNORECASE)
+
+
+def find_mentions(text: str) -> list[Mention]:
+    return list(grounder().ground(text).understood)
+
+
+def is_faithful(prompt: str, caption: str) -> bool:
+    """True when `caption` names every value the prompt states and contradicts none."""
+    got = parse_attributes(caption)
+    return all(got.get(attr) == [m.value] for attr, m in _stated(prompt))
+
+
+def caption_phrase(m: Mention) -> str:
+    """How a caption writes a value the user named: the user's own word when the GAN learned it; a colour word it
+    never saw gets the canonical word after it ("sapphire" -> "sapphire blue", the GAN draws that form right);
+    a typo or a word read by meaning becomes the canonical word ("sqaure" -> "square", "dot" -> "circle")."""
+    word = " ".join(m.word.split())
+    canonical = SYNONYMS[m.attr][m.value][0]
+    if m.how == "vocabulary" and " ".join(word.lower().replace("-", " ").split()) in {
+            w.replace("-", " ") for w in SYNONYMS[m.attr][m.value]}:
+        return word
+    if m.attr in ("color", "background") and m.how != "typo":
+        return word if f" {canonical} " in f" {word.lower().replace('-', ' ')} " else f"{word} {canonical}"
+    return canonical
 
 
 def _article(word: str) -> str:
@@ -24,9 +48,9 @@ def _phrase(prompt: str, m: Mention) -> str:
 
 
 def _caption_form(prompt: str, m: Mention) -> str:
-    """The user's phrase as a caption writes it: a word the GAN never saw gets its canonical word after it."""
+    """The user's phrase as a caption writes it (`caption_phrase`), a background's noun kept."""
     phrase, word = _phrase(prompt, m), " ".join(m.word.split())
-    return caption_phrase(m.attr, word) + phrase[len(word):]
+    return caption_phrase(m) + phrase[len(word):]
 
 
 def _canonical(m: Mention) -> str:
@@ -47,17 +71,9 @@ def _splice(text: str, start: int, end: int, new: str) -> str:
 
 
 @functools.lru_cache(maxsize=4096)
-def _stated(prompt: str) -> tuple[Mention, ...]:
+def _stated(prompt: str) -> tuple[tuple[str, Mention], ...]:
     """The first mention of each attribute the prompt names with exactly one value (prompts repeat: cached)."""
-    mentions = find_mentions(prompt)
-    values: dict[str, set[str]] = {}
-    for m in mentions:
-        values.setdefault(m.attr, set()).add(m.value)
-    first: dict[str, Mention] = {}
-    for m in mentions:
-        if len(values[m.attr]) == 1:
-            first.setdefault(m.attr, m)
-    return tuple(first.values())
+    return tuple(grounder().ground(prompt).stated().items())
 
 
 class ShapesFaithfulness:
@@ -67,16 +83,21 @@ class ShapesFaithfulness:
 
     def stated(self, prompt: str) -> dict[str, Mention]:
         """attribute -> its first mention, for the attributes the prompt names with exactly one value."""
-        return {m.attr: m for m in _stated(prompt)}
+        return dict(_stated(prompt))
 
     def stated_words(self, prompt: str) -> list[str]:
-        """The value words as typed, e.g. ["small", "crimson", "star", "gray", "background"] (a background's
-        noun is a word of its own, so "silver background" -> "silver gray background" keeps both)."""
+        """The value words as a caption writes them, e.g. ["small", "crimson", "star", "gray", "background"]
+        (a background's noun is a word of its own, so "silver background" -> "silver gray background" keeps
+        both; "sapphire" is kept as "sapphire blue")."""
         words = []
         for m in self.stated(prompt).values():
             phrase, word = _phrase(prompt, m), " ".join(m.word.split())
-            words += [word, phrase[len(word):].strip()] if m.attr == "background" else [phrase]
-        return words
+            words += [caption_phrase(m), phrase[len(word):].strip()] if m.attr == "background" else \
+                [_caption_form(prompt, m)]
+        return [w for w in words if w]
+
+    def not_understood(self, prompt: str) -> list[str]:
+        return list(grounder().ground(prompt).not_understood)
 
     def check(self, prompt: str, caption: str) -> bool:
         return is_faithful(prompt, caption)
@@ -88,13 +109,10 @@ class ShapesFaithfulness:
         The shipped LM saw few synonyms and no leading article in its prompts: "a small green square" gave
         0 of 8 faithful drafts before, "crimson star" often came back "scarlet star".
         """
-        mentions = find_mentions(prompt)
+        grounding = grounder().ground(prompt)
+        mentions = list(grounding.understood)
         stated = self.stated(prompt)
-        rest = prompt
-        for m in mentions:
-            rest = rest[:m.start] + " " * (m.end - m.start) + rest[m.end:]
-        leftover = re.findall(r"[^\W\d_]+|\d+", rest.lower())
-        if mentions and len(stated) == len({m.attr for m in mentions}) and set(leftover) <= _FILLER:
+        if mentions and len(stated) == len({m.attr for m in mentions}) and not grounding.not_understood:
             words = {attr: _canonical(m) for attr, m in stated.items()}
             text = " ".join(w for w in (words.get("size"), words.get("color"), words.get("shape", "shape")) if w)
             if "position" in words:
@@ -137,7 +155,7 @@ class ShapesFaithfulness:
             generic = _GENERIC_NOUN.search(text)
             if generic is None:
                 return text
-            shape = Mention("shape", "", generic.start(), generic.end(), generic.group(1))
+            shape = Mention("shape", "", generic.start(), generic.end(), generic.group(1), 1.0, "vocabulary")
         if attr == "color":
             return _splice(text, shape.start, shape.start, phrase + " ")
         if attr == "size":
@@ -149,20 +167,6 @@ class ShapesFaithfulness:
         if attr == "position":
             return text[:shape.end] + f" in the {phrase}" + text[shape.end:]
         return text[:shape.end] + f" on {_article(phrase)} {phrase}" + text[shape.end:]
-
-
-def shapes_faithfulness() -> ShapesFaithfulness:
-    """The check to pass to `CaptionExpander` with the shipped caption LM (or any LM trained on shapes captions)."""
-    return ShapesFaithfulness()
-
-
-def faithfulness(name: str | None) -> ShapesFaithfulness | None:
-    """The check named by `ExpanderConfig.resolved_check` ("shapes" or None for no domain check)."""
-    if name is None or name == "none":
-        return None
-    if name == "shapes":
-        return ShapesFaithfulness()
-    raise UserError(f"--check must be one of auto, shapes, none, got {name!r}")
 
 
 def canonical_caption(caption: str, prompt: str) -> str | None:
