@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -168,6 +169,10 @@ class GenerateConfig:
             raise UserError(f"--keep-words must be true or false, got {self.keep_words!r}")
         if not isinstance(self.prompt_column, str) or not self.prompt_column.strip():
             raise UserError(f"--prompt-column must be a column name, got {self.prompt_column!r}")
+        if self.s3_endpoint is not None and not re.match(r"^https?://[^/\s]+", str(self.s3_endpoint)):
+            # checked here: botocore would reject it only when the first s3:// path is touched, mid-job
+            # the value is not echoed: an endpoint may carry user:password@
+            raise UserError("--s3-endpoint must be an http:// or https:// URL, e.g. http://127.0.0.1:9000")
         self.expander.validate("expander")
         self.generator.validate("generator")
 

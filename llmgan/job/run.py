@@ -20,10 +20,12 @@ from llmgan.io.identity import content_identity
 from llmgan.io.prompts import open_prompts
 from llmgan.io.storage import Storage, join
 from llmgan.job.config import GenerateConfig
-from llmgan.job.manifest import SUCCESS_FILE, build_manifest, prepare_output, redact_url, summarize, write_contact_sheet
+from llmgan.job.contact_sheet import write_contact_sheet
+from llmgan.job.manifest import SUCCESS_FILE, build_manifest, prepare_output, redact_url, summarize
 from llmgan.job.outcomes import Executor, JobFailed, ShardCommitted, ShardFailed, ShardOutcome
 from llmgan.job.plan import make_plan
-from llmgan.job.shards import SHARDS_DIR, ShardConflict, check_shard, committed_shards
+from llmgan.job.preflight import check_models, check_out
+from llmgan.job.shards import ShardConflict, check_shard, committed_shards, output_names
 
 log = logging.getLogger("llmgan.generate")
 
@@ -36,6 +38,7 @@ def run_job(cfg: GenerateConfig, executor: Executor, progress: bool = True) -> d
     """
     t_start = time.perf_counter()
     storage = Storage(cfg.s3_endpoint)
+    check_out(cfg.out)
     prompts = open_prompts(cfg.prompts, storage, cfg.prompt_column, cfg.input_format)  # bad input fails here
     plan = make_plan(prompts, cfg.n_per_prompt, cfg.shard_size)
     try:
@@ -111,7 +114,7 @@ def run_job(cfg: GenerateConfig, executor: Executor, progress: bool = True) -> d
 def verify_committed(storage: Storage, out: str, job_id: str, committed: dict[int, str]) -> dict[int, str]:
     """The committed shards whose data is intact (sha256 checked). A damaged one is un-committed (its stats
     deleted, with a warning) so this run redoes it; stats from another job stop the run with a UserError."""
-    names = set(storage.list(join(out, SHARDS_DIR)))
+    names = output_names(storage, out)
     with ThreadPoolExecutor(max_workers=8) as pool:  # S3 reads are latency-bound: check shards concurrently
         futures = {i: pool.submit(check_shard, storage, out, i, names, job_id) for i in sorted(committed)}
         problems = {}
@@ -136,7 +139,8 @@ def model_identities(cfg: GenerateConfig, storage: Storage) -> dict[str, Any]:
 
     ckpt = resolve_checkpoint(cfg.ckpt or default_checkpoint_path(), storage)
     models: dict[str, Any] = {"gan": {"path": cfg.ckpt or "default", "identity": content_identity(ckpt, storage)}}
-    models["text_encoder"] = {"path": read_meta(ckpt, storage).get("text_encoder") or "default"}
+    meta = read_meta(ckpt, storage)
+    models["text_encoder"] = {"path": meta.get("text_encoder") or "default"}
     if cfg.blocklist:
         from llmgan.job.blocklist import load_blocklist
 
@@ -148,11 +152,13 @@ def model_identities(cfg: GenerateConfig, storage: Storage) -> dict[str, Any]:
         kind, source = scorer
         models["consistency"] = {"spec": redact_url(cfg.consistency), "kind": kind,
                                  "identity": content_identity(source, storage)}
+    lm = None
     if cfg.expand:
         from llmgan.text.expander import resolve_lm
 
-        name, local = resolve_lm(cfg.lm)
+        lm = name, local = resolve_lm(cfg.lm)
         models["lm"] = {"path": cfg.lm or "default", "identity": content_identity(str(local) if local else name)}
+    check_models(cfg, ckpt, meta, scorer, lm, storage)  # every model loads (or one line now), before _job.json
     return models
 
 
