@@ -90,12 +90,13 @@ def ray_local() -> Iterator[object]:
 
 @pytest.fixture(scope="session")
 def tiny_ckpt(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """A small, randomly initialised GAN checkpoint written by the project's own checkpoint code."""
+    """A small, randomly initialised GAN checkpoint written by the project's own checkpoint code, recorded as a
+    shapes-domain model (what the generation tests prompt it with)."""
     from llmgan.gan.checkpoint import save_checkpoint
     from llmgan.gan.config import GanConfig
     from llmgan.gan.step import make_train_state
 
     path = str(tmp_path_factory.mktemp("ckpt") / "tiny")
     state = make_train_state(GanConfig(image_size=32, g_width=8, d_width=8), seed=0)
-    save_checkpoint(path, state, training_state=False)
+    save_checkpoint(path, state, training_state=False, extra={"domain": "shapes"})
     return path

@@ -19,7 +19,8 @@ from llmgan.domains.shapes import vocab
 from llmgan.domains.shapes.render import generate_shapes, make_caption
 from llmgan.errors import UserError
 from llmgan.eval import metrics
-from llmgan.eval.consistency import ClassifierScorer, MatcherScorer, load_scorer, reconcile, stated_attributes
+from llmgan.domains import get_domain
+from llmgan.eval.consistency import ClassifierScorer, MatcherScorer, load_scorer, stated_attributes
 from llmgan.gan.matcher import Matcher, MatcherConfig, fit_platt, make_matcher_state, matcher_step, roc_auc
 
 runner = CliRunner()
@@ -35,7 +36,7 @@ def real_shapes() -> dict:
 
 @pytest.fixture(scope="module")
 def scorer() -> ClassifierScorer:
-    return ClassifierScorer()
+    return ClassifierScorer(get_domain("shapes"))
 
 
 def _changed(labels: list[dict], attr: str, seed: int = 0) -> list[str]:
@@ -75,7 +76,7 @@ def test_prompt_wins_over_caption(real_shapes: dict, scorer: ClassifierScorer) -
     caption_bg = make_caption({**lab, "background": other_bg}, np.random.default_rng(2))
     r = scorer.score(image, [caption_bg], [lab["shape"]])[0]
     assert r.score < 0.2 and r.disagree == ("background",)
-    assert stated_attributes("a red star on a navy background", "blue star") == {
+    assert stated_attributes(get_domain("shapes"), "a red star on a navy background", "blue star") == {
         "shape": ["star"], "color": ["blue"], "background": ["navy"]}
     # nothing checkable stated: nothing to contradict
     assert scorer.score(image, ["a nice picture"], ["something"])[0] == scorer.score(image, [""], [""])[0]
@@ -120,9 +121,8 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     assert result.exit_code == 0, result.output
     assert "trained matcher on" in result.output and "AUC" in result.output
     state = make_train_state(GanConfig(g_width=8, d_width=8, z_dim=16, cond_dim=16, contrastive_dim=16), seed=0)
-    for name, dataset in (("gan_shapes", "shapes.parquet"), ("gan_digits", "digits.parquet"), ("gan_plain", None)):
-        save_checkpoint(str(root / name), state, training_state=False,
-                        dataset=None if dataset is None else str(root / dataset))
+    for name, domain in (("gan_shapes", "shapes"), ("gan_digits", "digits"), ("gan_plain", None)):
+        save_checkpoint(str(root / name), state, training_state=False, extra={"domain": domain} if domain else None)
     return {"root": str(root), "matcher": str(root / "m")}
 
 
@@ -137,7 +137,8 @@ def test_matcher_saves_reloads_and_scores_in_unit_interval(tiny: dict[str, str],
     images, captions = real_shapes["images"][:12], real_shapes["captions"][:12]
     first = [r.score for r in scorer.score(images, captions, [""] * 12)]
     assert all(0.0 <= s <= 1.0 for s in first)
-    again = [r.score for r in MatcherScorer(Matcher.load(tiny["matcher"])).score(images, captions, [""] * 12)]
+    again = [r.score for r in MatcherScorer(Matcher.load(tiny["matcher"]), get_domain("shapes")).score(
+        images, captions, [""] * 12)]
     assert np.allclose(first, again, atol=1e-6)
     # given embeddings give the same scores as encoding the captions itself
     emb = scorer._encode(captions)
@@ -152,11 +153,12 @@ def test_load_scorer_picks_as_documented(tiny: dict[str, str]) -> None:
     root = Path(tiny["root"])
     assert load_scorer("auto", None).name == "shapes-classifier"  # the shipped GAN learned shapes
     assert load_scorer(None, None).name == "shapes-classifier"
-    assert load_scorer("auto", str(root / "gan_shapes")).name == "shapes-classifier"  # its data's captions
+    assert load_scorer("auto", str(root / "gan_shapes")).name == "shapes-classifier"  # its recorded domain
     assert load_scorer("auto", str(root / "gan_digits")) is None
     assert load_scorer("auto", str(root / "gan_plain")) is None
     assert load_scorer("none", None) is None
-    assert load_scorer("classifier", str(root / "gan_digits")).name == "shapes-classifier"
+    with pytest.raises(UserError, match="digits domain .* has no attribute classifier"):
+        load_scorer("classifier", str(root / "gan_digits"))
     # a matcher in the checkpoint folder: "auto" keeps the classifier for a shapes GAN, takes it otherwise
     for gan in ("gan_shapes", "gan_digits"):
         for f in ("matcher.json", "matcher.safetensors"):
@@ -175,22 +177,19 @@ def test_load_scorer_picks_as_documented(tiny: dict[str, str]) -> None:
 
 
 def test_shipped_matcher_separates_true_from_changed_captions(real_shapes: dict) -> None:
-    from llmgan.eval.consistency import shipped_matcher_path
-
     scorer = load_scorer("matcher", None)  # the shipped GAN has no matcher of its own: the shipped shapes matcher
-    assert isinstance(scorer, MatcherScorer) and scorer.source == shipped_matcher_path()
+    assert isinstance(scorer, MatcherScorer) and scorer.source == get_domain("shapes").fallback_matcher()
     images, n = real_shapes["images"], len(real_shapes["images"])
     right = np.array([r.score for r in scorer.score(images, real_shapes["captions"], [""] * n)])
     wrong = np.array([r.score for r in scorer.score(images, _changed(real_shapes["labels"], "shape", 5), [""] * n)])
     assert roc_auc(right, wrong) > 0.95 and right.mean() > 0.8 and wrong.mean() < 0.3
-    # prompt wins: a caption that contradicts the prompt is not what the image is judged against
+    # the prompt is the reference: a caption that contradicts it is not what the image is judged against
     prompts = [f"{lab['color']} {lab['shape']}" for lab in real_shapes["labels"]]
-    follows_prompt = np.array([r.score for r in scorer.score(images, _changed(real_shapes["labels"], "shape", 5),
-                                                             prompts)])
-    assert follows_prompt.mean() > wrong.mean() + 0.3
-    assert reconcile("A blue star on a navy backdrop", "red star") == "A red star on a navy backdrop"
-    assert reconcile("a big cyan disc, top left, on a grey background", "small circle on a black background") == \
-        "a small cyan disc, top left, on a black background"
+    judged = [r.score for r in scorer.score(images, _changed(real_shapes["labels"], "shape", 5), prompts)]
+    assert np.allclose(judged, [r.score for r in scorer.score(images, prompts, [""] * n)], atol=1e-6)
+    # a prompt word the domain did not understand: the score is kept but certifies nothing
+    v = scorer.score(images[:1], ["a red star"], ["a red dragon"])[0]
+    assert v.not_understood == ("dragon",) and v.certified is None
 
 
 def test_bad_spec_is_one_line_user_error(tmp_path: Path) -> None:

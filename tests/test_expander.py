@@ -6,13 +6,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import torch
 from typer.testing import CliRunner
 
 from llmgan.cli.app import app
-from llmgan.domains.shapes.captions import ShapesFaithfulness, faithfulness, shapes_faithfulness
-from llmgan.domains.shapes.vocab import is_faithful
+from llmgan.domains.shapes.captions import ShapesFaithfulness, is_faithful
 from llmgan.errors import UserError
 from llmgan.io.seeds import derive_seed
 from llmgan.text.expander import (
@@ -54,7 +55,7 @@ def tiny_lm(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 @pytest.fixture(scope="module")
 def shipped() -> CaptionExpander:
-    return CaptionExpander(ExpanderConfig(cache_size=0), check=shapes_faithfulness())
+    return CaptionExpander(ExpanderConfig(cache_size=0), check=ShapesFaithfulness())
 
 
 def _outcomes(stats: dict[str, int]) -> int:
@@ -68,16 +69,8 @@ def test_config_validation_names_the_option() -> None:
         with pytest.raises(UserError, match=f"^{option} ") as err:
             ExpanderConfig(**bad)
         assert "\n" not in str(err.value)
-    with pytest.raises(UserError, match="^--check must be one of auto, shapes, none"):
-        faithfulness("vocab")
-
-
-def test_auto_check_is_shapes_only_with_the_shipped_lm() -> None:
-    assert ExpanderConfig().resolved_check == "shapes"
-    assert ExpanderConfig(lm="/models/mine").resolved_check is None
-    assert ExpanderConfig(lm="/models/mine", check="shapes").resolved_check == "shapes"
-    assert ExpanderConfig(check="none").resolved_check is None
-    assert isinstance(faithfulness("shapes"), ShapesFaithfulness) and faithfulness(None) is None
+    with pytest.raises(UserError, match="^--check must be one of auto, none"):
+        ExpanderConfig(check="shapes")
 
 
 def test_sampling_respects_top_p_and_uniforms() -> None:
@@ -160,7 +153,7 @@ def test_no_check_applies_no_domain_rule_and_rows_use_derive_seed(tiny_lm: str) 
 def test_guard_resamples_then_falls_back_to_the_prompt(tiny_lm: str) -> None:
     # a random LM essentially never names "red star": every attempt is rejected, then the prompt is used
     exp = CaptionExpander(ExpanderConfig(lm=tiny_lm, max_new_tokens=6, max_resamples=2, keep_words=False),
-                          check=shapes_faithfulness())
+                          check=ShapesFaithfulness())
     result = exp.expand(["red  star", "large blue circle"], ["a", "b"], variants=3, seed=0)
     assert result.captions == [["red star"] * 3, ["large blue circle"] * 3]
     assert result.stats["fallback"] == 6 and _outcomes(result.stats) == 6
@@ -199,10 +192,10 @@ def test_shipped_lm_determinism_across_batches(shipped: CaptionExpander) -> None
 
 def test_keep_words_on_a_random_lm_keeps_every_stated_word(tiny_lm: str) -> None:
     cfg = ExpanderConfig(lm=tiny_lm, max_new_tokens=8, max_resamples=1, cache_size=0)
-    exp = CaptionExpander(cfg, check=shapes_faithfulness())
+    exp = CaptionExpander(cfg, check=ShapesFaithfulness())
     prompts = ["red star", "large blue circle", "zebra"]
     result = exp.expand(prompts, ["a", "b", "c"], variants=4, seed=1)
-    assert result.stats["pinned"] > 0 and result.stats["unchecked"] == 4
+    assert result.stats["pinned"] > 0 and result.stats["not_understood"] == 4  # "zebra": never called faithful
     for prompt, words, caps in zip(prompts[:2], (["red", "star"], ["large", "blue", "circle"]), result.captions):
         assert all(keeps_words(words, c) and is_faithful(prompt, c) for c in caps), caps
     assert exp.expand(prompts[::-1], ["c", "b", "a"], variants=4, seed=1).captions == result.captions[::-1]
@@ -252,22 +245,30 @@ def test_keep_words_on_the_shipped_lm(shipped: CaptionExpander) -> None:
     alone = [shipped.expand([p], [k], variants=6, seed=3).captions[0] for p, k in zip(KEEP[::-1], keys[::-1])]
     assert alone == result.captions[::-1]
     # without keep-words the LM writes its own synonyms
-    own = CaptionExpander(ExpanderConfig(cache_size=0, keep_words=False), check=shapes_faithfulness())
+    own = CaptionExpander(ExpanderConfig(cache_size=0, keep_words=False), check=ShapesFaithfulness())
     loose = own.expand(KEEP[:3], keys[:3], variants=6, seed=3)
     assert not all(keeps_words(w, c) for w, caps in zip(KEPT, loose.captions) for c in caps)
     assert loose.stats["pinned"] == 0
 
 
-def test_generate_job_builds_the_expander_with_the_check(tiny_lm: str) -> None:
+def test_generate_job_builds_the_expander_with_the_check(tiny_lm: str, tmp_path: Path) -> None:
     from llmgan.job.config import OUTPUT_DEFINING, GenerateConfig
     from llmgan.job.stages import ShardExpander
 
     assert "keep_words" in OUTPUT_DEFINING
     with pytest.raises(UserError, match="^--keep-words "):
         GenerateConfig(prompts="p.parquet", keep_words="no")  # type: ignore[arg-type]
-    bundled = ShardExpander(GenerateConfig(prompts="p.parquet", keep_words=False)).expander
-    assert isinstance(bundled.check, ShapesFaithfulness) and bundled.config.keep_words is False
-    assert ShardExpander(GenerateConfig(prompts="p.parquet", lm=tiny_lm)).expander.check is None
+    from llmgan.io.storage import Storage
+
+    stage = ShardExpander(GenerateConfig(prompts=str(tmp_path / "p.parquet"), keep_words=False))
+    assert stage.expander is None  # loaded with the first shard, so a bad model fails a retried shard
+    pq.write_table(pa.table({"prompt": ["red star"]}), tmp_path / "p.parquet")
+    stage._load(Storage())
+    assert isinstance(stage.expander.check, ShapesFaithfulness) and stage.expander.config.keep_words is False
+    # the user's words are the contract whatever the LM: a user's LM gets the GAN's domain check too
+    own = ShardExpander(GenerateConfig(prompts=str(tmp_path / "p.parquet"), lm=tiny_lm))
+    own._load(Storage())
+    assert isinstance(own.expander.check, ShapesFaithfulness)
     result = runner.invoke(app, ["generate", "--help"])
     assert "--no-keep-words" in result.stdout
 
@@ -304,7 +305,8 @@ def test_expand_cli_prints_n_lines(tiny_lm: str) -> None:
     unchecked = runner.invoke(app, ["expand", "red star", "-n", "2", "--check", "none"])
     assert unchecked.exit_code == 0 and "2 unchecked" in unchecked.stderr
     generic = runner.invoke(app, ["expand", "zebra", "-n", "2", "--lm", tiny_lm, "--temperature", "0.5"])
-    assert generic.exit_code == 0 and len(generic.stdout.splitlines()) == 2 and "check none" in generic.stderr
+    assert generic.exit_code == 0 and len(generic.stdout.splitlines()) == 2 and "check shapes" in generic.stderr
+    assert "2 not understood" in generic.stderr and "not understood by the shapes domain: zebra" in generic.stderr
 
 
 def test_expand_cli_bad_values_are_one_line(tmp_path: Path) -> None:

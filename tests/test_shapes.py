@@ -9,8 +9,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from llmgan.data import tables
+from llmgan.domains.shapes import parse_attributes, vocab
 from llmgan.domains.shapes import render as shapes
-from llmgan.domains.shapes import vocab
+from llmgan.domains.shapes.captions import is_faithful
 from llmgan.errors import UserError
 from llmgan.io.storage import Storage
 
@@ -64,15 +65,15 @@ def test_same_bytes_in_every_process(tmp_path):
 def test_prompt_pairs_for_the_caption_lm():
     pairs = shapes.generate_prompt_pairs(400, seed=2, split="train")
     assert pairs.column_names == ["short_prompt", "caption"]
-    stated = [vocab.parse_attributes(p) for p in pairs["short_prompt"].to_pylist()]
+    stated = [parse_attributes(p) for p in pairs["short_prompt"].to_pylist()]
     for prompt, caption, got in zip(pairs["short_prompt"].to_pylist(), pairs["caption"].to_pylist(), stated):
-        assert vocab.is_faithful(prompt, caption) and ("shape" in got or "color" in got)
-        assert not shapes.is_heldout({a: v[0] for a, v in vocab.parse_attributes(caption).items()})
+        assert is_faithful(prompt, caption) and ("shape" in got or "color" in got)
+        assert not shapes.is_heldout({a: v[0] for a, v in parse_attributes(caption).items()})
     # more stated details than users type: size is stated in about 0.5 * 0.25 + 0.5 * 0.6 of prompts
     assert 0.3 < sum("size" in g for g in stated) / len(stated) < 0.55
     assert max(len(g) for g in stated) == 5
     every = shapes.generate_prompt_pairs(400, seed=2)["caption"].to_pylist()  # default: all pairs, held-out too
-    assert any(shapes.is_heldout({a: v[0] for a, v in vocab.parse_attributes(c).items()}) for c in every)
+    assert any(shapes.is_heldout({a: v[0] for a, v in parse_attributes(c).items()}) for c in every)
     with pytest.raises(UserError, match="detail"):
         shapes.generate_prompt_pairs(3, detail=1.5)
 
@@ -101,17 +102,17 @@ def test_spec_coverage_and_splits(table):
 
 def test_caption_names_exactly_the_labels(table):
     for row in table.to_pylist():
-        assert vocab.parse_attributes(row["caption"]) == {a: [v] for a, v in _labels(row).items()}, row["caption"]
+        assert parse_attributes(row["caption"]) == {a: [v] for a, v in _labels(row).items()}, row["caption"]
 
 
 def test_short_prompts_consistent_subset(table):
     sizes = set()
     for row in table.to_pylist():
-        got = vocab.parse_attributes(row["short_prompt"])
+        got = parse_attributes(row["short_prompt"])
         assert "shape" in got or "color" in got, row["short_prompt"]
         assert 1 <= len(got) <= 3, row["short_prompt"]
         assert all(values == [row[a]] for a, values in got.items()), row["short_prompt"]
-        assert vocab.is_faithful(row["short_prompt"], row["caption"])
+        assert is_faithful(row["short_prompt"], row["caption"])
         sizes.add(len(got))
     assert sizes == {1, 2, 3}
 

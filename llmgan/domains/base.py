@@ -18,6 +18,8 @@ class Domain(Protocol):
     name: str
     # the attributes its grounding names, in caption order; () for a domain made only of learned parts
     attributes: tuple[str, ...]
+    # attributes whose values fix an image up to jitter (evaluation's reference SSIM/PSNR); () when none do
+    reference_attributes: tuple[str, ...]
     # dataset builders by `llmgan data` command name: builder(config, progress) -> a captioned pyarrow Table
     datasets: dict[str, Callable[..., Any]]
 

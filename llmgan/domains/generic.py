@@ -52,6 +52,8 @@ class CaptionedDomain:
 
     name = "captioned"
     attributes: tuple[str, ...] = ()
+    # attributes whose values fix an image up to jitter: evaluation pairs each generated image with its real one
+    reference_attributes: tuple[str, ...] = ()
     datasets: dict[str, Any] = {}
 
     def __init__(self, words: Sequence[str] = ()) -> None:

@@ -161,24 +161,22 @@ class Grounder:
         i = 0
         while i < len(toks):
             j, reading = self._phrase_at(toks, i)
-            if reading is not None:
-                start, end = toks[i][0], toks[j - 1][1]
-                kind, attr, value, rgb = reading
-                if kind == "colour" and not self._names_colour(toks, i, j):
-                    unknown.append(" ".join(text[start:end].lower().split()))  # "a strawberry": a thing, not a colour
+            if reading is not None and reading[3] is not None:  # a colour: with the colour words right after it
+                if reading[0] == "colour" and not self._names_colour(toks, i, j):
+                    unknown.append(" ".join(text[toks[i][0]:toks[j - 1][1]].lower().split()))  # "a strawberry"
                     i = j
                     continue
-                role_end = end
-                if self.background and j < len(toks) and toks[j][2] in nouns and (rgb is not None or attr == self.background):
-                    role, role_end = self.background, toks[j][1]
-                    j += 1
+                j, group, words = self._colour_group(text, toks, i, j, reading, nouns)
+                if group:
+                    found += group
                 else:
-                    role = self._colour_attr if rgb is not None and attr not in self.words else attr
-                g = self._in_role(text, start, end, role_end, kind, attr, value, rgb, role)
-                if g is None:
-                    unknown.append(" ".join(text[start:end].lower().split()))
-                else:
-                    found.append(g)
+                    unknown.append(words)
+                i = j
+                continue
+            if reading is not None:
+                kind, attr, value, _ = reading
+                found.append(Grounded(attr, value, toks[i][0], toks[j - 1][1], text[toks[i][0]:toks[j - 1][1]], 1.0,
+                                      kind))
                 i = j
                 continue
             start, end, tok = toks[i]
@@ -206,6 +204,33 @@ class Grounder:
                 if rgb is not None:
                     return j, ("colour", "", "", rgb)
         return i + 1, None
+
+    def _colour_group(self, text: str, toks: list[tuple[int, int, str]], i: int, j: int, first: tuple,
+                      nouns: set[str]) -> tuple[int, list[Grounded], str]:
+        """Colour words in a row ("sapphire blue", "silver gray") read as one colour, in the role the next word
+        gives them: a background noun makes them the background, otherwise they are the default colour. Returns
+        (next token, the groundings: one, or several when the words disagree ("red blue"), and the words as typed)."""
+        readings = [(i, j, first)]
+        while j < len(toks):
+            k, nxt = self._phrase_at(toks, j)
+            if nxt is None or nxt[3] is None:
+                break
+            readings.append((j, k, nxt))
+            j = k
+        start, end = toks[i][0], toks[j - 1][1]
+        role, role_end = self._colour_attr, end
+        if self.background and j < len(toks) and toks[j][2] in nouns:
+            role, role_end = self.background, toks[j][1]
+            j += 1
+        members = [self._in_role(text, toks[a][0], toks[b - 1][1], toks[b - 1][1], r[0], r[1], r[2], r[3], role)
+                   for a, b, r in readings]
+        understood = [g for g in members if g is not None]
+        words = " ".join(text[start:end].lower().split())
+        if len({g.value for g in understood}) != 1:  # none understood, or a contradiction the caller will see
+            return j, understood, words
+        how = "vocabulary" if any(g.how == "vocabulary" for g in understood) else understood[-1].how
+        return j, [Grounded(role or "", understood[0].value, start, role_end, text[start:end],
+                            min(g.confidence for g in understood), how)], words
 
     def _names_colour(self, toks: list[tuple[int, int, str]], i: int, j: int) -> bool:
         """Whether a surveyed name at tokens i:j is used as a colour. Many names are also things ("lemon",

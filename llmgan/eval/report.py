@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from llmgan.domains import detect_domain
 from llmgan.errors import StorageError, UserError
 from llmgan.eval import metrics, plots
 from llmgan.eval.classifier import (
@@ -88,9 +89,10 @@ class _Run:
     """Shared state of one evaluation: model, encoder, classifier, data."""
 
     def __init__(self, model: Any, encoder: Any, clf: AttributeClassifier, data: Any, attrs: list[str],
-                 opts: EvalOptions, emb_cache: str | None, storage: Storage, scorer: Any = None) -> None:
+                 opts: EvalOptions, emb_cache: str | None, storage: Storage, scorer: Any = None,
+                 domain: Any = None) -> None:
         self.model, self.encoder, self.clf, self.data, self.attrs = model, encoder, clf, data, attrs
-        self.opts, self.emb_cache, self.storage, self.scorer = opts, emb_cache, storage, scorer
+        self.opts, self.emb_cache, self.storage, self.scorer, self.domain = opts, emb_cache, storage, scorer, domain
 
     def embed(self, captions: list[str]) -> np.ndarray:
         from llmgan.text.encoder import embed_dataset_captions
@@ -225,19 +227,18 @@ def _reference(run: _Run, images: np.ndarray, pick: np.ndarray, rows: np.ndarray
     caption, is paired with row pick[k]'s image. The floor pairs that real image with another real image
     of the same five labels (other jitter and wording): what a perfect generator would reach.
     """
-    from llmgan.domains.shapes.vocab import ATTRIBUTES
-
     data = run.data
-    if not set(ATTRIBUTES) <= set(run.attrs):
+    fixed = run.domain.reference_attributes
+    if not fixed or not set(fixed) <= set(run.attrs):
         return None
     gen_ssim = metrics.ssim(images, data.images[pick])
     gen_psnr = np.minimum(metrics.psnr(images, data.images[pick]), PSNR_CAP)
     groups: dict[tuple, list[int]] = {}
     for i in rows:
-        groups.setdefault(tuple(data.labels[a][i] for a in ATTRIBUTES), []).append(int(i))
+        groups.setdefault(tuple(data.labels[a][i] for a in fixed), []).append(int(i))
     pairs = []
     for i in pick:
-        same = groups[tuple(data.labels[a][i] for a in ATTRIBUTES)]
+        same = groups[tuple(data.labels[a][i] for a in fixed)]
         if len(same) > 1:
             j = same[int(rng.integers(len(same) - 1))]
             pairs.append((int(i), j if j != i else same[-1]))
@@ -309,9 +310,10 @@ def evaluate(
 
     encoder = TextEncoder(model=model.text_encoder)
     scorer = load_scorer(consistency, model.path, storage, device)
+    domain = detect_domain(ds.captions)
     if scorer is None and consistency in (None, "auto") and clf_source == SHIPPED:  # shapes data: its classifier fits
-        scorer = ClassifierScorer(clf)
-    run = _Run(model, encoder, clf, ds, attrs, opts, embedding_cache_url(data), storage, scorer)
+        scorer = ClassifierScorer(domain, clf)
+    run = _Run(model, encoder, clf, ds, attrs, opts, embedding_cache_url(data), storage, scorer, domain)
     splits: dict[str, Any] = {}
     grids: dict[str, list] = {}
     for name, rows in wanted.items():

@@ -45,6 +45,8 @@ def _prompt_pairs(cfg: Any, progress: Callable[[int], None] | None = None) -> An
 class ShapesDomain:
     name = "shapes"
     attributes = vocab.ATTRIBUTES
+    # attributes whose values fix an image up to jitter: evaluation pairs each generated image with its real one
+    reference_attributes: tuple[str, ...] = vocab.ATTRIBUTES
     datasets = {"shapes": _shapes, "prompt-pairs": _prompt_pairs}
 
     def ground(self, text: str) -> Grounding:
