@@ -61,7 +61,8 @@ def local_job(cfg: GenerateConfig) -> dict[str, float]:
 
 
 def ray_job(cfg: GenerateConfig) -> dict[str, float]:
-    from llmgan.distributed.generate import RayExecutor, connect_ray
+    from llmgan.distributed.cluster import connect_ray
+    from llmgan.distributed.generate import RayExecutor
     from llmgan.job.run import run_job
 
     connect_ray()  # a running cluster is the production situation: its start-up is not the job's cost

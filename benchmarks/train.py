@@ -48,7 +48,8 @@ def _shapes_data(tmp: str, images: int) -> str:
 def run(images: int = 1024, steps: int = 60, batch_size: int = 32, g_width: int = 32, d_width: int = 32,
         cpus: int | None = None, out: Any = sys.stdout) -> dict[str, Any]:
     """Local, Ray Train x1 and Ray Train x2 (then local again, to show machine noise); returns the figures."""
-    from llmgan.distributed.train import DistTrainOptions, connect_ray, run_train, shutdown_ray
+    from llmgan.distributed.cluster import connect_ray
+    from llmgan.distributed.train import DistTrainOptions, run_train, shutdown_ray
     from llmgan.gan.trainer import LocalTrainOptions, train_local
 
     cpus = cpus or len(os.sched_getaffinity(0))
@@ -75,7 +76,7 @@ def run(images: int = 1024, steps: int = 60, batch_size: int = 32, g_width: int 
             figures[name] = {"imgs_per_s": _steady(_rows(os.path.join(tmp, name))),
                              "wall_s": round(time.perf_counter() - t0, 1)}
 
-        connect_ray(None, num_cpus=cpus)  # the local Ray `llmgan train` starts (workers at normal priority)
+        connect_ray(None, num_cpus=cpus, normal_priority=True)  # the local Ray `llmgan train` starts (workers at normal priority)
         try:
             local("local")
             distributed("ray_1_worker", 1)

@@ -57,7 +57,7 @@ class ExecutorReached(Exception):
 def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
     import llmgan.cli.generate as generate_cli
 
-    def no_executor(name: str) -> None:
+    def no_executor(name: str, quiet: bool = False) -> None:
         raise ExecutorReached(name)
 
     monkeypatch.setattr(generate_cli, "make_executor", no_executor)
@@ -202,7 +202,7 @@ def test_bad_path_or_model_is_refused_before_anything_is_written(
 
     import llmgan.cli.generate as generate_cli
 
-    monkeypatch.setattr(generate_cli, "make_executor", lambda name: FakeExecutor())
+    monkeypatch.setattr(generate_cli, "make_executor", lambda name, quiet=False: FakeExecutor())
     prompts = tmp_path / "prompts.parquet"
     pq.write_table(pa.table({"prompt": ["red star"]}), prompts)
     out = tmp_path / "out"
@@ -229,7 +229,7 @@ def test_unreachable_hub_id_is_refused_in_seconds_when_not_offline(
 
     for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
         monkeypatch.delenv(var, raising=False)
-    monkeypatch.setattr(generate_cli, "make_executor", lambda name: FakeExecutor())
+    monkeypatch.setattr(generate_cli, "make_executor", lambda name, quiet=False: FakeExecutor())
     prompts = tmp_path / "prompts.parquet"
     pq.write_table(pa.table({"prompt": ["red star"]}), prompts)
     t0 = time.perf_counter()
@@ -245,7 +245,7 @@ def test_good_models_pass_the_checks_and_reach_the_executor(tmp_path: Path, monk
     """The control for the path sweep: the shipped models, an --out folder that exists, greedy sampling."""
     import llmgan.cli.generate as generate_cli
 
-    monkeypatch.setattr(generate_cli, "make_executor", lambda name: FakeExecutor())
+    monkeypatch.setattr(generate_cli, "make_executor", lambda name, quiet=False: FakeExecutor())
     prompts = tmp_path / "prompts.parquet"
     pq.write_table(pa.table({"prompt": ["red star"]}), prompts)
     (tmp_path / "out").mkdir()

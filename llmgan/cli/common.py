@@ -61,10 +61,10 @@ def handle_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def setup_logging(verbose: bool = False) -> None:
-    """Logs go to stderr; results go to stdout."""
+def setup_logging(verbose: bool = False, quiet: bool = False) -> None:
+    """Logs go to stderr; results go to stdout. quiet: errors only (`--quiet` prints the summary alone)."""
     logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
+        level=logging.DEBUG if verbose else logging.ERROR if quiet else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )

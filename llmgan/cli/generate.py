@@ -127,13 +127,13 @@ def generate(
         generator=StageResources(generator_min, generator_max, generator_cpus, generator_gpus,
                                  parse_resources(generator_resources, "--generator-resources")),
     )
-    setup_logging()
+    setup_logging(quiet=quiet)
     from llmgan.job.feedback import describe_understanding
     from llmgan.job.outcomes import JobFailed
     from llmgan.job.run import run_job
 
     try:
-        summary = run_job(cfg, make_executor(cfg.executor), progress=not quiet)
+        summary = run_job(cfg, make_executor(cfg.executor, quiet), progress=not quiet)
     except JobFailed as exc:
         raise fail(str(exc), EXIT_RUNTIME_ERROR) from None
     rejected, cons = summary["rejected"], summary.get("consistency")
@@ -151,8 +151,8 @@ def generate(
         typer.echo(unsupported)
 
 
-def make_executor(name: str) -> Any:
-    """The executor named by --executor; Ray is imported only for "ray"."""
+def make_executor(name: str, quiet: bool = False) -> Any:
+    """The executor named by --executor; Ray is imported only for "ray". quiet: Ray logs errors only."""
     assert name in EXECUTORS, name  # GenerateConfig has checked it
     if name == "local":
         from llmgan.job.local_executor import LocalExecutor
@@ -160,7 +160,7 @@ def make_executor(name: str) -> Any:
         return LocalExecutor()
     from llmgan.distributed.generate import RayExecutor
 
-    return RayExecutor()
+    return RayExecutor(quiet=quiet)
 
 
 def register(app: typer.Typer) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import ray
 
+from llmgan.distributed.cluster import connect_ray
 from llmgan.io.storage import Storage
 from llmgan.job.config import GenerateConfig, size_pools
 from llmgan.job.outcomes import OnOutcome, ShardCommitted, ShardFailed, ShardOutcome
@@ -83,14 +84,19 @@ def _write(batch: dict[str, np.ndarray], out: str, fmt: str, job_id: str, endpoi
     return {"outcome": [pickle.dumps(o) for o in outcomes]}
 
 
-def connect_ray() -> None:
-    """Join the cluster given by RAY_ADDRESS / `ray job submit`, else start a local Ray."""
-    if not ray.is_initialized():
-        ray.init(logging_level=logging.WARNING, log_to_driver=True, include_dashboard=False,
-                 configure_logging=True)
+def quiet_ray_data() -> None:
+    """Ray Data's progress bars and its per-dataset INFO lines off the terminal: the driver prints one line per
+    shard instead. Ray Data's own log file (ray-data.log in the session folder) still gets everything."""
+    from ray.data._internal.logging import SessionFileHandler
+    from ray.util.debug import log_once
+
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False
     ctx.print_on_execution_start = False
+    log_once("ray_data_progress_manager_disabled")  # else Ray Data warns once that the bars we turned off are off
+    for handler in logging.getLogger("ray.data").handlers:
+        if not isinstance(handler, SessionFileHandler):
+            handler.setLevel(logging.WARNING)
 
 
 class RayExecutor:
@@ -98,8 +104,12 @@ class RayExecutor:
 
     name = "ray"
 
+    def __init__(self, quiet: bool = False) -> None:
+        self.quiet = quiet  # Ray logs errors only
+
     def prepare(self, cfg: GenerateConfig) -> GenerateConfig:
-        connect_ray()
+        connect_ray(quiet=self.quiet)
+        quiet_ray_data()
         resources = ray.cluster_resources()
         cfg = size_pools(cfg, resources.get("CPU", 0.0), resources.get("GPU", 0.0))
         log.info("actor pools: expander %d-%d x %g CPU, generator %d-%d x %g CPU", cfg.expander.min_actors,

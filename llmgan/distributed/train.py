@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import ray
 
+from llmgan.distributed.cluster import connect_ray
 from llmgan.distributed.train_options import DistTrainOptions
 from llmgan.domains import Domain
 from llmgan.errors import UserError
@@ -104,22 +105,6 @@ class ProgressTracker:
             else:
                 last = step
         return total
-
-
-def connect_ray(address: str | None, num_cpus: int | None = None) -> None:
-    """Join the cluster at `address` (or RAY_ADDRESS, set by `ray job submit`), else start a local Ray
-    (with `num_cpus`, default all)."""
-    if not ray.is_initialized():
-        import os
-
-        joining = bool(address or os.environ.get("RAY_ADDRESS"))
-        # a local Ray has no dashboard, so Ray Train's helpers would fill the terminal with state-API warnings;
-        # our own progress lines and one-line errors carry what the user needs
-        kwargs: dict[str, Any] = {}
-        if not joining:  # Ray runs workers at nice 15; on a busy machine that halved training speed vs --local
-            kwargs.update(_system_config={"worker_niceness": 0}, num_cpus=num_cpus)
-        ray.init(address=address, logging_level=logging.WARNING, log_to_driver=joining, include_dashboard=False,
-                 **kwargs)
 
 
 def shutdown_ray() -> None:
@@ -219,7 +204,9 @@ def run_train(data: str, out: str, config: GanConfig, options: DistTrainOptions,
         "text_encoder": options.text_encoder, "target_steps": target, "workers": options.workers,
     }, indent=2, sort_keys=True) + "\n")
 
-    connect_ray(options.address)
+    # workers at normal priority on a local Ray; a local Ray has no dashboard, so Ray Train's helpers would fill
+    # the terminal with state-API warnings if workers' output reached it (connect_ray keeps it in the logs)
+    connect_ray(options.address, normal_priority=True)
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
