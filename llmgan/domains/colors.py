@@ -62,6 +62,8 @@ def named_colours() -> dict[str, RGB]:
         name = " ".join(key.removeprefix("xkcd:").replace("/", " ").replace("'", "").split())
         h = hexcode.lstrip("#")
         out[name] = (int(h[0:2], 16), int(h[2:4], 16), int(h[4:6], 16))
+    # the survey spells grey; people write both
+    out.update({n.replace("grey", "gray"): rgb for n, rgb in list(out.items()) if "grey" in n})
     return out
 
 

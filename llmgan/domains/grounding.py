@@ -6,7 +6,8 @@ outside those is read, in order, as:
   - a function word or a word about the request itself ("please", "draw", "icon"): ignored;
   - a colour name from the colour survey ("sapphire", "cherry-red", "lemon-colored"): the nearest palette colour,
     if it is near and clearly nearer than the next (`llmgan.domains.colors`);
-  - a one-letter typo of a domain word or a surveyed colour name ("sqaure", "yelow");
+  - a one-letter typo of a domain word or a surveyed colour name ("sqaure", "yelow"; a word the sentence
+    encoder's tokenizer knows as a whole word is a real word and never corrected);
   - a word the sentence encoder places near one value's caption words and clearly nearer than any other value's
     ("dot" -> circle, "enormous" -> large);
   - otherwise a word the domain did not understand ("dragon"), reported, never replaced by a guess.
@@ -16,6 +17,7 @@ frozen prompt set (`python -m benchmarks.grounding`).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -37,12 +39,32 @@ _TOKEN = re.compile(r"[^\W_]+(?:['’-][^\W_]+)*")
 MAX_PHRASE = 4  # tokens in the longest phrase looked up
 
 
+# Function words that still state something a picture shows: counts above one, and places.
+_CONTENT = frozenset("two three four five six seven eight nine ten eleven twelve fifteen twenty forty fifty sixty "
+                     "hundred several many few top bottom front back behind beside".split())
+
+
 @functools.lru_cache(maxsize=1)
 def stop_words() -> frozenset[str]:
-    """English function words (scikit-learn's maintained list) plus the request words above."""
+    """English function words (scikit-learn's maintained list) plus the request words above, less the words that
+    state counts or places ("two stars", "at the top": things a domain may not draw)."""
     from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
-    return frozenset(ENGLISH_STOP_WORDS) | REQUEST_WORDS
+    return (frozenset(ENGLISH_STOP_WORDS) - _CONTENT) | REQUEST_WORDS | {"thanks", "thank", "pls", "plz"}
+
+
+@functools.lru_cache(maxsize=1)
+def english_words() -> frozenset[str]:
+    """Whole words of the sentence encoder's tokenizer (30k WordPiece entries): a word in it is a real word, not a
+    typo, so it is never "corrected" ("scar" stays scar, not star)."""
+    from pathlib import Path
+
+    from llmgan.text.encoder import default_encoder_path
+
+    vocab = Path(default_encoder_path()) / "vocab.txt"
+    if not vocab.exists():
+        return frozenset()
+    return frozenset(w for w in vocab.read_text(encoding="utf-8").split() if w.isalpha())
 
 
 @dataclass(frozen=True)
@@ -121,6 +143,8 @@ class Grounder:
     background: str | None = None
     background_nouns: Sequence[str] = ("background", "backdrop")
     by_meaning: Sequence[str] = ()
+    # words its images always satisfy ("flat", "filled" for shapes): understood, and they state nothing
+    context: Sequence[str] = ()
     cutoffs: Cutoffs = Cutoffs()
     encode: Callable[[list[str]], np.ndarray] | None = None  # default: the shipped sentence encoder
 
@@ -134,11 +158,11 @@ class Grounder:
         self._anchors: tuple[list[tuple[str, str]], np.ndarray] | None = None
         self._cache: dict[str, Grounding] = {}
         self._meaning_cache: dict[str, tuple[str, str, float, float] | None] = {}
-        typo_targets: dict[str, set[tuple[str, str]]] = {}
-        for phrase, av in self._phrases.items():
-            if " " not in phrase and len(phrase) >= 4:
-                typo_targets.setdefault(phrase, set()).add(av)
-        self._typo_targets = typo_targets
+        # the words a typo may be corrected to: the domain's words and the colour survey's, long enough to be safe
+        self._lexicon = {w for phrase in self._phrases for w in phrase.split() if len(w) >= 4}
+        if self.palettes:
+            self._lexicon |= {w for name in colors.named_colours() for w in name.split() if len(w) >= 5}
+        self._context = frozenset(_norm(w) for w in self.context)
 
     # ---- public -------------------------------------------------------------------------------
     def ground(self, text: str) -> Grounding:
@@ -153,9 +177,15 @@ class Grounder:
 
     # ---- readings -----------------------------------------------------------------------------
     def _ground(self, text: str) -> Grounding:
-        toks = [(m.start(), m.end(), _norm(m.group())) for m in _TOKEN.finditer(text)]
         nouns = {_norm(n) for n in self.background_nouns}
         stop = stop_words()
+        toks, fixed = [], set()
+        for m in _TOKEN.finditer(text):
+            tok = _norm(m.group())
+            right = self._spell(tok, stop, nouns)
+            if right != tok:
+                fixed.add(m.start())
+            toks.append((m.start(), m.end(), right))
         found: list[Grounded] = []
         unknown: list[str] = []
         i = 0
@@ -179,16 +209,59 @@ class Grounder:
                                       kind))
                 i = j
                 continue
+            if self.palettes and toks[i][2] in ("on", "against", "over") and self.background:
+                group = self._bare_background(text, toks, i, nouns)  # "on black", "against navy"
+                if group is not None:
+                    j, grounded, words = group
+                    found += grounded
+                    unknown += [] if grounded else [words]
+                    i = j
+                    continue
             start, end, tok = toks[i]
             i += 1
-            if tok in stop or tok in nouns or tok in colors.SHADE_WORDS or tok.rstrip("s") in stop:
+            if tok in stop or tok in nouns or tok in colors.SHADE_WORDS or tok.rstrip("s") in stop or tok in self._context:
                 continue
-            g = self._typo(text, start, end, tok) or self._meaning(text, start, end, tok)
+            g = self._meaning(text, start, end, tok)
             if g is None:
                 unknown.append(tok)
             else:
                 found.append(g)
+        if fixed:  # a reading that needed a corrected word is a little less sure
+            found = [dataclasses.replace(g, confidence=round(0.9 * g.confidence, 3), how="typo")
+                     if any(g.start <= f < g.end for f in fixed) else g for g in found]
         return Grounding(tuple(found), tuple(dict.fromkeys(unknown)))
+
+    def _spell(self, tok: str, stop: frozenset[str], nouns: set[str]) -> str:
+        """The domain or colour word one edit away from a word that is no word at all ("sqaure", "lefg"), when
+        exactly one is; otherwise the word as it is."""
+        if len(tok) < 4 or " " in tok or tok in self._lexicon or tok in stop or tok in nouns \
+                or tok.rstrip("s") in self._lexicon or tok in english_words():
+            return tok
+        found = {e for e in _edits1(tok) if e in self._lexicon}
+        return next(iter(found)) if len(found) == 1 else tok
+
+    def _bare_background(self, text: str, toks: list[tuple[int, int, str]], i: int,
+                         nouns: set[str]) -> tuple[int, list[Grounded], str] | None:
+        """ "on black", "against a navy": colour words after such a preposition, with nothing after them that they
+        could colour, name the background. None when the words are not that."""
+        k = i + 1
+        while k < len(toks) and toks[k][2] in ("a", "an", "the", "plain", "solid"):
+            k += 1
+        if k >= len(toks):
+            return None
+        j, reading = self._phrase_at(toks, k)
+        if reading is None or reading[3] is None:
+            return None
+        end = j
+        while end < len(toks):
+            nxt, more = self._phrase_at(toks, end)
+            if more is None or more[3] is None:
+                break
+            end = nxt
+        if end < len(toks) and (toks[end][2] in nouns or toks[end][2] in self._phrases
+                                or toks[end][2].rstrip("s") in self._phrases):
+            return None  # "on a red star", "on a navy background": read as usual
+        return self._colour_group(text, toks, k, j, reading, nouns, role=self.background)
 
     def _phrase_at(self, toks: list[tuple[int, int, str]], i: int) -> tuple[int, tuple | None]:
         """Longest phrase from token i that is a domain word (preferred on a tie) or a surveyed colour name;
@@ -199,14 +272,14 @@ class Grounder:
                 if k and k in self._phrases:
                     attr, value = self._phrases[k]
                     return j, ("vocabulary", attr, value, self.palettes.get(attr, {}).get(value))
-            if self.palettes and not (j == i + 1 and key in stop_words()):
+            if self.palettes and not (j == i + 1 and (key in stop_words() or key in colors.SHADE_WORDS)):
                 rgb = colors.lookup(key)
                 if rgb is not None:
                     return j, ("colour", "", "", rgb)
         return i + 1, None
 
     def _colour_group(self, text: str, toks: list[tuple[int, int, str]], i: int, j: int, first: tuple,
-                      nouns: set[str]) -> tuple[int, list[Grounded], str]:
+                      nouns: set[str], role: str | None = None) -> tuple[int, list[Grounded], str]:
         """Colour words in a row ("sapphire blue", "silver gray") read as one colour, in the role the next word
         gives them: a background noun makes them the background, otherwise they are the default colour. Returns
         (next token, the groundings: one, or several when the words disagree ("red blue"), and the words as typed)."""
@@ -218,10 +291,11 @@ class Grounder:
             readings.append((j, k, nxt))
             j = k
         start, end = toks[i][0], toks[j - 1][1]
-        role, role_end = self._colour_attr, end
+        role_end = end
         if self.background and j < len(toks) and toks[j][2] in nouns:
             role, role_end = self.background, toks[j][1]
             j += 1
+        role = role or self._colour_attr
         members = [self._in_role(text, toks[a][0], toks[b - 1][1], toks[b - 1][1], r[0], r[1], r[2], r[3], role)
                    for a, b, r in readings]
         understood = [g for g in members if g is not None]
@@ -262,21 +336,6 @@ class Grounder:
         if near.distance > self.cutoffs.colour_distance or near.clarity < self.cutoffs.colour_clarity:
             return None
         return Grounded(role, near.value, start, role_end, word, round(near.clarity, 3), "colour")
-
-    def _typo(self, text: str, start: int, end: int, tok: str) -> Grounded | None:
-        if len(tok) < 4 or " " in tok:
-            return None
-        targets = {av for e in _edits1(tok) for av in self._typo_targets.get(e, ())}
-        if len(targets) == 1:
-            attr, value = next(iter(targets))
-            return Grounded(attr, value, start, end, text[start:end], 0.9, "typo")
-        if not targets and self.palettes and len(tok) >= 5:
-            names = [e for e in _edits1(tok) if e in colors.named_colours()]
-            if len(names) == 1:
-                g = self._in_role(text, start, end, end, "typo", "", "", colors.named_colours()[names[0]],
-                                  self._colour_attr)
-                return None if g is None else Grounded(g.attr, g.value, start, end, g.word, 0.9 * g.confidence, "typo")
-        return None
 
     def _meaning(self, text: str, start: int, end: int, tok: str) -> Grounded | None:
         if not self.by_meaning:

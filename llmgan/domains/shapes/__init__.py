@@ -14,15 +14,17 @@ from llmgan.domains.shapes import vocab
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
 CLASSIFIER = ASSETS / "eval" / "shapes32-classifier"
 MATCHER = ASSETS / "eval" / "shapes32-matcher"
+# every image of this domain is one flat, filled, plain shape: these words are true of all of them
+CONTEXT = ("flat", "filled", "solid", "plain", "single", "simple", "vector", "one")
 # calibrated on the tuning split of benchmarks/prompt_sets/openvocab-v1 (python -m benchmarks.grounding)
-CUTOFFS = Cutoffs()
+CUTOFFS = Cutoffs(colour_distance=40.0, colour_clarity=0.25, meaning_similarity=0.6, meaning_margin=0.1)
 
 
 @functools.lru_cache(maxsize=1)
 def grounder() -> Grounder:
     return Grounder(words=vocab.SYNONYMS, palettes={"color": vocab.COLORS, "background": vocab.BACKGROUNDS},
                     background="background", background_nouns=vocab.BACKGROUND_NOUNS,
-                    by_meaning=("shape", "size", "position"), cutoffs=CUTOFFS)
+                    by_meaning=("shape", "size", "position"), context=CONTEXT, cutoffs=CUTOFFS)
 
 
 def parse_attributes(text: str) -> dict[str, list[str]]:
