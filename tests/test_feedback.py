@@ -64,7 +64,7 @@ def test_feedback_redraws_low_scores_keeps_the_best_and_reports_it(tmp_path: Pat
     assert cons["below_threshold_first_draw"] == sum(m["first_consistency"] < 0.5 for m in metas)
     assert cons["below_threshold"] <= cons["below_threshold_first_draw"]
     assert cons["mean"] == pytest.approx(np.mean([m["consistency"] for m in metas]), abs=1e-3)
-    index = pq.read_table(tmp_path / "a" / "shards" / "00000.index.parquet").to_pylist()
+    index = pq.read_table(tmp_path / "a" / "index" / "00000.parquet").to_pylist()
     first = {json.loads(members[f"{r['key']}.json"])["consistency"] for r in index}
     assert {round(r["consistency"], 4) for r in index} == {round(c, 4) for c in first}
     assert all(r["attempts"] >= 1 for r in index)
@@ -160,7 +160,7 @@ def test_png_of_kept_draw_matches_its_index_sha(tmp_path: Path, tiny_ckpt: str) 
 
     _job(tmp_path, tiny_ckpt, "s", consistency="classifier", max_attempts=2)
     members = _members(tmp_path / "s")
-    for r in pq.read_table(tmp_path / "s" / "shards" / "00000.index.parquet").to_pylist():
+    for r in pq.read_table(tmp_path / "s" / "index" / "00000.parquet").to_pylist():
         png = members[f"{r['key']}.png"]
         assert hashlib.sha256(png).hexdigest() == r["sha256"]
         from PIL import Image

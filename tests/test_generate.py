@@ -42,9 +42,9 @@ def expected_images(path: str) -> int:
 
 def sha_set(storage: Storage, out: str) -> set[str]:
     shas: set[str] = set()
-    for name in storage.list(join(out, "shards")):
-        if name.endswith(".index.parquet"):
-            table = pq.read_table(io.BytesIO(storage.read_bytes(join(out, "shards", name))))
+    for name in storage.list(join(out, "index")):
+        if name.endswith(".parquet"):
+            table = pq.read_table(io.BytesIO(storage.read_bytes(join(out, "index", name))))
             shas.update(table.column("sha256").to_pylist())
     return shas
 
@@ -86,10 +86,10 @@ def test_parquet_format_loads_with_hf_datasets(ray_local, tiny_ckpt: str, tmp_pa
     prompts = write_prompts(tmp_path / "prompts.parquet", 6)
     out = str(tmp_path / "out")
     summary = run(ray_local, prompts=prompts, out=out, ckpt=tiny_ckpt, expand=False, shard_size=5, format="parquet")
-    files = sorted(str(p) for p in Path(out, "shards").glob("*[0-9].parquet"))
-    ds = datasets.load_dataset("parquet", data_files=files, split="train")
+    ds = datasets.load_dataset("parquet", data_files=str(Path(out, "shards", "*.parquet")), split="train",
+                               cache_dir=str(tmp_path / "hf"))  # the data glob catches no index file
     assert len(ds) == summary["images"] == expected_images(prompts)
-    assert ds[0]["image"].size == (32, 32) and ds[0]["caption"]
+    assert ds[0]["image"].size == (32, 32) and ds[0]["caption"] and ds[0]["prompt_id"].startswith("p/")
 
 
 def test_s3_output_and_prompts(ray_local, tiny_ckpt: str, tmp_path: Path, s3_server: str, s3_url: str) -> None:
@@ -263,7 +263,7 @@ def test_expansion_with_the_bundled_caption_lm(ray_local, tiny_ckpt: str, tmp_pa
     assert summary["images"] == 12
     guard = summary["expansion"]
     assert guard["faithful"] + guard["fallback"] == 6  # 3 prompts x 2 variants, every one checked
-    index = pq.read_table(Path(out, "shards", "00000.index.parquet")).to_pylist()
+    index = pq.read_table(Path(out, "index", "00000.parquet")).to_pylist()
     for row in index:
         stated = parse_attributes(row["prompt"])
         assert all(parse_attributes(row["caption"]).get(k) == v for k, v in stated.items())

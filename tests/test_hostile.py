@@ -44,18 +44,20 @@ def test_damaged_shards_are_detected_and_redone_identically(ray_local, tiny_ckpt
     first = generate(**kw)
     shards = out / "shards"
     original = {p.name: p.read_bytes() for p in shards.iterdir()}
+    original_index = {p.name: p.read_bytes() for p in (out / "index").iterdir()}
     assert first["shards"] >= 5
     (shards / "00000.stats.json").unlink()  # tar without stats: a crash before the commit
     (shards / "00001.tar").unlink()  # stats without tar
     tar = shards / "00002.tar"
     tar.write_bytes(original["00002.tar"][:1000])  # truncated tar, stats still there
-    (shards / "00003.index.parquet").unlink()  # index lost
+    (out / "index" / "00003.parquet").unlink()  # index lost
     again = generate(**kw)
     assert again["images_this_run"] > 0 and again["images"] == first["images"]
     def content(files: dict[str, bytes]) -> dict[str, object]:  # stats carry timings and pids: compare their sha
         return {n: json.loads(b)["data_sha256"] if n.endswith(".stats.json") else b for n, b in files.items()}
 
     assert content({p.name: p.read_bytes() for p in shards.iterdir()}) == content(original)  # repaired exactly
+    assert {p.name: p.read_bytes() for p in (out / "index").iterdir()} == original_index
     assert (out / "_SUCCESS.json").exists()
 
     # a stats file from another job (folders mixed up): refused, nothing rewritten

@@ -123,7 +123,8 @@ def test_shard_files_deterministic_and_stats_last(tmp_path: Path, fmt: str) -> N
     again = {n: (Path(out) / "shards" / n).read_bytes() for n in st.list(str(Path(out) / "shards"))}
     assert {k: v for k, v in first.items() if not k.endswith(".stats.json")} == \
            {k: v for k, v in again.items() if not k.endswith(".stats.json")}
-    index = pq.read_table(Path(out) / "shards" / "00004.index.parquet")
+    assert set(first) == {f"00004{'.tar' if fmt == 'webdataset' else '.parquet'}", "00004.stats.json"}  # no index
+    index = pq.read_table(Path(out) / "index" / "00004.parquet")
     assert index.column("key").to_pylist() == [f"00004_{i:06d}" for i in range(3)]
     if fmt == "webdataset":
         with tarfile.open(fileobj=io.BytesIO(first["00004.tar"])) as tar:

@@ -88,9 +88,9 @@ def test_soak_200k_prompts_through_faulty_s3(ray_local, tiny_ckpt: str, s3_serve
     assert summary["images"] == rows
     keys: list[str] = []
     ids: list[str] = []
-    for name in direct.list(join(out, "shards")):
-        if name.endswith(".index.parquet"):
-            index = pq.read_table(io.BytesIO(direct.read_bytes(join(out, "shards", name))))
+    for name in direct.list(join(out, "index")):
+        if name.endswith(".parquet"):
+            index = pq.read_table(io.BytesIO(direct.read_bytes(join(out, "index", name))))
             keys += index.column("key").to_pylist()
             ids += index.column("prompt_id").to_pylist()
     assert len(keys) == len(set(keys)) == rows

@@ -20,7 +20,8 @@ app = typer.Typer(
 )
 
 # Each module defines `register(app)`; a command is listed here only once it works.
-COMMAND_MODULES: list[str] = ["generate", "data", "train", "expand", "train_lm", "sample", "eval_cmd", "matcher"]
+COMMAND_MODULES: list[str] = ["generate", "export", "data", "train", "expand", "train_lm", "sample", "eval_cmd",
+                              "matcher"]
 
 
 def _version(value: bool) -> None:

@@ -1,26 +1,23 @@
-"""Job-level files: `_job.json` (written first, checked on rerun), `_SUCCESS.json` and the contact sheet."""
+"""Job-level files: `_job.json` (written first, checked on rerun) and `_SUCCESS.json` (the contact sheet:
+llmgan.job.contact_sheet)."""
 
 from __future__ import annotations
 
 import hashlib
-import io
 import json
-import math
 import platform
 import time
 from typing import Any
 
 from llmgan import __version__
 from llmgan.errors import UserError
-from llmgan.io.images import png_bytes
 from llmgan.io.storage import Storage, join, redact_url  # noqa: F401 - redact_url: re-exported
+from llmgan.job.contact_sheet import CONTACT_SHEET
 from llmgan.job.feedback import merge_consistency, merge_understanding
-from llmgan.job.shards import SHARDS_DIR, committed_shards, read_shard_images, read_stats
+from llmgan.job.shards import INDEX_DIR, SHARDS_DIR, committed_shards, read_stats
 
 JOB_FILE = "_job.json"
 SUCCESS_FILE = "_SUCCESS.json"
-CONTACT_SHEET = "contact_sheet.png"
-CONTACT_TILE = 96  # minimum tile side in pixels
 
 
 def versions() -> dict[str, str]:
@@ -94,8 +91,9 @@ def prepare_output(storage: Storage, out: str, manifest: dict[str, Any], overwri
 
 def clear_output(storage: Storage, out: str) -> None:
     """Remove what a previous job wrote (only our own file names)."""
-    for name in storage.list(join(out, SHARDS_DIR)):
-        storage.delete(join(out, SHARDS_DIR, name))
+    for folder in (SHARDS_DIR, INDEX_DIR):
+        for name in storage.list(join(out, folder)):
+            storage.delete(join(out, folder, name))
     for name in (SUCCESS_FILE, CONTACT_SHEET, JOB_FILE):
         storage.delete(join(out, name))
 
@@ -136,32 +134,3 @@ def summarize(storage: Storage, out: str, num_shards: int, wall_seconds: float,
         "images_per_second": round(images_this_run / wall_seconds, 2) if wall_seconds > 0 else None,
         "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-
-
-def write_contact_sheet(storage: Storage, out: str, count: int) -> str | None:
-    """Tile up to `count` images, taken from the first shards, into contact_sheet.png."""
-    from PIL import Image
-
-    committed = committed_shards(storage, out)
-    pngs: list[bytes] = []
-    for idx in sorted(committed):
-        pngs += read_shard_images(storage, out, read_stats(storage, committed[idx]), count - len(pngs))
-        if len(pngs) >= count:
-            break
-    if not pngs:
-        return None
-    images = [Image.open(io.BytesIO(b)).convert("RGB") for b in pngs]
-    side = max(max(im.size) for im in images)
-    if side < CONTACT_TILE:  # small images are enlarged (pixel-exact) so the sheet can be looked at
-        scale = -(-CONTACT_TILE // side)
-        images = [im.resize((im.width * scale, im.height * scale), Image.NEAREST) for im in images]
-        side *= scale
-    cols = math.ceil(math.sqrt(len(images)))
-    rows = math.ceil(len(images) / cols)
-    pad = max(1, side // 16)
-    sheet = Image.new("RGB", (cols * (side + pad) + pad, rows * (side + pad) + pad), (40, 40, 40))
-    for i, im in enumerate(images):
-        sheet.paste(im, (pad + (i % cols) * (side + pad), pad + (i // cols) * (side + pad)))
-    url = join(out, CONTACT_SHEET)
-    storage.write_bytes(url, png_bytes(sheet))
-    return url

@@ -1,7 +1,8 @@
 """Shard files: write one shard's data, index and stats (stats last = committed), and read them back.
 
-Layout under OUTPUT/shards/: {shard}.tar (WebDataset: {key}.png, {key}.json, {key}.txt) or {shard}.parquet
-(Hugging Face `datasets` Image feature), {shard}.index.parquet (one row per image), {shard}.stats.json.
+Layout under OUTPUT/: shards/{shard}.tar (WebDataset: {key}.png, {key}.json, {key}.txt) or shards/{shard}.parquet
+(typed columns, image as a Hugging Face `datasets` Image feature), shards/{shard}.stats.json, and
+index/{shard}.parquet (one row per image; outside shards/ so a `shards/*.parquet` data glob reads only data).
 Every file is written atomically and deterministically (fixed tar headers, fixed order), so a redone shard
 is byte-identical to the first attempt.
 """
@@ -18,8 +19,9 @@ from typing import Any
 from llmgan.io.storage import Storage, join
 
 SHARDS_DIR = "shards"
+INDEX_DIR = "index"
 STATS_SUFFIX = ".stats.json"
-INDEX_SUFFIX = ".index.parquet"
+LEGACY_INDEX_SUFFIX = ".index.parquet"  # where older outputs kept the index: beside the data, in shards/
 MAX_REJECTED_DETAIL = 1000  # rejected rows listed one by one per shard; all are counted in rejected_counts
 
 
@@ -59,6 +61,15 @@ def shard_url(out: str, name: str, suffix: str) -> str:
     return join(out, SHARDS_DIR, f"{name}{suffix}")
 
 
+def index_url(out: str, name: str) -> str:
+    return join(out, INDEX_DIR, f"{name}.parquet")
+
+
+def output_names(storage: Storage, out: str) -> set[str]:
+    """Every file under `out`, as paths relative to it ("shards/00000.tar", "index/00000.parquet")."""
+    return set(storage.list(out))
+
+
 def image_key(shard: int, i: int) -> str:
     """Keys are made by us, never from user ids, so they cannot escape the output prefix."""
     return f"{shard:05d}_{i:06d}"
@@ -91,23 +102,12 @@ def _parquet_bytes(table: Any) -> bytes:
 
 
 def _images_table(records: list[ImageRecord]) -> Any:
-    """Parquet data file that Hugging Face `datasets` decodes as an Image feature."""
-    import pyarrow as pa
+    """Parquet data file: typed columns, the image as a Hugging Face `datasets` Image (llmgan.job.shard_columns)."""
+    from llmgan.job.shard_columns import data_table
 
-    table = pa.table({
-        "key": [r.key for r in records],
-        "image": pa.array([{"bytes": r.png, "path": f"{r.key}.png"} for r in records],
-                          pa.struct([("bytes", pa.binary()), ("path", pa.string())])),
-        "caption": [r.caption for r in records],
-        "json": [json.dumps(r.meta, sort_keys=True, ensure_ascii=False, default=str) for r in records],
-    })
-    features = {
-        "key": {"dtype": "string", "_type": "Value"},
-        "image": {"_type": "Image"},
-        "caption": {"dtype": "string", "_type": "Value"},
-        "json": {"dtype": "string", "_type": "Value"},
-    }
-    return table.replace_schema_metadata({"huggingface": json.dumps({"info": {"features": features}})})
+    # the caption is the record's (what the .txt member of a tar holds), whatever the metadata says
+    return data_table([r.key for r in records], [r.png for r in records],
+                      [dict(r.meta, caption=r.caption) for r in records])
 
 
 def _index_table(records: list[ImageRecord]) -> Any:
@@ -154,7 +154,7 @@ def write_shard(storage: Storage, out: str, result: ShardResult, fmt: str, job_i
         raise ShardConflict(f"shard {result.name} is already committed in {out} with different content "
                             f"(job {old.get('job_id')}); refusing to overwrite it")
     storage.write_bytes(shard_url(out, result.name, data_suffix), data)
-    storage.write_bytes(shard_url(out, result.name, INDEX_SUFFIX), _parquet_bytes(_index_table(result.records)))
+    storage.write_bytes(index_url(out, result.name), _parquet_bytes(_index_table(result.records)))
     seconds = dict(result.seconds, write=time.perf_counter() - t0)
     reasons: dict[str, int] = {}
     for r in result.rejected:
@@ -196,7 +196,9 @@ def read_stats(storage: Storage, url: str) -> dict[str, Any]:
 def check_shard(storage: Storage, out: str, index: int, names: set[str], job_id: str) -> str | None:
     """Why a committed shard cannot be trusted (None: intact). Reads its data file and checks the sha256
     recorded in its stats, so a truncated or missing data file is found before the shard is skipped.
-    Raises ShardConflict when the stats belong to another job (folders mixed up: never repaired silently).
+    `names`: output_names(out). Raises ShardConflict when the stats belong to another job (folders mixed up:
+    never repaired silently). A shard written with its index in shards/ (an older llmgan) is redone, and that
+    index removed, so no index file is left where a `shards/*.parquet` data glob would read it.
     """
     name = f"{index:05d}"
     try:
@@ -210,28 +212,39 @@ def check_shard(storage: Storage, out: str, index: int, names: set[str], job_id:
                             f"job {job_id!r} (output folders mixed?); use a new --out or pass --overwrite")
     if data_file != f"{name}.tar" and data_file != f"{name}.parquet":
         return f"stats names an unexpected data file {data_file!r}"
-    if data_file not in names:
+    legacy = f"{SHARDS_DIR}/{name}{LEGACY_INDEX_SUFFIX}"
+    if legacy in names:
+        storage.delete(join(out, legacy))
+        return f"index in the old place ({legacy})"
+    if f"{SHARDS_DIR}/{data_file}" not in names:
         return f"data file {data_file} missing"
-    if f"{name}{INDEX_SUFFIX}" not in names:
-        return f"index file {name}{INDEX_SUFFIX} missing"
+    if f"{INDEX_DIR}/{name}.parquet" not in names:
+        return f"index file {INDEX_DIR}/{name}.parquet missing"
     if hashlib.sha256(storage.read_bytes(join(out, SHARDS_DIR, data_file))).hexdigest() != want_sha:
         return f"data file {data_file} damaged (sha256 differs from its stats)"
     return None
 
 
-def read_shard_images(storage: Storage, out: str, stats: dict[str, Any], limit: int) -> list[bytes]:
-    """Up to `limit` PNGs of a committed shard (for the contact sheet)."""
+def read_shard_records(storage: Storage, out: str, stats: dict[str, Any]) -> list[ImageRecord]:
+    """Every image of a committed shard with its metadata, in key order, from its data file (tar or Parquet).
+    Raises ValueError when the data file's sha256 is not the one its stats recorded."""
     data = storage.read_bytes(join(out, SHARDS_DIR, stats["data_file"]))
+    if hashlib.sha256(data).hexdigest() != stats.get("data_sha256"):
+        raise ValueError(f"data file {stats['data_file']} damaged (sha256 differs from its stats)")
     if stats["data_file"].endswith(".tar"):
-        pngs = []
+        members: dict[str, dict[str, bytes]] = {}
         with tarfile.open(fileobj=io.BytesIO(data)) as tar:
             for member in tar:
-                if member.name.endswith(".png"):
-                    pngs.append(tar.extractfile(member).read())  # type: ignore[union-attr]
-                    if len(pngs) >= limit:
-                        break
-        return pngs
+                key, _, ext = member.name.rpartition(".")
+                members.setdefault(key, {})[ext] = tar.extractfile(member).read()  # type: ignore[union-attr]
+        return [ImageRecord(key, m["png"], m.get("txt", b"").decode("utf-8"), json.loads(m.get("json", b"{}")))
+                for key, m in sorted(members.items()) if "png" in m]
     import pyarrow.parquet as pq
 
-    column = pq.read_table(io.BytesIO(data), columns=["image"]).column("image").to_pylist()
-    return [c["bytes"] for c in column[:limit]]
+    from llmgan.job.shard_columns import IMAGE_COLUMN, row_meta
+
+    records = []
+    for row in pq.read_table(io.BytesIO(data)).to_pylist():
+        meta = row_meta(row)
+        records.append(ImageRecord(row["key"], row[IMAGE_COLUMN]["bytes"], meta.get("caption", ""), meta))
+    return records
