@@ -158,3 +158,50 @@ def test_gpu_benchmark_runs_without_ray(tmp_path: Path) -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, capture_output=True, text=True)
     assert out.stdout.strip() == "[]", out.stdout
+
+
+# The domain seam: what is specific to a kind of image lives in llmgan/domains; everything else asks a Domain.
+DOMAIN_HOME = PACKAGE / "domains"
+DOMAIN_MODULES = ("llmgan.domains.shapes", "llmgan.domains.digits", "llmgan.domains.generic")
+DOMAIN_NAMES = {"shapes", "digits", "captioned"}
+
+
+def domain_seam_violations(package: Path = PACKAGE, home: Path = DOMAIN_HOME) -> list[str]:
+    """Modules outside the domains package that import a domain's own modules or compare a value with a domain
+    name (deciding by name what the domain should answer)."""
+    found = []
+    for path in sorted(package.rglob("*.py")):
+        if path.is_relative_to(home):
+            continue
+        rel = path.relative_to(package.parent)
+        for line, module in imports(path):
+            if module.startswith(DOMAIN_MODULES):
+                found.append(f"{rel}:{line} imports {module} (ask llmgan.domains.get_domain / domain_of instead)")
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.Compare):
+                for side in (node.left, *node.comparators):
+                    names = [side] if isinstance(side, ast.Constant) else \
+                        list(side.elts) if isinstance(side, (ast.Tuple, ast.List, ast.Set)) else []
+                    if any(isinstance(c, ast.Constant) and c.value in DOMAIN_NAMES for c in names):
+                        found.append(f"{rel}:{node.lineno} compares with a domain name")
+    return found
+
+
+def test_domain_seam() -> None:
+    violations = domain_seam_violations()
+    assert violations == [], "domain seam broken:\n" + "\n".join(violations)
+
+
+def test_the_domain_seam_check_catches_imports_and_name_tests(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path)
+    fake = tmp_path / "llmgan"
+    (fake / "domains" / "shapes").mkdir(parents=True)
+    (fake / "job").mkdir()
+    (fake / "domains" / "shapes" / "vocab.py").write_text("from llmgan.domains.shapes import render\n")
+    (fake / "job" / "a.py").write_text("from llmgan.domains.shapes.vocab import SHAPES\n")
+    (fake / "job" / "b.py").write_text("def f(d):\n    return d.name == 'shapes' or d in ('digits', 'x')\n")
+    (fake / "job" / "c.py").write_text("from llmgan.domains import get_domain\nx = get_domain('shapes')\n")
+    found = domain_seam_violations(fake, fake / "domains")
+    assert len(found) == 3, found
+    assert found[0].startswith("llmgan/job/a.py:1 imports llmgan.domains.shapes.vocab")
+    assert all("compares with a domain name" in f for f in found[1:])

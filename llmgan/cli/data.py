@@ -59,14 +59,14 @@ def shapes_command(
     setup_logging()
     cfg, target = ShapesConfig(n=n, size=size, seed=seed, split=split), ParquetOut(out)
     from llmgan.data.tables import write_dataset
-    from llmgan.domains.shapes.render import generate_shapes
+    from llmgan.domains import get_domain
     from llmgan.io.storage import Storage
 
     storage = Storage(s3_endpoint)
     storage.check_bucket(target.url)  # fail before the work, not after it
     start = time.perf_counter()
     with _progress("shapes", cfg.n) as progress:
-        table = generate_shapes(cfg.n, size=cfg.size, seed=cfg.seed, split=cfg.split, progress=progress)
+        table = get_domain("shapes").datasets["shapes"](cfg, progress)
     write_dataset(table, target.url, storage)
     typer.echo(_summary("shapes", table, out, cfg.size, time.perf_counter() - start,
                         f", split {cfg.split}, seed {cfg.seed}"))
@@ -88,13 +88,13 @@ def prompt_pairs_command(
     setup_logging()
     cfg, target = PromptPairsConfig(n=n, seed=seed, detail=detail, split=split), ParquetOut(out)
     from llmgan.data.tables import write_dataset
-    from llmgan.domains.shapes.render import generate_prompt_pairs
+    from llmgan.domains import get_domain
     from llmgan.io.storage import Storage
 
     storage = Storage(s3_endpoint)
     storage.check_bucket(target.url)
     start = time.perf_counter()
-    table = generate_prompt_pairs(cfg.n, seed=cfg.seed, detail=cfg.detail, split=cfg.split)
+    table = get_domain("shapes").datasets["prompt-pairs"](cfg)
     write_dataset(table, target.url, storage)
     typer.echo(f"wrote {table.num_rows} prompt pairs (split {cfg.split}, seed {cfg.seed}, detail {cfg.detail}) "
                f"to {out} in {time.perf_counter() - start:.1f}s")
@@ -113,14 +113,14 @@ def digits_command(
     setup_logging()
     cfg, target = DigitsConfig(size=size, seed=seed), ParquetOut(out)
     from llmgan.data.tables import write_dataset
-    from llmgan.domains.digits.dataset import generate_digits
+    from llmgan.domains import get_domain
     from llmgan.io.storage import Storage
 
     storage = Storage(s3_endpoint)
     storage.check_bucket(target.url)
     start = time.perf_counter()
     with _progress("digits", 1797) as progress:
-        table = generate_digits(size=cfg.size, seed=cfg.seed, progress=progress)
+        table = get_domain("digits").datasets["digits"](cfg, progress)
     write_dataset(table, target.url, storage)
     typer.echo(_summary("digits", table, out, cfg.size, time.perf_counter() - start))
 

@@ -43,6 +43,10 @@ class Domain(Protocol):
         """Folder of the attribute classifier that evaluation uses as its judge, or None."""
         ...
 
+    def row_splits(self, labels: dict[str, list[str]]) -> list[str] | None:
+        """Each labelled row's split ("train" / "heldout") by the domain's held-out rule; None without one."""
+        ...
+
     def share_of(self, captions: Sequence[str]) -> float:
         """Share of training captions that read as this domain's (decides a new checkpoint's domain)."""
         ...

@@ -80,6 +80,9 @@ class CaptionedDomain:
     def fallback_matcher(self) -> str | None:
         return None
 
+    def row_splits(self, labels: dict[str, list[str]]) -> list[str] | None:
+        return None
+
     def share_of(self, captions: Sequence[str]) -> float:
         return 1.0
 

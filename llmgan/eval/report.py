@@ -44,16 +44,11 @@ SHIPPED = "shipped:shapes32"
 PSNR_CAP = 100.0  # dB; identical pairs (inf) count as this, so means stay finite
 
 
-def _row_splits(labels: dict[str, list[str]], count: int) -> list[str] | None:
-    """Each row's split: the data's own `split` labels, else the shapes held-out rule, else None."""
+def _row_splits(labels: dict[str, list[str]], domain: Any) -> list[str] | None:
+    """Each row's split: the data's own `split` labels, else its domain's held-out rule, else None."""
     if "split" in labels and all(labels["split"]):
         return list(labels["split"])
-    if "shape" in labels and "color" in labels:
-        from llmgan.domains.shapes.render import is_heldout
-
-        return ["heldout" if is_heldout({"shape": s, "color": c}) else "train"
-                for s, c in zip(labels["shape"], labels["color"])]
-    return None
+    return domain.row_splits(labels)
 
 
 def resolve_classifier(path: str | None, images: np.ndarray, labels: dict[str, list[str]], data: str, out_dir: str,
@@ -294,7 +289,8 @@ def evaluate(
     if missing:
         raise UserError(f"{data}: some rows have no {missing[0]!r} label")
 
-    row_split = _row_splits(ds.labels, len(ds))
+    domain = detect_domain(ds.captions)
+    row_split = _row_splits(ds.labels, domain)
     if opts.split == "all" or (opts.split == "both" and row_split is None):
         wanted = {"all": np.arange(len(ds))}
     else:
@@ -310,7 +306,6 @@ def evaluate(
 
     encoder = TextEncoder(model=model.text_encoder)
     scorer = load_scorer(consistency, model.path, storage, device)
-    domain = detect_domain(ds.captions)
     if scorer is None and consistency in (None, "auto") and clf_source == SHIPPED:  # shapes data: its classifier fits
         scorer = ClassifierScorer(domain, clf)
     run = _Run(model, encoder, clf, ds, attrs, opts, embedding_cache_url(data), storage, scorer, domain)

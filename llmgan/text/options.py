@@ -53,7 +53,7 @@ class ExpanderConfig:
     max_resamples: int = 3
     cache_size: int = 100_000
     device: str = "cpu"
-    # the domain check the builder passes: "auto" = "shapes" with the shipped LM, "none" with any other LM
+    # the domain check the builder passes: "auto" = the GAN domain's check whatever the LM, "none" = no check
     check: str = "auto"
     # keep the prompt's own attribute words verbatim in every caption (needs a check; a no-op without one)
     keep_words: bool = True
@@ -83,7 +83,7 @@ class ExpanderConfig:
 
 
 class Faithfulness(Protocol):
-    """A domain's rules for a faithful expansion. `llmgan.domains.shapes.captions.ShapesFaithfulness` is the shipped one.
+    """A domain's rules for a faithful expansion. The shapes domain's is the shipped one.
 
     Keep-words uses all four methods: the LM expands `condition(prompt)` (the prompt in words the LM knows
     best), `pin` writes the user's own words back into each sampled caption, and a caption is accepted when

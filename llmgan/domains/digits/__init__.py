@@ -57,6 +57,9 @@ class DigitsDomain:
     def fallback_matcher(self) -> str | None:
         return None
 
+    def row_splits(self, labels: dict[str, list[str]]) -> list[str] | None:
+        return None
+
     def share_of(self, captions: Sequence[str]) -> float:
         if not captions:
             return 0.0

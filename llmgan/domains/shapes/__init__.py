@@ -75,6 +75,14 @@ class ShapesDomain:
         """A matcher for this domain's images when a GAN folder holds none."""
         return str(MATCHER)
 
+    def row_splits(self, labels: dict[str, list[str]]) -> list[str] | None:
+        if "shape" not in labels or "color" not in labels:
+            return None
+        from llmgan.domains.shapes.render import is_heldout
+
+        return ["heldout" if is_heldout({"shape": s, "color": c}) else "train"
+                for s, c in zip(labels["shape"], labels["color"])]
+
     def share_of(self, captions: Sequence[str]) -> float:
         if not captions:
             return 0.0
