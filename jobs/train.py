@@ -14,7 +14,7 @@ import typer  # noqa: E402
 from llmgan.cli.train import register  # noqa: E402
 
 # Module level: cluster/submit.py checks a job's flags with this same app before submitting.
-app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)  # as `llmgan`
 register(app)  # one command: the app runs it directly, with the same option parsing as `llmgan train`
 
 if __name__ == "__main__":

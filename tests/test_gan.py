@@ -218,6 +218,9 @@ def test_train_local_cli_end_to_end_with_resume_and_sample(tiny_data: str, tmp_p
     assert second.exit_code == 0, second.output
     summary = json.loads(second.stdout.strip().splitlines()[-1])
     assert summary["start_step"] == 2 and summary["steps"] == 6 and summary["steps_this_run"] == 4
+    recorded = json.loads((out / "options.json").read_text())  # the resolved options beside the run
+    assert recorded["runtime"] == "local" and recorded["data"] == tiny_data and recorded["model"]["g_width"] == 4
+    assert recorded["options"]["steps"] == 6 and recorded["options"]["threads"] == 1 and recorded["evaluate"]
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     # at each checkpoint/evaluation (every 2 steps here; log_every is 50) and at the end of each run
     assert [r["step"] for r in rows] == [2, 4, 6]

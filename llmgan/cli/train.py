@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -13,6 +13,9 @@ from llmgan.distributed.train_options import DistTrainOptions
 from llmgan.errors import UserError
 from llmgan.gan.config import GanConfig
 from llmgan.gan.train_options import LocalTrainOptions
+
+if TYPE_CHECKING:
+    from llmgan.io.storage import Storage
 
 Dist = DistTrainOptions
 
@@ -91,10 +94,28 @@ def train_command(
     from llmgan.gan.trainer import train_local
     from llmgan.io.storage import Storage
 
+    storage = Storage(s3_endpoint)
+    write_options(storage, out, data, config, options, evaluate=not no_eval)
     evaluators, consistency = ([], None) if no_eval else _classifier_evaluators()
-    summary = train_local(data, out, config, options, storage=Storage(s3_endpoint), evaluators=evaluators,
+    summary = train_local(data, out, config, options, storage=storage, evaluators=evaluators,
                           consistency=consistency)
     typer.echo(json.dumps(summary))
+
+
+OPTIONS_FILE = "options.json"
+
+
+def write_options(storage: Storage, out: str, data: str, config: GanConfig, options: LocalTrainOptions,
+                  evaluate: bool) -> None:
+    """`--local`: the run's validated options, defaults filled in, as OUT/options.json (the Ray path records its
+    settings in run.json), before training starts; a resumed run rewrites it with the options it resumed with."""
+    import dataclasses
+
+    from llmgan.io.storage import join
+
+    record = {"runtime": "local", "data": data, "model": config.to_dict(), "options": dataclasses.asdict(options),
+              "evaluate": evaluate}
+    storage.write_text(join(out, OPTIONS_FILE), json.dumps(record, indent=2, sort_keys=True) + "\n")
 
 
 def _classifier_evaluators() -> tuple[list[object], object | None]:
