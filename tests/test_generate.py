@@ -25,12 +25,14 @@ from llmgan.job.shards import committed_shards
 REPO = Path(__file__).resolve().parents[1]
 
 
-def write_prompts(path: Path, n_rows: int, bad_rows: bool = False) -> str:
+def write_prompts(path: Path, n_rows: int, bad_rows: bool = False, open_vocab: bool = False) -> str:
     prompts = [f"{c} {s}" for c in ("red", "blue", "green", "white") for s in ("star", "circle", "cross")]
     rows = {"id": [f"p/{i}" for i in range(n_rows)], "prompt": [prompts[i % len(prompts)] for i in range(n_rows)],
             "n": pa.array([1 + i % 3 for i in range(n_rows)], pa.int32()), "style": ["flat"] * n_rows}
     if bad_rows:
         rows["prompt"][1], rows["prompt"][2], rows["n"] = None, "   ", pa.array([1, 1, 1] + [2] * (n_rows - 3), pa.int32())
+    if open_vocab:  # words outside the domain's tables: one it grounds, one it cannot draw
+        rows["prompt"][3], rows["prompt"][5] = "a Sapphire-colored square icon", "red dragon"
     pq.write_table(pa.table(rows), path)
     return str(path)
 
@@ -231,7 +233,7 @@ def test_local_executor_writes_the_ray_executors_bytes_without_ray(ray_local, ti
     """Same job, both executors: identical shard files. The local run is the CLI in a process where `ray`
     cannot be imported, with caption expansion on (LM and GAN both run on different thread counts) and
     consistency feedback redrawing the random GAN's images."""
-    prompts = write_prompts(tmp_path / "prompts.parquet", 8, bad_rows=True)
+    prompts = write_prompts(tmp_path / "prompts.parquet", 8, bad_rows=True, open_vocab=True)
     kw = dict(ckpt=tiny_ckpt, variants=2, shard_size=5, batch_size=4, consistency="classifier", max_attempts=3)
     ray_summary = run(ray_local, prompts=prompts, out=str(tmp_path / "ray"), **kw)
     local = str(tmp_path / "local")
@@ -246,6 +248,8 @@ def test_local_executor_writes_the_ray_executors_bytes_without_ray(ray_local, ti
     assert local_summary["executor"] == "local" and ray_summary["executor"] == "ray"
     assert local_summary["rejected_reasons"] == ray_summary["rejected_reasons"] == {"null prompt": 1, "empty prompt": 1}
     assert local_summary["consistency"] == ray_summary["consistency"] and ray_summary["consistency"]["redrawn"] > 0
+    assert local_summary["understanding"] == ray_summary["understanding"]
+    assert ray_summary["understanding"]["words"] == {"dragon": 2} and ray_summary["consistency"]["unverified"] == 2
     shas = shard_file_shas(local)
     assert len(shas) == 2 * ray_summary["shards"] >= 4
     assert shas == shard_file_shas(str(tmp_path / "ray"))
@@ -253,7 +257,7 @@ def test_local_executor_writes_the_ray_executors_bytes_without_ray(ray_local, ti
 
 def test_expansion_with_the_bundled_caption_lm(ray_local, tiny_ckpt: str, tmp_path: Path) -> None:
     """The default path users take: short prompts expanded by the shipped caption LM, K variants each."""
-    from llmgan.domains.shapes.vocab import parse_attributes
+    from llmgan.domains.shapes import parse_attributes
 
     path = tmp_path / "prompts.parquet"
     pq.write_table(pa.table({"id": ["a", "b", "c"], "prompt": ["red star", "blue circle", "green cross"],
