@@ -13,8 +13,8 @@ from llmgan.cli.common import EXIT_RUNTIME_ERROR, Quiet, S3Endpoint, fail, handl
 
 @handle_errors
 def export_command(
-    src: Annotated[str, typer.Argument(help="A generation job's output folder or s3:// prefix.")],
-    dest: Annotated[str, typer.Argument(help="Folder or s3:// prefix to write into (empty or new).")],
+    src: Annotated[str, typer.Argument(metavar="SRC", help="A generation job's output folder or s3:// prefix.")],
+    dest: Annotated[str, typer.Argument(metavar="DEST", help="Folder or s3:// prefix to write into (empty or new).")],
     partial: Annotated[bool, typer.Option(
         "--partial", help="Export the committed shards of an unfinished job (no _SUCCESS.json).")] = False,
     overwrite: Annotated[bool, typer.Option(
