@@ -157,6 +157,20 @@ def test_export_writes_a_folder_of_pngs_and_a_manifest(jobs: dict[str, Path], tm
     assert first["consistency"] == "" and first["attempts"] == "1" and first["style"] == "s0"
     assert first["image"] == "user column named image" and first["weight"] == "0.0"
     assert {p.name for p in dests["webdataset"].iterdir() if p.is_file()} == {"manifest.csv"}  # the rest: folders
+    assert _cli("export", str(jobs["parquet"]), str(dests["webdataset"]), "--overwrite", "--quiet") == 0
+    assert _manifest(dests["webdataset"]) == rows and capsys.readouterr().err == ""
+
+
+def test_an_index_left_in_shards_by_an_older_version_is_moved_out_by_redoing_its_shard(tmp_path: Path) -> None:
+    from llmgan.job.shards import check_shard, output_names
+
+    st, out = Storage(), str(tmp_path / "out")
+    write_shard(st, out, ShardResult(0, 0, 1, [_record("00000_000000", 0, {})]), "parquet", job_id="j")
+    assert check_shard(st, out, 0, output_names(st, out), "j") is None
+    legacy = Path(out, "shards", "00000.index.parquet")
+    Path(out, "index", "00000.parquet").rename(legacy)
+    assert check_shard(st, out, 0, output_names(st, out), "j") == "index in the old place (shards/00000.index.parquet)"
+    assert not legacy.exists()  # the job redoes the shard; no index is left for a shards/*.parquet glob
 
 
 @pytest.mark.parametrize(
