@@ -14,8 +14,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from llmgan.domains import shapes
 from llmgan.domains.shapes import vocab
-from llmgan.domains.shapes.captions import ShapesFaithfulness
+from llmgan.domains.shapes.captions import ShapesFaithfulness, caption_phrase
 from llmgan.text.expander import CaptionExpander, ExpanderConfig, normalize_prompt
 from llmgan.text.options import keeps_words
 
@@ -33,9 +34,33 @@ def _labels(rng: np.random.Generator) -> dict[str, str]:
     return sample_labels(rng, "heldout" if rng.random() < 0.5 else "all")
 
 
+# Words users type that no generated caption uses: the synonym set's own words (kept as the set was first built,
+# so its figures stay comparable; the code no longer reads them -- words are grounded by llmgan.domains).
+USER_WORDS: dict[str, dict[str, tuple[str, ...]]] = {
+    "shape": {},
+    "color": {
+        "red": ("ruby", "cherry"),
+        "green": ("lime", "jade"),
+        "blue": ("sky blue",),
+        "yellow": ("gold", "lemon"),
+        "purple": ("lavender",),
+        "white": ("ivory",),
+        "cyan": ("aqua", "teal"),
+    },
+    "size": {"small": ("mini", "miniature"), "large": ("giant", "massive")},
+    "position": {
+        "top left": ("upper-left",),
+        "top right": ("upper-right",),
+        "bottom left": ("lower-left",),
+        "bottom right": ("lower-right",),
+    },
+    "background": {"gray": ("silver",), "navy": ("navy blue",), "dark green": ("dark-green",)},
+}
+
+
 def _other_word(rng: np.random.Generator, attr: str, value: str) -> str:
     """A word other than the canonical one, from the caption corpus or from what users type; else canonical."""
-    words = [*vocab.SYNONYMS[attr][value][1:], *vocab.TYPED_SYNONYMS[attr].get(value, ())]
+    words = [*vocab.SYNONYMS[attr][value][1:], *USER_WORDS[attr].get(value, ())]
     return str(rng.choice(words)) if words else value
 
 
@@ -205,10 +230,11 @@ def gan_synonyms(n: int = 48, seed: int = 0, out=sys.stdout) -> dict[str, float]
     for attr in ("shape", "color", "size", "background"):
         for value in vocab.VALUES[attr]:
             words = [(w, "canonical" if i == 0 else "corpus") for i, w in enumerate(vocab.SYNONYMS[attr][value])]
-            for w in vocab.TYPED_SYNONYMS[attr].get(value, ()):
+            for w in USER_WORDS[attr].get(value, ()):
                 words.append((w, "typed"))
-                if vocab.caption_phrase(attr, w) != w:
-                    words.append((vocab.caption_phrase(attr, w), "typed, as captioned"))
+                grounded = shapes.grounder().ground(w).understood
+                if grounded and caption_phrase(grounded[0]) != w:
+                    words.append((caption_phrase(grounded[0]), "typed, as captioned"))
             for word, kind in words:
                 rng = np.random.default_rng([seed, len(figures)])
                 labels = [{a: str(rng.choice(vocab.VALUES[a])) for a in vocab.ATTRIBUTES} for _ in range(n)]

@@ -1,6 +1,7 @@
 """End-to-end faithfulness of the generation job, judged against the user's prompt: the share of images whose
 every stated attribute is right, with caption expansion on and off, before and after consistency feedback, and
-the images/s that feedback costs.
+the images/s that feedback costs; and on the frozen open-vocabulary set (benchmarks/prompt_sets, words the code was
+never written for), the certified-wrong rate: images the job vouches for that contradict the prompt.
 
     python -m benchmarks.faithfulness --out faith/            # 3 prompt sets x expansion x feedback, + speed
     python -m benchmarks.faithfulness --quick --out faith/    # small sizes: proves the code path
@@ -29,7 +30,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from benchmarks.expand import combined_prompts, heldout_prompts, synonym_prompts
-from llmgan.domains.shapes.vocab import parse_attributes
+from benchmarks.prompt_sets import load
+from llmgan.domains.shapes import parse_attributes
 from llmgan.job.config import GenerateConfig
 
 JUDGE_DATA_SEED, JUDGE_SEED = 515151, 7
@@ -83,46 +85,89 @@ def _images(out: Path) -> tuple[np.ndarray, list[dict[str, Any]]]:
     return _decode(pngs), metas
 
 
-def judge(clf: Any, images: np.ndarray, metas: list[dict[str, Any]]) -> dict[str, Any]:
-    """Share of images whose every attribute stated in the user's prompt the judge reads as stated."""
+Truth = dict[str, dict[str, Any]]  # prompt -> {"expect": {attr: value}, "undrawable": [words]}
+
+
+def table_truth(prompts: list[str]) -> Truth:
+    """The earlier sets' truth: the values their (in-table) words name."""
+    return {p: {"expect": {a: v[0] for a, v in parse_attributes(p).items() if len(v) == 1}, "undrawable": []}
+            for p in prompts}
+
+
+def judge(clf: Any, images: np.ndarray, metas: list[dict[str, Any]], truth: Truth | None = None,
+          threshold: float | None = None) -> dict[str, Any]:
+    """Against the user's prompt: the share of images whose every stated attribute the judge reads as stated, the
+    same per attribute for the words the job understood, and (with feedback) the certified-wrong rate: images
+    whose consistency is at least `threshold` and carry no not-understood flag, yet contradict a stated value or
+    answer a prompt that asked for something the domain cannot draw."""
+    truth = truth or table_truth(sorted({m["prompt"] for m in metas}))
     pred = clf.predict(images)
-    right = []
+    right, understood_right, certified, certified_wrong = [], [], 0, 0
     per_attr: dict[str, list[bool]] = {}
     for i, m in enumerate(metas):
-        stated = parse_attributes(m["prompt"])
-        ok = [pred[a][i] in values for a, values in stated.items() if a in pred]
-        for a, values in stated.items():
-            if a in pred:
-                per_attr.setdefault(a, []).append(pred[a][i] in values)
-        right.append(all(ok))
-    return {"images": len(metas), "all_stated_right": round(float(np.mean(right)), 4),
-            "per_attribute": {a: round(float(np.mean(v)), 4) for a, v in sorted(per_attr.items())}}
+        t = truth[m["prompt"]]
+        ok = {a: pred[a][i] == v for a, v in t["expect"].items() if a in pred}
+        for a, good in ok.items():
+            per_attr.setdefault(a, []).append(good)
+        understood = {u["attr"] for u in (m.get("understood") or {}).values()}
+        understood_right += [good for a, good in ok.items() if a in understood]
+        if t["expect"]:
+            right.append(all(ok.values()))
+        score = m.get("consistency")
+        if threshold is not None and score is not None and score >= threshold and not m.get("not_understood"):
+            certified += 1
+            certified_wrong += (not all(ok.values())) or bool(t["undrawable"])
+    n = len(metas)
+    return {"images": n, "all_stated_right": round(float(np.mean(right)), 4) if right else None,
+            "understood_attributes_right": round(float(np.mean(understood_right)), 4) if understood_right else None,
+            "per_attribute": {a: round(float(np.mean(v)), 4) for a, v in sorted(per_attr.items())},
+            "certified": certified if threshold is not None else None,
+            "certified_wrong_rate": round(certified_wrong / n, 4) if threshold is not None and n else None,
+            "flagged_not_understood": sum(1 for m in metas if m.get("not_understood"))}
+
+
+def open_vocab_sets() -> dict[str, tuple[list[str], Truth]]:
+    """The frozen open-vocabulary set, its tuning and holdout splits (benchmarks/prompt_sets)."""
+    out = {}
+    for split in ("tune", "holdout"):
+        rows = load(split=split)
+        out[f"open-vocab {split}"] = ([r["prompt"] for r in rows],
+                                      {r["prompt"]: {"expect": r["expect"], "undrawable": r["undrawable"]} for r in rows})
+    return out
 
 
 def run(out: str, quick: bool = False, n_prompts: int | None = None, scorers: Sequence[str] = ("auto", "matcher"),
-        speed_images: int | None = None, repeats: int | None = None, log: Any = sys.stdout) -> dict[str, Any]:
+        speed_images: int | None = None, repeats: int | None = None, log: Any = sys.stdout,
+        only_expanded_off: Sequence[str] = ("held-out", "synonyms", "combined"),
+        only: Sequence[str] | None = None) -> dict[str, Any]:
     work = Path(out)
     work.mkdir(parents=True, exist_ok=True)
     n_prompts = n_prompts or (24 if quick else 400)
     clf = judge_classifier(work, steps=200 if quick else 1500, n_images=2000 if quick else 12000)
-    sets = {"held-out": heldout_prompts(n_prompts), "synonyms": synonym_prompts(n_prompts),
-            "combined": combined_prompts(n_prompts)}
+    sets = {name: (p, table_truth(p)) for name, p in (
+        ("held-out", heldout_prompts(n_prompts)), ("synonyms", synonym_prompts(n_prompts)),
+        ("combined", combined_prompts(n_prompts)))}
+    for name, (prompts, truth) in open_vocab_sets().items():
+        sets[name] = (prompts[: n_prompts * 2] if quick else prompts, truth)
+    sets = {k: v for k, v in sets.items() if only is None or k in only}
     rows = []
-    for set_name, prompts in sets.items():
-        for expand in (False, True):
+    for set_name, (prompts, truth) in sets.items():
+        for expand in (False, True) if set_name in only_expanded_off else (True,):
             for scorer, threshold in [("none", 0.0), *((s, 0.5) for s in scorers)]:
-                folder = work / "jobs" / f"{set_name}-{'exp' if expand else 'noexp'}-{scorer}"
+                folder = work / "jobs" / f"{set_name}-{'exp' if expand else 'noexp'}-{scorer}".replace(" ", "-")
                 summary = _job(prompts, folder, expand, threshold, scorer, n=2)
-                verdict = judge(clf, *_images(folder))
+                verdict = judge(clf, *_images(folder), truth, threshold if threshold else None)
                 cons = summary.get("consistency") or {}
                 row = {"set": set_name, "expand": expand, "feedback": scorer if threshold else "off", **verdict,
                        "extra_draws_per_image": cons.get("extra_draws_per_image"),
                        "scorer_share_below_first_draw": cons.get("share_below_threshold_first_draw")}
                 rows.append(row)
-                print(f"{set_name:9s} expand={'on ' if expand else 'off'} feedback={row['feedback']:8s} "
-                      f"all stated right {verdict['all_stated_right']:.3f} ({verdict['images']} images) "
+                print(f"{set_name:17s} expand={'on ' if expand else 'off'} feedback={row['feedback']:8s} "
+                      f"all stated right {verdict['all_stated_right']} understood attrs right "
+                      f"{verdict['understood_attributes_right']} certified wrong {verdict['certified_wrong_rate']} "
+                      f"flagged {verdict['flagged_not_understood']}/{verdict['images']} "
                       f"extra draws/image {row['extra_draws_per_image']}", file=log, flush=True)
-    speed = feedback_speed(work, sets["held-out"], speed_images or (96 if quick else 2000), repeats or (1 if quick else 3),
+    speed = feedback_speed(work, open_vocab_sets()["open-vocab holdout"][0], speed_images or (96 if quick else 2000), repeats or (1 if quick else 3),
                            log)
     result = {"judge": {"data_seed": JUDGE_DATA_SEED, "seed": JUDGE_SEED}, "rows": rows, "speed": speed}
     (work / "faithfulness.json").write_text(json.dumps(result, indent=1))
@@ -156,9 +201,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--speed-images", type=int)
     ap.add_argument("--repeats", type=int)
     ap.add_argument("--scorers", default="auto,matcher", help="feedback scorers to compare (comma-separated)")
+    ap.add_argument("--sets", help="only these prompt sets (comma-separated: held-out, synonyms, combined, "
+                    "open-vocab tune, open-vocab holdout)")
     args = ap.parse_args(argv)
     run(args.out, args.quick, args.n_prompts, [s for s in args.scorers.split(",") if s], args.speed_images,
-        args.repeats)
+        args.repeats, only=[s.strip() for s in args.sets.split(",")] if args.sets else None)
 
 
 if __name__ == "__main__":

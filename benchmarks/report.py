@@ -66,7 +66,10 @@ def _faithfulness(result: dict[str, Any]) -> dict[str, Any]:
     off = {r["set"]: r["all_stated_right"] for r in rows if r["feedback"] == "off"}
     figures: dict[str, Any] = {f"{k} feedback on": v for k, v in on.items()}
     figures.update({f"{k} feedback off": v for k, v in off.items()})
-    return {**figures, "images_per_s_cost": result["speed"]["cost"], "ratio": min(on.values()), "target": ">= 0.95"}
+    wrong = [r["certified_wrong_rate"] for r in rows if r["feedback"] == "auto" and r["certified_wrong_rate"] is not None]
+    figures["certified wrong, worst set"] = max(wrong) if wrong else None
+    return {**figures, "images_per_s_cost": result["speed"]["cost"], "ratio": min(v for v in on.values() if v),
+            "target": ">= 0.95; certified wrong <= 0.01"}
 
 
 def _quality(work: Path, quick: bool) -> dict[str, Any]:

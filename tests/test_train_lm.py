@@ -14,7 +14,7 @@ import torch
 from typer.testing import CliRunner
 
 from llmgan.cli.app import app
-from llmgan.domains.shapes.captions import shapes_faithfulness
+from llmgan.domains.shapes.captions import ShapesFaithfulness
 from llmgan.errors import UserError
 from llmgan.text.expander import CaptionExpander, ExpanderConfig
 from llmgan.text.lm_train import LMTrainConfig
@@ -63,7 +63,7 @@ def test_train_lm_writes_a_loadable_model(pairs_file: str, tmp_path: Path) -> No
 
     # an LM trained on shapes captions takes the shapes check (a user's LM gets none by default)
     expander = CaptionExpander(ExpanderConfig(lm=str(out), max_new_tokens=8, max_resamples=1),
-                               check=shapes_faithfulness())
+                               check=ShapesFaithfulness())
     result = expander.expand(["red star", "zebra"], ["a", "b"], variants=2, seed=0)
     assert [len(c) for c in result.captions] == [2, 2]
     assert sum(result.stats[k] for k in ("faithful", "resampled", "fallback")) == 2 and result.stats["unchecked"] == 2
