@@ -3,7 +3,10 @@
 Each request draws one fate from configurable rates: forwarded untouched, answered 503 SlowDown or 500
 InternalError without reaching the server, connection reset before any answer, forwarded and then reset
 (the write happened but the client never hears so), forwarded after a delay, or forwarded with its body cut
-short. `outage(kind)` makes every request fail until `outage(None)`: a permanent outage.
+short. `outage(kind)` makes every request fail until `outage(None)`: a permanent outage. `outage_after(method,
+suffix, kind)` starts one on an event instead of at a time: the first request for a key ending in `suffix` (say the
+PUT of a shard's stats file, its commit marker) goes through, and every request that arrives after it fails, so a
+test knows exactly what was written before the outage however fast or slow the machine is.
 Use: `with FaultProxy(endpoint, rates={"503": .05, "reset": .05}) as proxy: ... proxy.url ...`.
 """
 
@@ -40,6 +43,8 @@ class FaultProxy:
         self.rates = dict(rates or {})
         self.delay_s = delay_s
         self._outage: str | None = None
+        self._trip: tuple[str, str, str] | None = None  # (method, key suffix, kind) of outage_after
+        self.tripped = threading.Event()
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
         self.counts: dict[str, int] = dict.fromkeys(("requests", "forwarded", *KINDS), 0)
@@ -105,7 +110,7 @@ class FaultProxy:
 
             def _handle(self) -> None:
                 body = self._body()
-                fate = proxy._draw(self.command)
+                fate = proxy._draw(self.command, urlsplit(self.path).path)
                 if fate in ("503", "500"):
                     code, msg = ("SlowDown", "Please reduce your request rate.") if fate == "503" else \
                         ("InternalError", "We encountered an internal error. Please try again.")
@@ -136,11 +141,17 @@ class FaultProxy:
         self._server = Server(("127.0.0.1", 0), Handler)
         self._thread: threading.Thread | None = None
 
-    def _draw(self, method: str) -> str | None:
+    def _draw(self, method: str, path: str = "") -> str | None:
         with self._lock:
             self.counts["requests"] += 1
             self.methods[method] = self.methods.get(method, 0) + 1
             fate = self._outage
+            if fate is None and self._trip is not None and method == self._trip[0] and path.endswith(self._trip[1]):
+                # the trigger itself is forwarded untouched; requests are drawn one at a time under the lock, so
+                # every request drawn after this one fails
+                self._outage, self._trip = self._trip[2], None
+                self.tripped.set()
+                return None
             if fate is None:
                 r = self._rng.random()
                 for kind, rate in self.rates.items():
@@ -165,6 +176,13 @@ class FaultProxy:
         """Fail every request with `kind` ('503', '500', 'reset') until called with None."""
         with self._lock:
             self._outage = kind
+
+    def outage_after(self, method: str, suffix: str, kind: str = "503") -> None:
+        """A permanent outage (`kind`) that starts right after the first `method` request for a key ending in
+        `suffix`; `tripped` is set then. Ends with outage(None)."""
+        with self._lock:
+            self._trip = (method, suffix, kind)
+            self.tripped.clear()
 
     def faults(self) -> int:
         return sum(self.counts[k] for k in KINDS if k != "delay")

@@ -72,19 +72,13 @@ def test_permanent_outage_stops_names_endpoint_and_shard_then_rerun_completes(
     out = join(s3_url, "out")
     kw = dict(prompts=prompts, out=out, ckpt=tiny_ckpt, expand=False, shard_size=8, batch_size=8, max_retries=1)
     with FaultProxy(s3_server) as proxy:
-        def cut_after_first_commit() -> None:
-            deadline = time.time() + 120
-            while time.time() < deadline and not committed_shards(direct, out):
-                time.sleep(0.05)
-            proxy.outage("503")
-
-        cutter = threading.Thread(target=cut_after_first_commit, daemon=True)
-        cutter.start()
+        # the outage starts on an event, not a clock: right after the first shard's commit marker is written
+        proxy.outage_after("PUT", ".stats.json", "503")
         t0 = time.perf_counter()
         with pytest.raises((JobFailed, StorageError)) as info:
             generate(**kw, s3_endpoint=proxy.url)
         stopped_after = time.perf_counter() - t0
-        cutter.join()
+        assert proxy.tripped.is_set()
         message = str(info.value)
         assert proxy.url in message, message
         assert FAKE_SECRET not in message and FAKE_KEY_ID not in message
@@ -92,7 +86,7 @@ def test_permanent_outage_stops_names_endpoint_and_shard_then_rerun_completes(
         if isinstance(info.value, JobFailed):
             assert "shard" in message and "rerun the same command" in message
         assert not direct.exists(join(out, "_SUCCESS.json"))
-        assert 1 <= len(committed_shards(direct, out)) < 3
+        assert len(committed_shards(direct, out)) == 1  # the one committed before the outage, no other
         print(f"permanent outage: stopped after {stopped_after:.1f}s, {proxy.counts['503']} requests refused")
         proxy.outage(None)
         summary = generate(**kw, s3_endpoint=proxy.url)
