@@ -61,9 +61,9 @@ def generate(
         "--keep-words/--no-keep-words", help="Keep each prompt's own attribute words verbatim in its expanded "
         "captions ('crimson star' stays crimson).")] = GenerateConfig.keep_words,
     consistency: Annotated[str, typer.Option(
-        "--consistency", help="Scorer of each image against its caption and prompt: auto (the shapes classifier "
-        "for a GAN trained on shapes captions, else a matcher in the GAN folder, else none), classifier, matcher, "
-        "none, or a matcher folder.")] = GenerateConfig.consistency,
+        "--consistency", help="Scorer of each image against the user's prompt: auto (the classifier of the GAN's "
+        "domain when it has one, as the shipped shapes GAN does; else a matcher in the GAN folder; else none), "
+        "classifier, matcher, none, or a matcher folder.")] = GenerateConfig.consistency,
     min_consistency: Annotated[float, typer.Option(
         "--min-consistency", help="Redraw an image whose consistency score is below this, in [0, 1]; 0: score "
         "only.")] = GenerateConfig.min_consistency,
