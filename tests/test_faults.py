@@ -3,7 +3,6 @@ job with a message naming the endpoint and the shard, no _SUCCESS.json, and a re
 
 from __future__ import annotations
 
-import threading
 import time
 from pathlib import Path
 
@@ -149,15 +148,8 @@ def test_training_exact_under_faults_and_resumes_after_outage(ray_local, small_s
         assert got.keys() == want.keys() and all(np.array_equal(got[k], want[k]) for k in want)
 
         cut = join(s3_url, "cut")
-        def outage_after_first_checkpoint() -> None:
-            deadline = time.time() + 300
-            while time.time() < deadline:
-                if any(n.endswith("config.json") and n.startswith("checkpoints/") for n in direct.list(cut)):
-                    proxy.outage("503")
-                    return
-                time.sleep(0.1)
-
-        threading.Thread(target=outage_after_first_checkpoint, daemon=True).start()
+        # on an event, not a clock: right after the first checkpoint's config.json (written last) is stored
+        proxy.outage_after("PUT", "/config.json", "503")
         with pytest.raises((TrainFailed, StorageError)) as info:
             run_train(small_shapes, cut, tiny, dataclasses_replace(options, max_failures=0),
                       storage=Storage(proxy.url))
