@@ -67,9 +67,9 @@ def eval_command(
         "--classifier", help="Evaluation classifier directory (default: shipped shapes classifier, or one trained on "
         "the data's `label` column).")] = None,
     consistency: Annotated[str, typer.Option(
-        "--consistency", help="Consistency scorer: auto (the shapes classifier for a GAN trained on shapes "
-        "captions, else the GAN folder's matcher), classifier, matcher, none, or a folder / s3:// prefix holding "
-        "matcher.json.")] = "auto",
+        "--consistency", help="Consistency scorer: auto (the classifier of the GAN's domain when it has one, as the "
+        "shipped shapes GAN does; else the GAN folder's matcher; else none), classifier, matcher, none, or a "
+        "folder / s3:// prefix holding matcher.json.")] = "auto",
     threads: Threads = EvalOptions.threads,
     s3_endpoint: S3Endpoint = None,
 ) -> None:
