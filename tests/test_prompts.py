@@ -297,8 +297,6 @@ def test_local_job_from_a_text_prompts_file(tmp_path: Path, tiny_ckpt: str, fmt:
     assert run_job(cfg, LocalExecutor(), progress=False)["images_this_run"] == 0  # resume: all committed
 
 
-@pytest.mark.xfail(strict=True, reason="the expander stage (llmgan/job/stages.py) opens the prompts file without "
-                                       "cfg.input_format yet; remove this mark once it passes it")
 def test_local_job_honours_input_format_in_the_expander_stage(tmp_path: Path, tiny_ckpt: str) -> None:
     from llmgan.job.config import GenerateConfig
     from llmgan.job.local_executor import LocalExecutor

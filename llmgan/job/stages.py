@@ -67,7 +67,7 @@ class ShardExpander:
         """Open the prompts file, the blocklist, the GAN's domain (its config.json) and the caption LM."""
         cfg = self.cfg
         self.blocklist = load_blocklist(cfg.blocklist, storage) if cfg.blocklist else None
-        self.prompts = PromptsFile(cfg.prompts, storage, cfg.prompt_column)
+        self.prompts = PromptsFile(cfg.prompts, storage, cfg.prompt_column, input_format=cfg.input_format)
         self.domain = gan_domain(cfg.ckpt, storage)
         if cfg.expand:
             from llmgan.text.expander import CaptionExpander, ExpanderConfig
