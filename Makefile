@@ -4,20 +4,47 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint clean-venv
+# Which PyTorch build .venv gets (read when .venv is set up; to switch, `make clean-venv` first):
+#   TORCH=cpu  (default) the CPU build, torch==$(TORCH_VERSION)+cpu: from a wheel pip already finds (a machine's own
+#              find-links or index), else from the PyTorch CPU index; on macOS PyPI's build, which is the CPU one.
+#   TORCH=cuda PyPI's default build, which on Linux is the CUDA one (several GB).
+TORCH ?= cpu
+TORCH_VERSION := 2.13.0
+TORCH_CPU_INDEX := https://download.pytorch.org/whl/cpu
+
+.PHONY: demo test test-slow lint clean-venv torch
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	# The CPU torch wheel first: a bare `torch` would pull a multi-GB CUDA build here.
-	$(BIN)/pip install --quiet "torch==2.13.0"
+	$(MAKE) --no-print-directory torch
 	$(BIN)/pip install --quiet -e ".[dev]"
 	touch $(STAMP)
+
+# torch before the project: the project's own range (torch>=2.3) would let pip pick a build. TORCH=cpu on Linux tries
+# a +cpu wheel pip finds without the PyTorch index first (no request to an index that may be unreachable), then that index.
+torch:
+ifeq ($(TORCH),cpu)
+ifeq ($(shell uname -s),Darwin)
+	$(BIN)/pip install --quiet "torch==$(TORCH_VERSION)"
+else
+	$(BIN)/pip install --quiet "torch==$(TORCH_VERSION)+cpu" 2>/dev/null \
+	  || $(BIN)/pip install --quiet "torch==$(TORCH_VERSION)+cpu" --extra-index-url $(TORCH_CPU_INDEX)
+endif
+else ifeq ($(TORCH),cuda)
+	$(BIN)/pip install --quiet "torch==$(TORCH_VERSION)"
+else
+	$(error TORCH must be cpu or cuda, got '$(TORCH)')
+endif
 
 demo: $(STAMP)
 	$(BIN)/python jobs/generate.py jobs/examples/demo_prompts.parquet --out outputs/demo --variants 4 --overwrite
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# the long cases (soak, training under faults, ...) that `make test` skips
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -q --run-slow -m slow
 
 lint: $(STAMP)
 	$(BIN)/ruff check llmgan benchmarks jobs tests cluster

@@ -1,4 +1,4 @@
-"""The layer rules (DESIGN.md): llmgan's subpackages import only their own layer or lower ones
+"""The layer rules (docs/architecture.md, "Layers"): llmgan's subpackages import only their own layer or lower ones
 (io -> data -> text -> domains -> gan -> eval -> job -> distributed -> cli), only llmgan.distributed imports ray, only
 llmgan.cli imports typer, llmgan never imports the benchmarks / jobs / tests on top of it; no work at import
 time; `llmgan --help` loads neither torch nor ray."""
