@@ -34,6 +34,7 @@ class MatcherTrainOptions:
     batch_size: int = 128
     lr: float = 2e-3
     pool: int = 512
+    prompt_share: float = 0.5
 
     def __post_init__(self) -> None:
         if not self.out.strip():
@@ -52,7 +53,7 @@ class MatcherTrainOptions:
         from llmgan.gan.matcher import MatcherConfig
 
         return MatcherConfig(image_size=self.image_size, width=self.width, dim=self.dim,
-                             batch_size=self.batch_size, lr=self.lr, pool=self.pool)
+                             batch_size=self.batch_size, lr=self.lr, pool=self.pool, prompt_share=self.prompt_share)
 
 
 _OPTS = MatcherTrainOptions  # the defaults below
@@ -67,6 +68,9 @@ def train_matcher_command(
         "--batch-size", help="Image-caption pairs per step (the InfoNCE batch).")] = _OPTS.batch_size,
     pool: Annotated[int, typer.Option(
         "--pool", help="Extra dataset captions per step as negatives (0: batch only).")] = _OPTS.pool,
+    prompt_share: Annotated[float, typer.Option(
+        "--prompt-share", help="Share of rows trained on their short prompt instead of the caption, per step, where "
+        "the data has a short_prompt column (0: captions only).")] = _OPTS.prompt_share,
     lr: Annotated[float, typer.Option("--lr", help="Peak learning rate (one-cycle schedule).")] = _OPTS.lr,
     width: Annotated[int, typer.Option(
         "--width", help="Image tower channels at full resolution (x2, x4 deeper).")] = _OPTS.width,
@@ -89,7 +93,8 @@ def train_matcher_command(
     setup_logging()
     opts = MatcherTrainOptions(out=out, steps=steps, val_fraction=val_fraction, seed=seed,
                                threads=_OPTS.threads if threads is None else threads, image_size=image_size,
-                               width=width, dim=dim, batch_size=batch_size, lr=lr, pool=pool)
+                               width=width, dim=dim, batch_size=batch_size, lr=lr, pool=pool,
+                               prompt_share=prompt_share)
     config = opts.config()
     from llmgan.gan.matcher import train_matcher
     from llmgan.io.storage import Storage
@@ -97,9 +102,13 @@ def train_matcher_command(
     m = train_matcher(data, opts.out, opts.steps, config, seed=opts.seed, text_encoder=text_encoder,
                       val_fraction=opts.val_fraction, storage=Storage(s3_endpoint), threads=opts.threads)
     val = m.info["val"]
+    prompts = (f"; vs near-miss short prompts ({val['prompt_pairs']} pairs, prompt share "
+               f"{m.config.prompt_share:g}): AUC {val['auc_hard_negative_prompts']:.4f}, accuracy at 0.5 "
+               f"{val['accuracy_at_0.5_prompts']:.4f}") if "prompt_pairs" in val else "; captions only"
     typer.echo(f"trained matcher on {m.info['n_train']} images in {m.info['train_seconds']:.0f}s; held-out "
                f"({m.info['n_val']} images vs near-miss captions): AUC {val['auc_hard_negative']:.4f}, accuracy at 0.5 "
-               f"{val['accuracy_at_0.5']:.4f}; calibration a={m.calibration[0]:.3f} b={m.calibration[1]:.3f}; saved to {out}")
+               f"{val['accuracy_at_0.5']:.4f}{prompts}; calibration a={m.calibration[0]:.3f} b={m.calibration[1]:.3f}; "
+               f"saved to {out}")
 
 
 def register(app: typer.Typer) -> None:

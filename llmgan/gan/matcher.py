@@ -1,6 +1,9 @@
 """The learned image-text matcher: a small CNN image tower and a caption-embedding projection trained with
 InfoNCE (CLIP / XMC-GAN style), Platt-calibrated into a match probability; its step, training, save and load.
 
+It learns full captions and, where the data has a short-prompt column, the short prompts users type (each row's
+text drawn per step: `prompt_share`), so it can judge a user's prompt itself; see llmgan.gan.matcher_texts.
+
 The image tower keeps a 4x4 map and flattens it (where a thing is matters, pooled features lose it) and has no
 BatchNorm, so a GAN training loop can train it under DDP alongside G and D with `matcher_step`. Saved as
 `matcher.safetensors` + `matcher.json` (JSON last = complete); never pickled.
@@ -23,6 +26,15 @@ from torch import nn
 
 from llmgan.errors import StorageError, UserError
 from llmgan.gan.losses import contrastive, same_caption
+from llmgan.gan.matcher_calibration import (  # noqa: F401 - re-exported: the matcher's public API
+    calibrate,
+    calibration_error,
+    evaluate_pairs,
+    fit_platt,
+    hard_negatives,
+    roc_auc,
+)
+from llmgan.gan.matcher_texts import TrainingTexts, check_prompt_share, load_training_texts, prompt_negatives
 from llmgan.io.images import to_float
 from llmgan.io.seeds import derive_seed
 from llmgan.io.storage import Storage, join
@@ -48,6 +60,7 @@ class MatcherConfig:
     batch_size: int = 128
     lr: float = 2e-3
     pool: int = 512  # extra dataset captions per step as negatives (some differ from the right one in one detail)
+    prompt_share: float = 0.5  # share of rows whose text is their short prompt (data with one), not the caption
 
     def __post_init__(self) -> None:
         for name, low in (("image_size", 8), ("text_dim", 1), ("width", 4), ("dim", 8), ("batch_size", 2), ("pool", 0)):
@@ -56,6 +69,7 @@ class MatcherConfig:
                 raise UserError(f"--{name.replace('_', '-')} must be an integer >= {low}, got {value!r}")
         if not 0 < self.lr < 1:
             raise UserError(f"--lr must be in (0, 1), got {self.lr}")
+        check_prompt_share(self.prompt_share)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -138,11 +152,13 @@ def _noise(x: torch.Tensor, gen: torch.Generator | None) -> torch.Tensor:
 
 
 def matcher_loss(state: MatcherState, images_float: torch.Tensor, emb: torch.Tensor,
-                 pool: torch.Tensor | None = None) -> torch.Tensor:
+                 pool: torch.Tensor | None = None, same: torch.Tensor | None = None,
+                 pool_same: torch.Tensor | None = None) -> torch.Tensor:
     """The InfoNCE loss of one batch of real (image, caption embedding) pairs (augmented by `_noise`).
 
     images_float (N, 3, S, S) in [-1, 1] (`llmgan.io.images.to_float`), emb (N, E); optional pool (M, E):
-    more captions as negatives for image->text. Copies of the same caption are never negatives.
+    more captions as negatives for image->text. Copies of the same caption are never negatives, nor are texts
+    that `same` (N, N) / `pool_same` (N, M) mark true of an image (a short prompt is true of many images).
     """
     net = state.net
     net.train()
@@ -150,16 +166,22 @@ def matcher_loss(state: MatcherState, images_float: torch.Tensor, emb: torch.Ten
     module = getattr(net, "module", net)
     img, txt = module.image_vec(x), module.text_vec(emb)
     temperature = 1.0 / module.scale()
-    pool_vec = pool_same = None
+    pool_vec = pool_mask = None
     if pool is not None and len(pool):
-        pool_vec, pool_same = module.text_vec(pool), same_caption(emb, pool)
-    return contrastive(img, txt, same_caption(emb, emb), temperature, pool_vec, pool_same)
+        pool_vec, pool_mask = module.text_vec(pool), same_caption(emb, pool)
+        if pool_same is not None:
+            pool_mask = pool_mask | pool_same.to(pool_mask.device)
+    mask = same_caption(emb, emb)
+    if same is not None:
+        mask = mask | same.to(mask.device)
+    return contrastive(img, txt, mask, temperature, pool_vec, pool_mask)
 
 
 def matcher_step(state: MatcherState, images_float: torch.Tensor, emb: torch.Tensor,
-                 pool: torch.Tensor | None = None) -> float:
+                 pool: torch.Tensor | None = None, same: torch.Tensor | None = None,
+                 pool_same: torch.Tensor | None = None) -> float:
     """One optimiser step on `matcher_loss`; returns the loss."""
-    loss = matcher_loss(state, images_float, emb, pool)
+    loss = matcher_loss(state, images_float, emb, pool, same, pool_same)
     state.opt.zero_grad(set_to_none=True)
     loss.backward()
     state.opt.step()
@@ -167,85 +189,27 @@ def matcher_step(state: MatcherState, images_float: torch.Tensor, emb: torch.Ten
     return float(loss.detach())
 
 
-# ---- calibration --------------------------------------------------------------------------------
-
-
-def fit_platt(pos: np.ndarray, neg: np.ndarray, iters: int = 100) -> tuple[float, float]:
-    """(a, b) of p = sigmoid(a * cos + b): Newton's method with backtracking on the log loss, with Platt's
-    smoothed targets (so separable data gives a finite slope)."""
-    x = np.concatenate([pos, neg]).astype(np.float64)
-    n1, n0 = len(pos), len(neg)
-    y = np.concatenate([np.full(n1, (n1 + 1) / (n1 + 2)), np.full(n0, 1 / (n0 + 2))])
-
-    def loss(a: float, b: float) -> float:  # stable log loss: log(1 + e^z) - y z
-        z = a * x + b
-        return float((np.logaddexp(0, z) - y * z).sum())
-
-    a, b = 0.0, float(np.log((n1 + 1) / (n0 + 1)))
-    current = loss(a, b)
-    for _ in range(iters):
-        p = 0.5 * (1 + np.tanh(0.5 * (a * x + b)))  # sigmoid without overflow
-        g = np.array([((p - y) * x).sum(), (p - y).sum()])
-        w = p * (1 - p)
-        h = np.array([[(w * x * x).sum(), (w * x).sum()], [(w * x).sum(), w.sum()]]) + 1e-9 * np.eye(2)
-        step = np.linalg.solve(h, g)
-        t = 1.0
-        while t > 1e-6 and loss(a - t * step[0], b - t * step[1]) > current:
-            t /= 2
-        a, b = a - t * step[0], b - t * step[1]
-        new = loss(a, b)
-        if current - new < 1e-10 * max(1.0, abs(current)):
-            break
-        current = new
-    return float(a), float(b)
-
-
-def roc_auc(pos: np.ndarray, neg: np.ndarray) -> float:
-    """P(score of a random positive > a random negative), ties count half (Mann-Whitney U)."""
-    scores = np.concatenate([pos, neg])
-    order = scores.argsort(kind="mergesort")
-    ranks = np.empty(len(scores))
-    sorted_scores = scores[order]
-    # average ranks over ties
-    _, first, counts = np.unique(sorted_scores, return_index=True, return_counts=True)
-    avg = first + (counts - 1) / 2 + 1
-    ranks[order] = np.repeat(avg, counts)
-    n1, n0 = len(pos), len(neg)
-    return float((ranks[:n1].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
-
-
-def hard_negatives(emb: np.ndarray, keys: list[Any], seed: int, k: int = 1) -> np.ndarray:
-    """For each row, the index of another row whose caption is among its k nearest *different* ones (k = 1: the
-    nearest caption that is not a paraphrase; on shapes it calibrated better than k = 3 or 8 against
-    one-attribute changes).
-
-    Rows with equal `keys` (same labels when the data has them, else the same caption) are never picked, so
-    paraphrases of the right caption do not count as mismatches. These near misses (often one attribute
-    changed) are what calibration must separate, not random captions that differ in everything.
-    """
-    sims = emb @ emb.T
-    key_ids = {key: i for i, key in enumerate(dict.fromkeys(keys))}
-    kid = np.array([key_ids[key] for key in keys])
-    sims[kid[:, None] == kid[None, :]] = -np.inf
-    rng = np.random.default_rng(derive_seed("matcher-negatives", seed))
-    k = max(1, min(k, len(emb) - 1))
-    top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
-    pick = top[np.arange(len(emb)), rng.integers(0, k, len(emb))]
-    return pick
-
-
 # ---- the trained model --------------------------------------------------------------------------
 
 
+TEXT_KINDS = ("caption", "prompt")
+
+
 class Matcher:
-    """A trained, calibrated matcher: `cosine`, `probability` on uint8 images and caption embeddings, `save`."""
+    """A trained, calibrated matcher: `cosine`, `probability` on uint8 images and caption embeddings, `save`.
+
+    `calibration` is fitted on every kind of text it was trained on; `calibration_by_text` (when it learned short
+    prompts) holds one fit per kind ("caption", "prompt") for a caller that knows which kind it scores.
+    """
 
     def __init__(self, config: MatcherConfig, net: MatcherNet, calibration: tuple[float, float] = (10.0, -5.0),
-                 text_encoder: str | None = None, info: dict[str, Any] | None = None, device: str = "cpu") -> None:
+                 text_encoder: str | None = None, info: dict[str, Any] | None = None, device: str = "cpu",
+                 calibration_by_text: dict[str, tuple[float, float]] | None = None) -> None:
         self.config = config
         self.device = torch.device(device)
         self.net = net.to(self.device).eval()
         self.calibration = (float(calibration[0]), float(calibration[1]))
+        self.calibration_by_text = {k: (float(v[0]), float(v[1])) for k, v in (calibration_by_text or {}).items()}
         self.text_encoder = text_encoder
         self.info: dict[str, Any] = dict(info or {})
 
@@ -265,13 +229,16 @@ class Matcher:
                for i in range(0, len(images), _BATCH)]
         return np.concatenate(out) if out else np.zeros(0, np.float32)
 
-    def calibrate(self, cos: np.ndarray) -> np.ndarray:
-        a, b = self.calibration
+    def calibrate(self, cos: np.ndarray, text: str | None = None) -> np.ndarray:
+        """Cosines -> probabilities; `text` ("caption" / "prompt") picks that kind's own fit where there is one."""
+        if text is not None and text not in TEXT_KINDS:
+            raise ValueError(f"text must be one of {', '.join(TEXT_KINDS)} or None, got {text!r}")
+        a, b = self.calibration_by_text.get(text, self.calibration) if text else self.calibration
         return 0.5 * (1 + np.tanh(0.5 * (a * np.asarray(cos, np.float64) + b)))  # sigmoid without overflow
 
-    def probability(self, images: np.ndarray, emb: np.ndarray) -> np.ndarray:
-        """(N,) calibrated P(image matches caption) in [0, 1]."""
-        return self.calibrate(self.cosine(images, emb))
+    def probability(self, images: np.ndarray, emb: np.ndarray, text: str | None = None) -> np.ndarray:
+        """(N,) calibrated P(image matches text) in [0, 1]; `text` as in `calibrate`."""
+        return self.calibrate(self.cosine(images, emb), text)
 
     def save(self, url: str, storage: Storage | None = None) -> None:
         from safetensors.torch import save as save_tensors
@@ -282,6 +249,8 @@ class Matcher:
         meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "config": self.config.to_dict(),
                 "calibration": {"a": self.calibration[0], "b": self.calibration[1]},
                 "text_encoder": self.text_encoder, "info": self.info}
+        if self.calibration_by_text:
+            meta["calibration_by_text"] = {k: {"a": a, "b": b} for k, (a, b) in self.calibration_by_text.items()}
         storage.write_text(join(url, CONFIG_FILE), json.dumps(meta, indent=2) + "\n")
 
     @classmethod
@@ -305,25 +274,10 @@ class Matcher:
         except Exception as exc:  # noqa: BLE001 - wrong or corrupt weights: one line, never unpickle
             raise UserError(f"matcher weights at {url} do not load: {str(exc).splitlines()[0]}") from None
         cal = meta.get("calibration") or {}
+        by_text = {k: (v["a"], v["b"]) for k, v in (meta.get("calibration_by_text") or {}).items()
+                   if k in TEXT_KINDS and isinstance(v, dict) and {"a", "b"} <= v.keys()}
         return cls(config, net, (cal.get("a", 10.0), cal.get("b", -5.0)), meta.get("text_encoder"),
-                   meta.get("info"), device)
-
-
-def evaluate_pairs(matcher: Matcher, images: np.ndarray, emb: np.ndarray, keys: list[Any],
-                   seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(cosines of the right captions, cosines of hard-negative captions) for held-out images."""
-    neg = hard_negatives(emb, keys, seed)
-    return matcher.cosine(images, emb), matcher.cosine(images, emb[neg])
-
-
-def calibrate(matcher: Matcher, images: np.ndarray, emb: np.ndarray, keys: list[Any], seed: int) -> dict[str, float]:
-    """Fit the matcher's Platt calibration on held-out real images scored against their own caption and a near-miss
-    caption (`hard_negatives`); returns its quality there (AUC, accuracy at 0.5)."""
-    pos, neg = evaluate_pairs(matcher, images, emb, keys, seed)
-    matcher.calibration = fit_platt(pos, neg)
-    p_pos, p_neg = matcher.calibrate(pos), matcher.calibrate(neg)
-    return {"auc_hard_negative": round(roc_auc(pos, neg), 4),
-            "accuracy_at_0.5": round(float(((p_pos >= 0.5).sum() + (p_neg < 0.5).sum()) / (2 * len(pos))), 4)}
+                   meta.get("info"), device, by_text)
 
 
 def train_matcher(data: str, out: str | None, steps: int, config: MatcherConfig | None = None, *, seed: int = 0,
@@ -331,8 +285,11 @@ def train_matcher(data: str, out: str | None, steps: int, config: MatcherConfig 
                   device: str = "cpu", threads: int | None = 1, progress: bool = True) -> Matcher:
     """Train on a captioned dataset (cached caption embeddings), calibrate on its held-out part, save to `out`.
 
-    The held-out images are scored against their own caption and against a near-miss caption
-    (`hard_negatives`); Platt scaling on those cosines gives the calibration, and info["val"] its quality.
+    With a short-prompt column (and prompt_share > 0) each row's text is, per step, its short prompt with
+    probability prompt_share, else its caption; texts true of an image (a prompt that leaves attributes open) are
+    never its negatives. The held-out images are scored against their own caption and a near-miss caption
+    (`hard_negatives`) and against their own prompt and a near-miss prompt (`prompt_negatives`); Platt scaling on
+    all those cosines gives the calibration, and info["val"] its quality per kind of text.
     """
     from llmgan.gan.config import GanConfig
     from llmgan.gan.train_data import load_training_data
@@ -354,29 +311,39 @@ def train_matcher(data: str, out: str | None, steps: int, config: MatcherConfig 
         if n < 20:
             raise UserError(f"{data}: need at least 20 captioned images to train a matcher, got {n}")
         config = dataclasses.replace(config, text_dim=int(emb.shape[1]))
-        label_cols = sorted(ds.labels)
-        keys = [tuple(ds.labels[c][i] for c in label_cols) for i in range(n)] if label_cols else list(ds.captions)
-        order = np.random.default_rng(derive_seed("matcher-split", seed)).permutation(n)
-        n_val = max(10, int(round(n * val_fraction)))
-        val, train = order[:n_val], order[n_val:]
+        texts = load_training_texts(data, ds, emb, config.prompt_share, text_encoder, storage)
+        if config.prompt_share > 0 and not texts.n_prompts:
+            log.info("%s has no %s column: the matcher trains on captions only", data, "short_prompt")
+            config = dataclasses.replace(config, prompt_share=0.0)
+        keys, val, train = heldout_split(ds, seed, val_fraction)
+        n_val = len(val)
         state = make_matcher_state(config, device, seed)
         gen = np.random.default_rng(derive_seed("matcher-batches", seed))
-        x_all, e_all = to_float(ds.images[train]), torch.from_numpy(emb[train])
+        text_rng = np.random.default_rng(derive_seed("matcher-texts", seed))
+        x_all = to_float(ds.images[train])
         started = time.time()
         every = max(1, steps // 10)
         sched = torch.optim.lr_scheduler.OneCycleLR(state.opt, max_lr=config.lr, total_steps=steps, pct_start=0.1)
         for step in range(1, steps + 1):
             pick = gen.integers(0, len(train), min(config.batch_size, len(train)))
-            pool = e_all[gen.integers(0, len(train), config.pool)] if config.pool else None
-            loss = matcher_step(state, x_all[pick].to(device), e_all[pick].to(device),
-                                None if pool is None else pool.to(device))
+            pool_rows = train[gen.integers(0, len(train), config.pool)] if config.pool else None
+            emb_b, stated_b = texts.draw(train[pick], config.prompt_share, text_rng)
+            same = torch.from_numpy(texts.true_of(train[pick], stated_b))
+            pool = pool_same = None
+            if pool_rows is not None:
+                pool_np, stated_p = texts.draw(pool_rows, config.prompt_share, text_rng)
+                pool = torch.from_numpy(pool_np).to(device)
+                pool_same = torch.from_numpy(texts.true_of(train[pick], stated_p))
+            loss = matcher_step(state, x_all[pick].to(device), torch.from_numpy(emb_b).to(device), pool, same,
+                                pool_same)
             sched.step()
             if progress and (step % every == 0 or step == steps):
                 log.info("matcher step %d/%d loss %.4f (%.0fs)", step, steps, loss, time.time() - started)
         matcher = Matcher(config, getattr(state.net, "module", state.net), text_encoder=text_encoder, device=device)
-        quality = calibrate(matcher, ds.images[val], emb[val], [keys[i] for i in val], seed)
+        quality = heldout_calibration(matcher, ds.images, texts, keys, val, seed)
         matcher.info = {
             "data": data, "steps": steps, "seed": seed, "n_train": int(len(train)), "n_val": int(n_val),
+            "prompt_share": config.prompt_share, "n_short_prompts": texts.n_prompts,
             "train_seconds": round(time.time() - started, 1), "final_loss": round(loss, 4), "val": quality,
         }
         if out is not None:
@@ -384,3 +351,24 @@ def train_matcher(data: str, out: str | None, steps: int, config: MatcherConfig 
         return matcher
     finally:
         torch.set_num_threads(old_threads)
+
+
+def heldout_split(ds: Any, seed: int, val_fraction: float) -> tuple[list[Any], np.ndarray, np.ndarray]:
+    """(row keys: labels, else the caption; held-out rows; training rows): a pure function of (data, seed)."""
+    n = len(ds)
+    label_cols = sorted(ds.labels)
+    keys = [tuple(ds.labels[c][i] for c in label_cols) for i in range(n)] if label_cols else list(ds.captions)
+    order = np.random.default_rng(derive_seed("matcher-split", seed)).permutation(n)
+    n_val = max(10, int(round(n * val_fraction)))
+    return keys, order[:n_val], order[n_val:]
+
+
+def heldout_calibration(matcher: Matcher, images: np.ndarray, texts: TrainingTexts, keys: list[Any],
+                        val: np.ndarray, seed: int) -> dict[str, float]:
+    """`calibrate` on the held-out rows: their captions and, where the matcher learned prompts, their prompts."""
+    prompts = None
+    if matcher.config.prompt_share > 0:
+        rows, near = prompt_negatives(texts, val, seed)
+        where = {r: i for i, r in enumerate(val)}
+        prompts = (np.array([where[r] for r in rows], np.int64), texts.pr_emb[rows], texts.pr_emb[near])
+    return calibrate(matcher, images[val], texts.cap_emb[val], [keys[i] for i in val], seed, prompts)

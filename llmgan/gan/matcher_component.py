@@ -63,7 +63,8 @@ class MatcherComponent:
                  keys: Sequence[Any] | None = None, rank: int = 0, world: int = 1,
                  device: str | torch.device = "cpu", text_encoder: str | None = None) -> None:
         self.config = MatcherConfig(image_size=min(gan.image_size, MAX_SIZE), text_dim=gan.text_dim,
-                                    batch_size=max(2, gan.batch_size), lr=LR, pool=POOL)
+                                    batch_size=max(2, gan.batch_size), lr=LR, pool=POOL,
+                                    prompt_share=0.0)  # the training loop feeds caption embeddings only
         self.seed, self.rank, self.world, self.device = seed, rank, world, torch.device(device)
         with torch.random.fork_rng(devices=[]):  # the GAN's RNG stream stays what it is without a matcher
             self.state = make_matcher_state(self.config, self.device, derive_seed("matcher-init", seed))
@@ -154,7 +155,9 @@ class MatcherComponent:
             log.info("checkpoint %s holds no matcher; the matcher starts fresh", url)
             return
         saved = Matcher.load(url, storage)
-        if dataclasses.replace(saved.config, batch_size=self.config.batch_size) != self.config:
+        same_recipe = dataclasses.replace(saved.config, batch_size=self.config.batch_size,
+                                          prompt_share=self.config.prompt_share)  # older files lack prompt_share
+        if same_recipe != self.config:
             raise UserError(f"the matcher in {url} has another configuration; resume with the same options")
         self.state.net.load_state_dict(saved.net.state_dict())
         self.matcher.calibration = saved.calibration
