@@ -238,7 +238,7 @@ def test_train_local_cli_end_to_end_with_resume_and_sample(tiny_data: str, tmp_p
         "config.json", "discriminator.safetensors", "generator.safetensors", "matcher.json", "matcher.safetensors"]
     # shapes captions: consistency under the shapes classifier's scorer at every evaluation (--matcher is on too)
     assert all(0 <= r["consistency_mean"] <= 1 and "matcher_loss" in r for r in rows)
-    assert json.loads((out / "final" / "config.json").read_text())["caption_vocabulary"] == "shapes"
+    assert json.loads((out / "final" / "config.json").read_text())["domain"] == "shapes"
     assert GanModel.load(str(tmp_path / "exported")).identity == GanModel.load(str(out)).identity
 
     changed = runner.invoke(app, [*args, "--image-size", "64", "--steps", "6"])
@@ -376,7 +376,7 @@ def test_matcher_trained_alongside_resumes_exactly_and_final_holds_it_calibrated
     assert Image.open(split / "metrics.png").size[1] == 24 + 3 * (166 + 40)
 
     meta = json.loads((split / "final" / "config.json").read_text())
-    assert meta["caption_vocabulary"] == "shapes" and meta["step"] == 6
+    assert meta["domain"] == "shapes" and meta["step"] == 6
     saved = json.loads((split / "final" / "matcher.json").read_text())
     assert saved["info"]["trained_with_gan"] and saved["info"]["steps"] == 6 and saved["info"]["n_heldout"] == 4
     assert (saved["calibration"]["a"], saved["calibration"]["b"]) != (10.0, -5.0)  # fitted, not the default
@@ -386,16 +386,16 @@ def test_matcher_trained_alongside_resumes_exactly_and_final_holds_it_calibrated
     assert scorer.matcher.calibration == (saved["calibration"]["a"], saved["calibration"]["b"])
 
 
-def test_caption_vocabulary_and_matcher_holdout() -> None:
+def test_training_domain_and_matcher_holdout() -> None:
+    from llmgan.domains import detect_domain
     from llmgan.gan.matcher_component import heldout_rows, row_keys
-    from llmgan.gan.train_report import caption_vocabulary
 
     shapes = ["a small red star in the top left corner on a navy background", "a large blue circle at the centre"]
-    assert caption_vocabulary(shapes * 50) == "shapes"
-    assert caption_vocabulary(["a cat on a sofa", "two dogs in the snow"] * 50) == "open"
+    assert detect_domain(shapes * 50).name == "shapes"
+    assert detect_domain(["a cat on a sofa", "two dogs in the snow"] * 50).name == "captioned"
     # the 90 % bar: 90 of 100 captions with a shape and a colour pass, 88 do not
-    assert caption_vocabulary(shapes * 45 + ["a cat on a sofa"] * 10) == "shapes"
-    assert caption_vocabulary(shapes * 44 + ["a cat on a sofa"] * 12) == "open"
+    assert detect_domain(shapes * 45 + ["a cat on a sofa"] * 10).name == "shapes"
+    assert detect_domain(shapes * 44 + ["a cat on a sofa"] * 12).name == "captioned"
     rows = heldout_rows(1000, seed=3)
     assert len(rows) == 50 and np.array_equal(rows, heldout_rows(1000, seed=3)) and len(set(rows)) == 50
     assert len(heldout_rows(24, seed=3)) == 4 and len(heldout_rows(100_000, seed=3)) == 512

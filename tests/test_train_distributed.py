@@ -171,7 +171,7 @@ def test_one_worker_matches_local_training(ray_local: Any, shapes_data: str, tmp
     for name in ("local", "dist"):  # the matcher trained alongside (--matcher is the default), calibrated
         meta = json.loads((tmp_path / name / "final" / "matcher.json").read_text())
         assert meta["info"]["trained_with_gan"] and meta["info"]["steps"] == 6
-        assert json.loads((tmp_path / name / "final" / "config.json").read_text())["caption_vocabulary"] == "shapes"
+        assert json.loads((tmp_path / name / "final" / "config.json").read_text())["domain"] == "shapes"
     assert json.loads((tmp_path / "local" / "final" / "matcher.json").read_text())["calibration"] == pytest.approx(
         json.loads((tmp_path / "dist" / "final" / "matcher.json").read_text())["calibration"], abs=1e-4)
     for weights in ("generator.safetensors", "discriminator.safetensors", "matcher.safetensors"):

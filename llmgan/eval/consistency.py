@@ -109,8 +109,9 @@ class ClassifierScorer:
 
 class MatcherScorer:
     """Any captioned domain: the learned matcher's calibrated P(image matches the user's prompt), judged on the
-    prompt text itself (the caption when there is no prompt). `emb`, when given, holds the caption embeddings
-    and is not used: the prompt is embedded with the matcher's own text encoder (prompts repeat: cached)."""
+    prompt text itself, with the matcher's calibration for short prompts (the caption, with its caption
+    calibration, when there is no prompt). `emb`, when given, holds the caption embeddings: used for the images
+    scored against their caption; prompts are embedded with the matcher's own text encoder (cached)."""
 
     name = "matcher"
 
@@ -128,8 +129,16 @@ class MatcherScorer:
     def score(self, images: np.ndarray, captions: list[str], prompts: list[str],
               emb: np.ndarray | None = None) -> list[Consistency]:
         _check(images, captions, prompts, emb)
-        texts = [p if p and p.strip() else c for c, p in zip(captions, prompts)]
-        p = self.matcher.probability(np.asarray(images), self._encode(texts)) if texts else np.zeros(0)
+        images = np.asarray(images)
+        asked = [i for i, p in enumerate(prompts) if p and p.strip()]
+        rest = [i for i in range(len(prompts)) if i not in set(asked)]
+        p = np.zeros(len(prompts))
+        if asked:
+            p[asked] = self.matcher.probability(images[asked], self._encode([prompts[i] for i in asked]),
+                                                text="prompt")
+        if rest:
+            vecs = emb[rest] if emb is not None else self._encode([captions[i] for i in rest])
+            p[rest] = self.matcher.probability(images[rest], vecs, text="caption")
         return [Consistency(float(np.clip(s, 0.0, 1.0)), (), self.domain.ground(t).not_understood)
                 for s, t in zip(p, prompts)]
 
