@@ -35,6 +35,7 @@ from llmgan.domains.shapes import parse_attributes
 from llmgan.job.config import GenerateConfig
 
 JUDGE_DATA_SEED, JUDGE_SEED = 515151, 7
+OLD_SETS = ("held-out", "synonyms", "combined")  # measured with expansion off as well as on
 
 
 def judge_classifier(work: Path, steps: int, n_images: int) -> Any:
@@ -138,8 +139,8 @@ def open_vocab_sets() -> dict[str, tuple[list[str], Truth]]:
 
 def run(out: str, quick: bool = False, n_prompts: int | None = None, scorers: Sequence[str] = ("auto", "matcher"),
         speed_images: int | None = None, repeats: int | None = None, log: Any = sys.stdout,
-        only_expanded_off: Sequence[str] = ("held-out", "synonyms", "combined"),
-        only: Sequence[str] | None = None) -> dict[str, Any]:
+        only_expanded_off: Sequence[str] | None = None,
+        only: Sequence[str] | None = None, min_consistency: float = 0.5) -> dict[str, Any]:
     work = Path(out)
     work.mkdir(parents=True, exist_ok=True)
     n_prompts = n_prompts or (24 if quick else 400)
@@ -152,8 +153,9 @@ def run(out: str, quick: bool = False, n_prompts: int | None = None, scorers: Se
     sets = {k: v for k, v in sets.items() if only is None or k in only}
     rows = []
     for set_name, (prompts, truth) in sets.items():
-        for expand in (False, True) if set_name in only_expanded_off else (True,):
-            for scorer, threshold in [("none", 0.0), *((s, 0.5) for s in scorers)]:
+        off_too = OLD_SETS if only_expanded_off is None else only_expanded_off
+        for expand in (False, True) if set_name in off_too else (True,):
+            for scorer, threshold in [("none", 0.0), *((s, min_consistency) for s in scorers)]:
                 folder = work / "jobs" / f"{set_name}-{'exp' if expand else 'noexp'}-{scorer}".replace(" ", "-")
                 summary = _job(prompts, folder, expand, threshold, scorer, n=2)
                 verdict = judge(clf, *_images(folder), truth, threshold if threshold else None)
@@ -201,11 +203,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--speed-images", type=int)
     ap.add_argument("--repeats", type=int)
     ap.add_argument("--scorers", default="auto,matcher", help="feedback scorers to compare (comma-separated)")
+    ap.add_argument("--expanded-only", action="store_true", help="skip the expansion-off rows")
+    ap.add_argument("--min-consistency", type=float, default=0.5, help="feedback threshold (the job's default: 0.5)")
     ap.add_argument("--sets", help="only these prompt sets (comma-separated: held-out, synonyms, combined, "
                     "open-vocab tune, open-vocab holdout)")
     args = ap.parse_args(argv)
     run(args.out, args.quick, args.n_prompts, [s for s in args.scorers.split(",") if s], args.speed_images,
-        args.repeats, only=[s.strip() for s in args.sets.split(",")] if args.sets else None)
+        args.repeats, only=[s.strip() for s in args.sets.split(",")] if args.sets else None,
+        min_consistency=args.min_consistency, only_expanded_off=() if args.expanded_only else None)
 
 
 if __name__ == "__main__":
