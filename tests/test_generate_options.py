@@ -40,7 +40,7 @@ BAD = [
     ("--min-consistency", "high"),
     ("--max-attempts", "0"), ("--max-attempts", "65"), ("--max-attempts", "1.5"),
     ("--consistency", ""), ("--consistency", "bogus"),
-    ("--input-format", "xls"), ("--on-unsupported", "maybe"),
+    ("--input-format", "xls"), ("--on-unsupported", "maybe"), ("--drop-below", "1.5"), ("--fail-below-share", "-0.1"),
     ("--s3-endpoint", "not-a-url"), ("--s3-endpoint", "ftp://host"),
 ]
 # Options whose every value is a valid setting (flags), or whose bad values need files and models: the latter

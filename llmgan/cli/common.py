@@ -35,6 +35,7 @@ Threads = Annotated[int | None, typer.Option(
 
 EXIT_USER_ERROR = 2
 EXIT_RUNTIME_ERROR = 1
+EXIT_QUALITY = 3  # generate: every shard written, but --fail-below-share was exceeded
 
 
 def fail(message: str, code: int = EXIT_USER_ERROR) -> typer.Exit:

@@ -9,7 +9,18 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperCommand
 
-from llmgan.cli.common import EXIT_RUNTIME_ERROR, Ckpt, Lm, Quiet, S3Endpoint, Seed, fail, handle_errors, setup_logging
+from llmgan.cli.common import (
+    EXIT_QUALITY,
+    EXIT_RUNTIME_ERROR,
+    Ckpt,
+    Lm,
+    Quiet,
+    S3Endpoint,
+    Seed,
+    fail,
+    handle_errors,
+    setup_logging,
+)
 from llmgan.io.prompt_formats import INPUT_FORMATS
 from llmgan.job.config import EXECUTORS, FORMATS, GenerateConfig
 
@@ -73,6 +84,14 @@ def generate(
         "--on-unsupported", help="Prompts with words the model did not understand: flag (draw what was "
         "understood, record the words, no consistency claim) or reject (the row is rejected).")
     ] = GenerateConfig.on_unsupported,
+    drop_below: Annotated[float | None, typer.Option(
+        "--drop-below", help="Quality gate: keep images whose consistency after redraws is below this out of the "
+        "shards (counted and listed in the stats). Default: keep every image.", show_default=False)
+    ] = GenerateConfig.drop_below,
+    fail_below_share: Annotated[float | None, typer.Option(
+        "--fail-below-share", help="Quality gate: exit with code 3 when more than this share of scored images "
+        "stayed below --min-consistency (the images are still written). Default: never fail on scores.",
+        show_default=False)] = GenerateConfig.fail_below_share,
     seed: Seed = GenerateConfig.seed,
     shard_size: Annotated[int, typer.Option(
         "--shard-size", help="Images per shard (the unit of work and commit).")] = GenerateConfig.shard_size,
@@ -121,21 +140,30 @@ def generate(
         temperature=temperature, top_p=top_p, keep_words=keep_words, seed=seed, shard_size=shard_size, format=format,
         batch_size=batch_size, s3_endpoint=s3_endpoint, max_retries=max_retries, overwrite=overwrite,
         blocklist=blocklist, executor=executor, consistency=consistency, min_consistency=min_consistency,
-        max_attempts=max_attempts, on_unsupported=on_unsupported,
+        max_attempts=max_attempts, on_unsupported=on_unsupported, drop_below=drop_below,
+        fail_below_share=fail_below_share,
         expander=StageResources(expander_min, expander_max, expander_cpus, expander_gpus,
                                 parse_resources(expander_resources, "--expander-resources")),
         generator=StageResources(generator_min, generator_max, generator_cpus, generator_gpus,
                                  parse_resources(generator_resources, "--generator-resources")),
     )
     setup_logging(quiet=quiet)
-    from llmgan.job.feedback import describe_understanding
-    from llmgan.job.outcomes import JobFailed
+    from llmgan.job.outcomes import JobFailed, QualityGateFailed
     from llmgan.job.run import run_job
 
     try:
         summary = run_job(cfg, make_executor(cfg.executor, quiet), progress=not quiet)
     except JobFailed as exc:
         raise fail(str(exc), EXIT_RUNTIME_ERROR) from None
+    except QualityGateFailed as exc:
+        _print_summary(exc.summary)
+        raise fail(str(exc), EXIT_QUALITY) from None
+    _print_summary(summary)
+
+
+def _print_summary(summary: dict) -> None:
+    from llmgan.job.feedback import describe_understanding
+
     rejected, cons = summary["rejected"], summary.get("consistency")
     unsupported = describe_understanding(summary.get("understanding"))
     typer.echo(
@@ -147,6 +175,12 @@ def generate(
            f"{cons['threshold']:g} ({cons['share_below_threshold_first_draw']:.1%} before redraws, "
            f"{cons['extra_draws_per_image']:.2f} extra draws per image)" if cons and cons["scored"] else "")
     )
+    if summary.get("dropped_below_consistency"):
+        typer.echo(f"{summary['dropped_below_consistency']} image(s) below --drop-below left out of the shards "
+                   f"(listed in each shard's stats)")
+    elif cons and cons.get("below_threshold") and "quality_gate" not in summary:
+        typer.echo(f"{cons['below_threshold']} image(s) stayed below {cons['threshold']:g} and were kept "
+                   f"(no quality gate: see --drop-below, --fail-below-share)")
     if unsupported:
         typer.echo(unsupported)
 

@@ -30,7 +30,7 @@ EXPANDER_CPUS = 0.25  # default CPU reservation of a caption-LM actor (see size_
 OUTPUT_DEFINING = (
     "prompts", "prompt_column", "n_per_prompt", "variants", "expand", "best_of", "truncation", "seed",
     "shard_size", "format", "temperature", "top_p", "blocklist", "keep_words", "consistency", "min_consistency",
-    "max_attempts", "on_unsupported",
+    "max_attempts", "on_unsupported", "drop_below",
 )
 # what happens to a prompt holding words the model's domain did not understand ("red dragon" for shapes)
 ON_UNSUPPORTED = ("flag", "reject")
@@ -130,6 +130,11 @@ class GenerateConfig:
     # "flag": drawn from what was understood, the words recorded per image, no consistency claim; "reject": the
     # row is rejected with its words, like a blocked prompt
     on_unsupported: str = "flag"
+    # Quality gate (off by default: every image is kept and the job succeeds whatever the scores): images whose
+    # consistency after redraws is below `drop_below` stay out of the shards (counted and listed in the stats);
+    # more than `fail_below_share` of scored images below `min_consistency` makes the job exit EXIT_QUALITY.
+    drop_below: float | None = None
+    fail_below_share: float | None = None
 
     def __post_init__(self) -> None:
         if not self.prompts:
@@ -161,6 +166,14 @@ class GenerateConfig:
                 raise UserError(f"{_option(name)} must be one of {', '.join(choices)}, got {getattr(self, name)!r}")
         if not (_number(self.min_consistency) and 0 <= self.min_consistency <= 1):
             raise UserError(f"--min-consistency must be in [0, 1], got {self.min_consistency!r}")
+        for name in ("drop_below", "fail_below_share"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if not (_number(value) and 0 <= value <= 1):
+                raise UserError(f"{_option(name)} must be in [0, 1], got {value!r}")
+            if self.consistency == "none":
+                raise UserError(f"{_option(name)} needs a consistency scorer; it cannot be used with --consistency none")
         spec = self.consistency
         if not isinstance(spec, str) or not (spec in CONSISTENCY_SPECS or "/" in spec or "\\" in spec):
             raise UserError(f"--consistency must be one of {', '.join(CONSISTENCY_SPECS)} or a matcher folder path "

@@ -107,6 +107,7 @@ def summarize(storage: Storage, out: str, num_shards: int, wall_seconds: float,
     expansion: dict[str, int] = {}
     seconds: dict[str, float] = {}
     rejected_sample: list[dict[str, Any]] = []
+    dropped, dropped_sample = 0, []
     consistency: list[dict[str, Any]] = []
     understanding: list[dict[str, Any] | None] = []
     for idx in sorted(committed):
@@ -115,6 +116,8 @@ def summarize(storage: Storage, out: str, num_shards: int, wall_seconds: float,
         totals["prompts"] += st["prompts"]
         totals["rejected"] += sum(st["rejected_counts"].values())
         rejected_sample.extend(st["rejected"][: max(0, 20 - len(rejected_sample))])
+        dropped += st.get("dropped", 0)
+        dropped_sample.extend(st.get("dropped_sample", [])[: max(0, 20 - len(dropped_sample))])
         consistency.append(st.get("consistency"))
         understanding.append(st.get("understanding"))
         for table, into in ((st["rejected_counts"], reasons), (st["expansion"], expansion), (st["seconds"], seconds)):
@@ -125,6 +128,8 @@ def summarize(storage: Storage, out: str, num_shards: int, wall_seconds: float,
         "planned_shards": num_shards,
         "rejected_reasons": reasons,
         "rejected_sample": rejected_sample,
+        "dropped_below_consistency": dropped,
+        "dropped_sample": dropped_sample,
         "expansion": expansion,
         "consistency": merge_consistency(consistency),
         "understanding": merge_understanding(understanding),

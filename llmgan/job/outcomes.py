@@ -55,6 +55,14 @@ class Executor(Protocol):
         ...
 
 
+class QualityGateFailed(Exception):
+    """Every shard committed, but more images than --fail-below-share allows stayed below --min-consistency."""
+
+    def __init__(self, message: str, summary: dict) -> None:
+        super().__init__(message)
+        self.summary = summary
+
+
 class JobFailed(Exception):
     """Shards still failing after the allowed retries; the message names them and how to resume."""
 

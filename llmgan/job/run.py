@@ -22,7 +22,7 @@ from llmgan.io.storage import Storage, join
 from llmgan.job.config import GenerateConfig
 from llmgan.job.contact_sheet import write_contact_sheet
 from llmgan.job.manifest import SUCCESS_FILE, build_manifest, prepare_output, redact_url, summarize
-from llmgan.job.outcomes import Executor, JobFailed, ShardCommitted, ShardFailed, ShardOutcome
+from llmgan.job.outcomes import Executor, JobFailed, QualityGateFailed, ShardCommitted, ShardFailed, ShardOutcome
 from llmgan.job.plan import make_plan
 from llmgan.job.preflight import check_models, check_out
 from llmgan.job.shards import ShardConflict, check_shard, committed_shards, output_names
@@ -107,8 +107,26 @@ def run_job(cfg: GenerateConfig, executor: Executor, progress: bool = True) -> d
     summary["driver_peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     summary["output"] = redact_url(cfg.out)
     summary["contact_sheet"] = write_contact_sheet(storage, cfg.out, cfg.contact_sheet_size)
+    gate = quality_gate(cfg, summary.get("consistency"))
+    if gate is not None:
+        summary["quality_gate"] = gate
     storage.write_text(join(cfg.out, SUCCESS_FILE), json.dumps(summary, indent=1, sort_keys=True))
+    if gate is not None and not gate["passed"]:
+        raise QualityGateFailed(
+            f"quality gate failed: {gate['share_below']:.1%} of {gate['scored']} scored images stayed below "
+            f"--min-consistency {cfg.min_consistency:g} after redraws (--fail-below-share {cfg.fail_below_share:g}); "
+            f"the images are written, see {redact_url(cfg.out)}/_SUCCESS.json", summary)
     return summary
+
+
+def quality_gate(cfg: GenerateConfig, cons: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The --fail-below-share verdict on the job's consistency figures; None when no gate was asked for."""
+    if cfg.fail_below_share is None:
+        return None
+    scored = cons["scored"] if cons else 0
+    share = cons["share_below_threshold"] if cons and scored else 0.0
+    return {"fail_below_share": cfg.fail_below_share, "threshold": cfg.min_consistency, "scored": scored,
+            "share_below": share, "passed": share <= cfg.fail_below_share}
 
 
 def verify_committed(storage: Storage, out: str, job_id: str, committed: dict[int, str]) -> dict[int, str]:

@@ -51,6 +51,7 @@ class ShardResult:
     workers: dict[str, dict] = field(default_factory=dict)  # stage -> {node, pid} that ran it
     consistency: dict[str, Any] | None = None  # score histogram, share below threshold, draws (job.feedback)
     understanding: dict[str, Any] | None = None  # prompts / images / words the domain did not understand
+    dropped: list[dict[str, Any]] = field(default_factory=list)  # {key, prompt_id, consistency} under --drop-below
 
     @property
     def name(self) -> str:
@@ -170,6 +171,8 @@ def write_shard(storage: Storage, out: str, result: ShardResult, fmt: str, job_i
         "expansion": result.expansion,
         "consistency": result.consistency,
         "understanding": result.understanding,
+        "dropped": len(result.dropped),
+        "dropped_sample": result.dropped[:MAX_REJECTED_DETAIL],
         "seconds": {k: round(v, 4) for k, v in seconds.items()},
         "workers": result.workers,
         "data_file": f"{result.name}{data_suffix}",

@@ -200,6 +200,13 @@ class ShardGenerator:
             result.seconds["consistency"] = feedback_s
             result.consistency = shard_consistency([r.meta for r in result.records], fb.scorer.name, fb.threshold,
                                                    fb.max_attempts)
+        if cfg.drop_below is not None:  # the gate: figures above describe every drawn image, the shard the kept
+            low = [r for r in result.records
+                   if r.meta.get("consistency") is not None and r.meta["consistency"] < cfg.drop_below]
+            result.dropped = [{"key": r.key, "prompt_id": r.meta["prompt_id"], "consistency": r.meta["consistency"]}
+                              for r in low]
+            gone = {id(r) for r in low}
+            result.records = [r for r in result.records if id(r) not in gone]
         return result
 
     def draw(self, emb: np.ndarray, seeds: list[int]) -> tuple[np.ndarray, np.ndarray]:
