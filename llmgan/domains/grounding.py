@@ -226,6 +226,11 @@ class Grounder:
                 unknown.append(tok)
             else:
                 found.append(g)
+        # A word read by meaning beside the domain's own word for the same attribute modifies it ("six-pointed
+        # star", "rounded square"): it asks for a variant the domain has no word for, so it is not understood.
+        named = {g.attr for g in found if g.how == "vocabulary"}
+        unknown += [" ".join(g.word.lower().split()) for g in found if g.how == "meaning" and g.attr in named]
+        found = [g for g in found if not (g.how == "meaning" and g.attr in named)]
         if fixed:  # a reading that needed a corrected word is a little less sure
             found = [dataclasses.replace(g, confidence=round(0.9 * g.confidence, 3), how="typo")
                      if any(g.start <= f < g.end for f in fixed) else g for g in found]
