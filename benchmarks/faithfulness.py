@@ -169,14 +169,16 @@ def run(out: str, quick: bool = False, n_prompts: int | None = None, scorers: Se
                       f"{verdict['understood_attributes_right']} certified wrong {verdict['certified_wrong_rate']} "
                       f"flagged {verdict['flagged_not_understood']}/{verdict['images']} "
                       f"extra draws/image {row['extra_draws_per_image']}", file=log, flush=True)
-    speed = feedback_speed(work, open_vocab_sets()["open-vocab holdout"][0], speed_images or (96 if quick else 2000), repeats or (1 if quick else 3),
-                           log)
+    speed = None if speed_images == 0 else feedback_speed(
+        work, sets["held-out"][0] if "held-out" in sets else heldout_prompts(n_prompts),
+        speed_images or (96 if quick else 2000), repeats or (1 if quick else 3), log, min_consistency)
     result = {"judge": {"data_seed": JUDGE_DATA_SEED, "seed": JUDGE_SEED}, "rows": rows, "speed": speed}
     (work / "faithfulness.json").write_text(json.dumps(result, indent=1))
     return result
 
 
-def feedback_speed(work: Path, prompts: list[str], images: int, repeats: int, log: Any) -> dict[str, Any]:
+def feedback_speed(work: Path, prompts: list[str], images: int, repeats: int, log: Any,
+                   min_consistency: float = 0.5) -> dict[str, Any]:
     """Job images/s with feedback off vs on (default scorer, 0.5), expansion on, alternating runs; medians."""
     n = 2
     prompts = (prompts * (images // (n * len(prompts)) + 1))[: images // n]
@@ -184,7 +186,7 @@ def feedback_speed(work: Path, prompts: list[str], images: int, repeats: int, lo
     for r in range(repeats):
         for mode in ("off", "on"):
             t0 = time.perf_counter()
-            summary = _job(prompts, work / "jobs" / f"speed-{mode}", True, 0.5 if mode == "on" else 0.0,
+            summary = _job(prompts, work / "jobs" / f"speed-{mode}", True, min_consistency if mode == "on" else 0.0,
                            "auto" if mode == "on" else "none", n=n, seed=r)
             rates[mode].append(summary["images"] / (time.perf_counter() - t0))
     med = {k: statistics.median(v) for k, v in rates.items()}
