@@ -50,7 +50,8 @@ def run(images: int = 1024, steps: int = 60, batch_size: int = 32, g_width: int 
     """Local, Ray Train x1 and Ray Train x2 (then local again, to show machine noise); returns the figures."""
     from llmgan.distributed.cluster import connect_ray
     from llmgan.distributed.train import DistTrainOptions, run_train, shutdown_ray
-    from llmgan.gan.trainer import LocalTrainOptions, train_local
+    from llmgan.gan.train_options import LocalTrainOptions
+    from llmgan.gan.trainer import train_local
 
     cpus = cpus or len(os.sched_getaffinity(0))
     log_every = max(1, steps // 6)
@@ -135,8 +136,9 @@ def matcher_cost(images: int = 2048, steps: int = 300, batch_size: int = 32, g_w
     and the consistency rows (the shapes classifier's scorer) and matcher losses at each evaluation."""
     from llmgan.eval.classifier import load_classifier
     from llmgan.eval.consistency import ClassifierScorer
+    from llmgan.gan.train_options import LocalTrainOptions
     from llmgan.gan.train_report import ConsistencyEvaluator
-    from llmgan.gan.trainer import LocalTrainOptions, train_local
+    from llmgan.gan.trainer import train_local
 
     config = GanConfig(batch_size=batch_size, g_width=g_width, d_width=d_width)
     consistency = ConsistencyEvaluator(ClassifierScorer(load_classifier()))

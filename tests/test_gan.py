@@ -288,8 +288,9 @@ def test_train_and_sample_with_s3_run_directory(tiny_data: str, s3_url: str, s3_
 def test_training_loop_extension_points_component_and_evaluator(tiny_data: str, tmp_path: Path) -> None:
     """A component trained alongside G and D (its metrics in the rows, saved into each checkpoint, loaded on
     resume) and an injected evaluator whose figures land in the rows at --eval-every steps and in metrics.png."""
+    from llmgan.gan.train_options import LocalTrainOptions
     from llmgan.gan.train_report import Panel
-    from llmgan.gan.trainer import LocalTrainOptions, train_local
+    from llmgan.gan.trainer import train_local
 
     class Counter:
         def __init__(self) -> None:
@@ -346,7 +347,8 @@ def test_matcher_trained_alongside_resumes_exactly_and_final_holds_it_calibrated
 
     from llmgan.eval.consistency import MatcherScorer, load_scorer
     from llmgan.gan.matcher_component import MatcherComponent
-    from llmgan.gan.trainer import LocalTrainOptions, train_local
+    from llmgan.gan.train_options import LocalTrainOptions
+    from llmgan.gan.trainer import train_local
 
     config = GanConfig(batch_size=4, g_width=4, d_width=4)
     opts = dict(seed=2, checkpoint_every=2, sample_every=6, eval_every=3, log_every=50, threads=1, progress=False)

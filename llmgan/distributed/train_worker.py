@@ -21,7 +21,8 @@ import torch
 from llmgan.gan.config import GanConfig
 from llmgan.gan.matcher_component import MatcherComponent
 from llmgan.gan.step import TrainState
-from llmgan.gan.trainer import LoopOptions, RunContext, consistency_evaluator, train_loop
+from llmgan.gan.train_options import LoopOptions
+from llmgan.gan.trainer import RunContext, consistency_evaluator, train_loop
 from llmgan.io.storage import Storage, join
 
 EVENTS = "events.jsonl"

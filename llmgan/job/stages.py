@@ -167,7 +167,7 @@ class ShardGenerator:
         emb = self.encoder.encode([it.caption for it in work.items]) if work.items else None
         t1 = time.perf_counter()
         gan_s = 0.0
-        pending: list[tuple[list[WorkItem], np.ndarray, Any]] = []
+        pending: list[tuple[list[WorkItem], np.ndarray, list[dict[str, Any]], Any]] = []
         feedback_s = 0.0
         for start in range(0, len(work.items), cfg.batch_size):
             batch = work.items[start:start + cfg.batch_size]
