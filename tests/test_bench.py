@@ -111,6 +111,7 @@ def tiny_lm_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
     return str(out)
 
 
+@pytest.mark.slow  # every benchmark, minutes on 2 cores; the report writer alone: test_benchmark_job_runs_from_any_folder
 def test_bench_command_writes_report(tmp_path: Path) -> None:
     """`python -m benchmarks --quick` end to end: every benchmark runs and reports a ratio (never asserted as a time)."""
     from benchmarks.report import _benchmarks

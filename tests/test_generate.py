@@ -108,6 +108,7 @@ def test_s3_output_and_prompts(ray_local, tiny_ckpt: str, tmp_path: Path, s3_ser
     assert all(storage.exists(join(out, "shards", f"{i:05d}.stats.json")) for i in committed_shards(storage, out))
 
 
+@pytest.mark.slow  # the driver's rule, executor-agnostic: test_job_core reruns and refuses with the local executor
 def test_rerun_is_noop_and_incompatible_rerun_refused(ray_local, tiny_ckpt: str, tmp_path: Path) -> None:
     prompts = write_prompts(tmp_path / "prompts.parquet", 6)
     out = str(tmp_path / "out")
@@ -121,6 +122,7 @@ def test_rerun_is_noop_and_incompatible_rerun_refused(ray_local, tiny_ckpt: str,
         run(ray_local, **dict(kw, seed=5))
 
 
+@pytest.mark.slow  # the driver's rule, executor-agnostic: test_job_core redoes a cut shard with the local executor
 def test_partial_shard_is_redone_identically(ray_local, tiny_ckpt: str, tmp_path: Path) -> None:
     prompts = write_prompts(tmp_path / "prompts.parquet", 8)
     out = str(tmp_path / "out")
@@ -163,6 +165,7 @@ def test_killed_generator_actor_loses_nothing(ray_local, tiny_ckpt: str, tmp_pat
     assert sha_set(Storage(), out) == sha_set(Storage(), str(tmp_path / "base"))
 
 
+@pytest.mark.slow  # test_crash_matrix kills the driver after _job.json by default (this is its driver-half point)
 def test_killed_driver_then_rerun_gives_same_images(ray_local, tiny_ckpt: str, tmp_path: Path) -> None:
     prompts = write_prompts(tmp_path / "prompts.parquet", 30)
     run(ray_local, prompts=prompts, out=str(tmp_path / "base"), ckpt=tiny_ckpt, expand=False, shard_size=5)

@@ -184,7 +184,9 @@ def test_local_executor_records_rejects_and_resumes_one_shard(tmp_path: Path, ti
     stats = json.loads((out / "shards" / "00001.stats.json").read_text())
     assert [(r["id"], r["reason"]) for r in stats["rejected"]] == [("r2", "null prompt"), ("r4", "empty prompt")]
     first = _data_files(out)
-    (out / "shards" / "00001.stats.json").unlink()  # shard 1 un-committed: only it is redone
+    data = next(p for p in (out / "shards").iterdir() if p.name.startswith("00001.") and p.suffix != ".json")
+    data.write_bytes(data.read_bytes()[: data.stat().st_size // 2])  # a crash mid-shard: half the data file ...
+    (out / "shards" / "00001.stats.json").unlink()  # ... and no commit marker: only shard 1 is redone
     (out / "_SUCCESS.json").unlink()
     again = _local(tiny_ckpt, prompts, out)
     assert again["images_this_run"] == json.loads((out / "shards" / "00001.stats.json").read_text())["images"] == 2

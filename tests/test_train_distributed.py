@@ -202,6 +202,7 @@ cluster.shutdown()
 """
 
 
+@pytest.mark.slow  # a cluster of its own in a subprocess; two workers (one node) are trained by default above
 def test_two_workers_on_two_nodes(shapes_data: str, tmp_path: Path) -> None:
     out = tmp_path / "run"
     res = subprocess.run([sys.executable, "-c", MULTI_NODE, shapes_data, str(out)], capture_output=True, text=True,
