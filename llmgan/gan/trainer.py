@@ -126,10 +126,9 @@ class RunContext:
             self._bar.update(1)
 
     def row(self, row: dict[str, Any]) -> None:
+        # every row is in metrics.jsonl; the bar shows the latest losses without rows between its updates
         if self._bar is not None and "loss_d" in row:
             self._bar.set_postfix(d=f"{row['loss_d']:.2f}", g=f"{row['loss_g']:.2f}", ips=row["imgs_per_s"])
-        if self.progress and not sys.stderr.isatty():  # a log file gets one JSON line per row
-            print(json.dumps(row), file=sys.stderr, flush=True)
 
     def finish(self, step: int) -> None:
         if self._bar is not None:
