@@ -1,5 +1,6 @@
-"""The `Domain` interface: everything specific to a kind of image, asked by the job, training, evaluation and the
-distributed layer, which never name a domain themselves."""
+"""The `Domain` interface (everything specific to a kind of image, asked by the job, training, evaluation and the
+distributed layer, which never name a domain themselves), and the defaults of a domain without tables of its own
+(`LearnedPartsDomain`, with `KeepWords` as its caption check)."""
 
 from __future__ import annotations
 
@@ -43,6 +44,10 @@ class Domain(Protocol):
         """Folder of the attribute classifier that evaluation uses as its judge, or None."""
         ...
 
+    def fallback_matcher(self) -> str | None:
+        """A shipped matcher for this domain's images, used when a GAN folder holds none; or None."""
+        ...
+
     def row_splits(self, labels: dict[str, list[str]]) -> list[str] | None:
         """Each labelled row's split ("train" / "heldout") by the domain's held-out rule; None without one."""
         ...
@@ -54,3 +59,61 @@ class Domain(Protocol):
     def meta(self) -> dict[str, Any]:
         """What a checkpoint's config.json records to rebuild this domain (its name at least)."""
         ...
+
+
+class KeepWords:
+    """Faithfulness for a domain whose captions have no fixed places for values: a caption is faithful when it
+    names every value the prompt states (and contradicts none); the LM sees the prompt as typed."""
+
+    def __init__(self, domain: Domain) -> None:
+        self.domain = domain
+
+    def stated_words(self, prompt: str) -> list[str]:
+        return [" ".join(g.word.split()) for g in self.domain.ground(prompt).stated().values() if g.how == "vocabulary"]
+
+    def not_understood(self, prompt: str) -> list[str]:
+        return list(self.domain.ground(prompt).not_understood)
+
+    def check(self, prompt: str, caption: str) -> bool:
+        got = self.domain.ground(caption).values()
+        return all(got.get(attr) == [g.value] for attr, g in self.domain.ground(prompt).stated().items())
+
+    def condition(self, prompt: str) -> str:
+        return prompt
+
+    def pin(self, prompt: str, caption: str) -> str:
+        return caption
+
+
+class LearnedPartsDomain:
+    """Defaults of a domain that has words but no tables of its own to lean on: no canonical caption, no attribute
+    classifier or shipped matcher, no held-out rule; captions checked by `KeepWords`."""
+
+    name = ""
+    attributes: tuple[str, ...] = ()
+    reference_attributes: tuple[str, ...] = ()
+    datasets: dict[str, Callable[..., Any]] = {}
+
+    def ground(self, text: str) -> Grounding:
+        raise NotImplementedError
+
+    def faithfulness(self) -> KeepWords:
+        return KeepWords(self)
+
+    def canonical_caption(self, caption: str, prompt: str) -> str | None:
+        return None
+
+    def scorer(self) -> tuple[str, str] | None:
+        return None
+
+    def judge(self) -> str | None:
+        return None
+
+    def fallback_matcher(self) -> str | None:
+        return None
+
+    def row_splits(self, labels: dict[str, list[str]]) -> list[str] | None:
+        return None
+
+    def meta(self) -> dict[str, Any]:
+        return {"domain": self.name}

@@ -7,6 +7,7 @@ import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from llmgan.domains.base import LearnedPartsDomain
 from llmgan.domains.grounding import Grounder, Grounding
 
 NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
@@ -30,40 +31,15 @@ def _digits(cfg: Any, progress: Callable[[int], None] | None = None) -> Any:
     return generate_digits(size=cfg.size, seed=cfg.seed, limit=cfg.limit, progress=progress)
 
 
-class DigitsDomain:
+class DigitsDomain(LearnedPartsDomain):
     name = "digits"
     attributes = ("label", "thickness", "slant")
-    # attributes whose values fix an image up to jitter: evaluation pairs each generated image with its real one
-    reference_attributes: tuple[str, ...] = ()
     datasets = {"digits": _digits}
 
     def ground(self, text: str) -> Grounding:
         return grounder().ground(text)
 
-    def faithfulness(self) -> Any:
-        from llmgan.domains.generic import KeepWords
-
-        return KeepWords(self)
-
-    def canonical_caption(self, caption: str, prompt: str) -> str | None:
-        return None
-
-    def scorer(self) -> tuple[str, str] | None:
-        return None
-
-    def judge(self) -> str | None:
-        return None
-
-    def fallback_matcher(self) -> str | None:
-        return None
-
-    def row_splits(self, labels: dict[str, list[str]]) -> list[str] | None:
-        return None
-
     def share_of(self, captions: Sequence[str]) -> float:
         if not captions:
             return 0.0
         return sum(1 for c in captions if "label" in grounder().ground(c).values()) / len(captions)
-
-    def meta(self) -> dict[str, Any]:
-        return {"domain": self.name}
