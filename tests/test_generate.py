@@ -68,7 +68,7 @@ def test_end_to_end_webdataset(ray_local, tiny_ckpt: str, tmp_path: Path) -> Non
     assert summary["images"] == total == summary["images_this_run"]
     assert summary["rejected"] == 2 and summary["rejected_reasons"] == {"null prompt": 1, "empty prompt": 1}
     files = sorted(os.listdir(out))
-    assert files == ["_SUCCESS.json", "_job.json", "contact_sheet.png", "shards"]
+    assert files == ["_SUCCESS.json", "_job.json", "contact_sheet.png", "index", "shards"]
     assert json.loads(Path(out, "_SUCCESS.json").read_text())["images"] == total
     tars = sorted(str(p) for p in Path(out, "shards").glob("*.tar"))
     samples = list(wds.WebDataset(tars, shardshuffle=False).decode("pil"))
