@@ -194,7 +194,7 @@ def test_killed_driver_then_rerun_gives_same_images(ray_local, tiny_ckpt: str, t
 BAD_INPUTS = [
     ("missing.parquet", None, "prompts file not found"),
     ("text.parquet", b"definitely not parquet", "not a readable Parquet file"),
-    ("nocol.parquet", pa.table({"text": ["a"]}), "no column 'prompt'; columns: text"),
+    ("nocol.parquet", pa.table({"text": ["a"]}), "no column 'prompt' (columns found: text)"),
     ("dups.parquet", pa.table({"prompt": ["a", "b"], "id": ["x", "x"]}), "duplicate id 'x'"),
     ("types.parquet", pa.table({"prompt": [1.5]}), "column 'prompt' must be string"),
 ]
