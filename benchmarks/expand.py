@@ -112,7 +112,8 @@ class _Recorder(ShapesFaithfulness):
         self.before_pin: list[bool] = []
 
     def pin(self, prompt: str, caption: str) -> str:
-        self.before_pin.append(super().check(prompt, caption))  # the LM's own draft, by value
+        if not self.not_understood(prompt):  # the LM's own draft, by value, for prompts that count
+            self.before_pin.append(super().check(prompt, caption))
         return super().pin(prompt, caption)
 
     def check(self, prompt: str, caption: str) -> bool:
@@ -126,12 +127,14 @@ def first_drafts(expander: CaptionExpander, prompts: list[str], seed: int) -> di
     rec = _Recorder()
     expander.check = rec
     result = expander.expand(prompts, [f"f{i}" for i in range(len(prompts))], 1, seed=seed)
-    # with no resamples every checked prompt is either accepted at once or falls back (an empty draft too)
-    checked, faithful = len(prompts) - result.stats["unchecked"], result.stats["faithful"]
-    verbatim = sum(ok and keeps_words(rec.stated_words(p), c) for p, c, ok in rec.drafts)
+    # with no resamples every checked prompt is either accepted at once or falls back (an empty draft too); a
+    # prompt with words the domain did not understand is never called faithful: it is counted apart
+    unknown = result.stats["not_understood"]
+    checked, faithful = len(prompts) - result.stats["unchecked"] - unknown, result.stats["faithful"]
+    verbatim = sum(ok and keeps_words(rec.stated_words(p), c) for p, c, ok in rec.drafts if not rec.not_understood(p))
     n = max(checked, 1)
     lm_faithful = sum(rec.before_pin) if rec.before_pin else faithful
-    return {"checked": checked, "faithful": faithful, "faithfulness": round(faithful / n, 4),
+    return {"checked": checked, "not_understood": unknown, "faithful": faithful, "faithfulness": round(faithful / n, 4),
             "words_kept": round(verbatim / n, 4), "pinned": result.stats["pinned"],
             "lm_faithful_before_pin": round(lm_faithful / n, 4)}
 
