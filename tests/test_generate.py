@@ -228,7 +228,8 @@ def shard_file_shas(out: str) -> dict[str, str]:
     """sha256 of every shard data and index file (stats hold timings and worker ids, so they differ)."""
     import hashlib
 
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(Path(out, "shards").iterdir())
+    files = [*Path(out, "shards").iterdir(), *Path(out, "index").iterdir()]
+    return {f"{p.parent.name}/{p.name}": hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(files)
             if not p.name.endswith(".stats.json")}
 
 
