@@ -61,12 +61,13 @@ def test_train_lm_writes_a_loadable_model(pairs_file: str, tmp_path: Path) -> No
     assert json.loads((out / "train_lm.json").read_text())["pairs"] == 24
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".llmgan-lm-")]  # staging cleaned up
 
-    # an LM trained on shapes captions takes the shapes check (a user's LM gets none by default)
+    # an LM trained on shapes captions takes the shapes check; "zebra" is not understood, never called faithful
     expander = CaptionExpander(ExpanderConfig(lm=str(out), max_new_tokens=8, max_resamples=1),
                                check=ShapesFaithfulness())
     result = expander.expand(["red star", "zebra"], ["a", "b"], variants=2, seed=0)
     assert [len(c) for c in result.captions] == [2, 2]
-    assert sum(result.stats[k] for k in ("faithful", "resampled", "fallback")) == 2 and result.stats["unchecked"] == 2
+    assert sum(result.stats[k] for k in ("faithful", "resampled", "fallback")) == 2 and \
+        result.stats["not_understood"] == 2
     assert all("red" in c and "star" in c for c in result.captions[0])  # words kept, or the prompt itself
 
     again = runner.invoke(app, ["train-lm", "--data", pairs_file, "--out", str(out), *TINY])
