@@ -87,15 +87,12 @@ class KeepWords:
 
 class LearnedPartsDomain:
     """Defaults of a domain that has words but no tables of its own to lean on: no canonical caption, no attribute
-    classifier or shipped matcher, no held-out rule; captions checked by `KeepWords`."""
+    classifier or shipped matcher, no held-out rule; captions checked by `KeepWords`. Subclasses give `ground`."""
 
     name = ""
     attributes: tuple[str, ...] = ()
     reference_attributes: tuple[str, ...] = ()
     datasets: dict[str, Callable[..., Any]] = {}
-
-    def ground(self, text: str) -> Grounding:
-        raise NotImplementedError
 
     def faithfulness(self) -> KeepWords:
         return KeepWords(self)
