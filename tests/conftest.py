@@ -47,6 +47,22 @@ def _offline_env() -> Iterator[None]:
     yield
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """LLMGAN_CACHE_DIR in a temporary folder for the whole session (and every process it starts): the suite never
+    writes embedding tables or fetched packages into ~/.cache. A test wanting its own sets the variable itself."""
+    from llmgan.io.cache import ENV
+
+    old = os.environ.get(ENV)
+    path = str(tmp_path_factory.mktemp("llmgan-cache"))
+    os.environ[ENV] = path
+    yield path
+    if old is None:
+        os.environ.pop(ENV, None)
+    else:
+        os.environ[ENV] = old
+
+
 @pytest.fixture(scope="session")
 def s3_server() -> Iterator[str]:
     """Endpoint URL of a moto S3 server on 127.0.0.1 speaking the real HTTP protocol."""

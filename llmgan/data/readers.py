@@ -1,13 +1,16 @@
 """Readers for captioned training images, local or on S3: Parquet (image bytes + caption columns, incl.
-Hugging Face exports), WebDataset tar shards as img2dataset writes them, and image folders with sidecar
-.txt captions. Bad samples are skipped and counted by reason; no usable sample at all is a UserError.
+Hugging Face exports), WebDataset tar shards as img2dataset writes them, and image folders: Hugging Face
+`imagefolder` layout (metadata.jsonl / metadata.csv with a `file_name` column) or sidecar .txt captions. Bad samples
+are skipped and counted by reason; no usable sample at all is a UserError.
 """
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import logging
+import posixpath
 import tarfile
 import warnings
 from collections import Counter
@@ -31,6 +34,10 @@ LABEL_COLUMNS = ("shape", "color", "size", "position", "background", "label", "t
 # refuse images above this many pixels before decoding them (decompression bombs)
 MAX_IMAGE_PIXELS = 40_000_000
 PARQUET_BATCH_ROWS = 1024
+# Hugging Face `imagefolder` metadata: one per folder, `file_name` relative to that folder
+METADATA_FILES = ("metadata.jsonl", "metadata.csv")
+# caption columns of a metadata file, in order, when --caption-column is not given (`text` is what HF uses)
+METADATA_CAPTION_COLUMNS = ("text", "caption")
 
 
 @dataclass
@@ -99,7 +106,7 @@ def _detect(url: str, storage: Storage) -> tuple[str, list[str]]:
     parquets = [n for n in names if n.endswith(".parquet")]
     if parquets:
         return "parquet", [join(url, n) for n in parquets]
-    if any(n.lower().endswith(IMAGE_EXTENSIONS) for n in names):
+    if any(n.lower().endswith(IMAGE_EXTENSIONS) or PurePosixPath(n).name in METADATA_FILES for n in names):
         return "folder", names
     raise UserError(f"no Parquet files, .tar shards or images found under {url}")
 
@@ -186,10 +193,73 @@ def _tar_samples(files: list[str], storage: Storage) -> Iterator[_Sample]:
             yield _Sample(None, None, {}, file_url, problem="damaged shard")
 
 
-def _folder_samples(url: str, names: list[str], storage: Storage) -> Iterator[_Sample]:
+def _metadata_rows(url: str, storage: Storage) -> tuple[list[str], list[dict[str, object] | None]]:
+    """(columns, rows) of a metadata.jsonl / metadata.csv; a JSONL line that is not an object is a None row."""
+    text = storage.read_text(url)
+    if url.lower().endswith(".csv"):
+        reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
+        rows: list[dict[str, object] | None] = [dict(r) for r in reader]
+        return list(reader.fieldnames or []), rows
+    rows, columns = [], {}
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError:
+            row = None
+        rows.append(row if isinstance(row, dict) else None)
+        columns.update(dict.fromkeys(row if isinstance(row, dict) else ()))
+    return list(columns), rows
+
+
+def _metadata_samples(url: str, meta: str, available: set[str], storage: Storage,
+                      caption_column: str | None) -> Iterator[tuple[str | None, _Sample]]:
+    """(image name or None, sample) per row of one metadata file, in file order; images it names are read."""
+    meta_url = join(url, meta)
+    columns, rows = _metadata_rows(meta_url, storage)
+    if "file_name" not in columns:
+        raise UserError(f"{meta_url} has no 'file_name' column (columns: {', '.join(columns) or 'none'}); "
+                        f"Hugging Face imagefolder metadata names each image in 'file_name'")
+    if caption_column is not None:
+        caption_col = caption_column if caption_column in columns else None
+    else:
+        caption_col = next((c for c in METADATA_CAPTION_COLUMNS if c in columns), None)
+    if caption_col is None:
+        wanted = repr(caption_column) if caption_column else " or ".join(map(repr, METADATA_CAPTION_COLUMNS))
+        raise UserError(f"{meta_url} has no caption column {wanted} (columns: {', '.join(columns)}); "
+                        f"choose it with --caption-column")
+    label_cols = [c for c in LABEL_COLUMNS if c in columns and c not in ("file_name", caption_col)]
+    folder = posixpath.dirname(meta)
+    for i, row in enumerate(rows):
+        where = f"{meta_url}#{i}"
+        file_name = row.get("file_name") if row is not None else None
+        if not isinstance(file_name, str) or not file_name.strip():
+            yield None, _Sample(None, None, {}, where, problem="bad metadata row")
+            continue
+        name = posixpath.normpath(posixpath.join(folder, file_name.strip().replace("\\", "/")))
+        if name not in available:  # also a path that leaves the folder
+            yield None, _Sample(None, None, {}, where, problem="missing image")
+            continue
+        caption = row.get(caption_col)
+        labels = {c: str(row[c]) for c in label_cols if row.get(c) not in (None, "")}
+        yield name, _Sample(storage.read_bytes(join(url, name)), caption if isinstance(caption, str) else None,
+                            labels, join(url, name))
+
+
+def _folder_samples(url: str, names: list[str], storage: Storage,
+                    caption_column: str | None = None) -> Iterator[_Sample]:
+    """Images named by metadata files first (their rows in order; metadata wins over a sidecar), then the other
+    images in name order with their sidecar .txt captions."""
     available = set(names)
+    described: set[str] = set()
+    for meta in [n for n in names if PurePosixPath(n).name in METADATA_FILES]:
+        for name, sample in _metadata_samples(url, meta, available, storage, caption_column):
+            if name is not None:
+                described.add(name)
+            yield sample
     for name in names:
-        if not name.lower().endswith(IMAGE_EXTENSIONS):
+        if not name.lower().endswith(IMAGE_EXTENSIONS) or name in described:
             continue
         sidecar = str(PurePosixPath(name).with_suffix(".txt"))
         image = storage.read_bytes(join(url, name))
@@ -204,13 +274,15 @@ def load_captioned(
     url: str,
     image_size: int,
     storage: Storage | None = None,
-    image_column: str = "image",
-    caption_column: str = "caption",
+    image_column: str | None = None,
+    caption_column: str | None = None,
     limit: int | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> CaptionedImages:
     """Decode a captioned image dataset (a Parquet file/folder, WebDataset shards, or an image folder).
 
+    Columns: Parquet `image_column` (default "image") and `caption_column` (default "caption"); a folder's
+    metadata.jsonl / metadata.csv takes `caption_column`, by default "text", else "caption".
     Skipped samples are counted by reason in `.skipped`; `progress(n)` reports usable samples so far.
     """
     if image_size < 4 or image_size > 4096:
@@ -222,11 +294,11 @@ def load_captioned(
         storage.check_bucket(url)
     fmt, files = _detect(url, storage)
     if fmt == "parquet":
-        samples = _parquet_samples(files, storage, image_column, caption_column)
+        samples = _parquet_samples(files, storage, image_column or "image", caption_column or "caption")
     elif fmt == "webdataset":
         samples = _tar_samples(files, storage)
     else:
-        samples = _folder_samples(url, files, storage)
+        samples = _folder_samples(url, files, storage, caption_column)
 
     images: list[np.ndarray] = []
     captions: list[str] = []
