@@ -63,7 +63,8 @@ def prepare_data(data: str | None, n: int, work: Path, image_size: int = 32) -> 
     missing = [a for a in ATTRIBUTES if a not in dataset.labels or not all(dataset.labels[a])]
     if missing:
         raise UserError(f"{data}: the benchmark needs shapes data with label columns; missing {', '.join(missing)}")
-    emb = embed_dataset_captions(dataset.captions, TextEncoder(), embedding_cache_url(data))
+    encoder = TextEncoder()
+    emb = embed_dataset_captions(dataset.captions, encoder, embedding_cache_url(data, encoder.identity))
     return dataset.images, torch.from_numpy(emb), dataset.labels
 
 
@@ -238,7 +239,7 @@ def run(quick: bool, budget_s: float | None = None, *, data: str | None = None, 
     work_dir = Path(work or tempfile.mkdtemp(prefix="llmgan-diffusion-"))
     work_dir.mkdir(parents=True, exist_ok=True)
 
-    log(f"data: {data or f'{n_data} fresh shapes images'} (embeddings cached next to it)")
+    log(f"data: {data or f'{n_data} fresh shapes images'} (embeddings cached in the cache folder)")
     images, emb, labels = prepare_data(data, n_data, work_dir)
     config = GanConfig(batch_size=batch_size)
     gan = GanContestant(images, emb, config, seed)

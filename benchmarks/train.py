@@ -41,7 +41,8 @@ def _shapes_data(tmp: str, images: int) -> str:
     data = os.path.join(tmp, "shapes.parquet")
     table = generate_shapes(images, seed=0)
     write_dataset(table, data)
-    embed_dataset_captions(table["caption"].to_pylist(), TextEncoder(), embedding_cache_url(data))
+    encoder = TextEncoder()
+    embed_dataset_captions(table["caption"].to_pylist(), encoder, embedding_cache_url(data, encoder.identity))
     return data
 
 

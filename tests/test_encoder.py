@@ -162,20 +162,27 @@ def test_disk_cache_on_s3(s3_server, s3_url, encoder):
     assert encoder.encoded_count == before
 
 
-def test_default_cache_location_is_skipped_by_readers(tmp_path, encoder):
+def test_default_cache_location_is_the_cache_folder_not_the_data(tmp_path, encoder, monkeypatch):
     from llmgan.data import tables
     from llmgan.data.readers import load_captioned
     from llmgan.domains.shapes import render as shapes
     from llmgan.text.encoder import embedding_cache_url
 
-    assert embedding_cache_url("s3://b/data/shapes.parquet") == "s3://b/data/_shapes.parquet.embeddings.parquet"
-    assert embedding_cache_url("s3://b/shards/") == "s3://b/shards/_embeddings.parquet"
+    monkeypatch.setenv("LLMGAN_CACHE_DIR", str(tmp_path / "cache"))
+    s3 = embedding_cache_url("s3://b/data/shapes.parquet", encoder.identity)
+    assert s3.startswith(str(tmp_path / "cache" / "embeddings" / "shapes.parquet-")) and s3.endswith(".parquet")
+    assert embedding_cache_url("s3://b/shards/", encoder.identity) == embedding_cache_url("s3://b/shards", encoder.identity)
+    assert embedding_cache_url("s3://b/shards", "other@123") != embedding_cache_url("s3://b/shards", encoder.identity)
+    assert embedding_cache_url("s3://b/shards", encoder.identity, str(tmp_path / "mine")).startswith(
+        str(tmp_path / "mine" / "embeddings"))  # --cache-dir wins over the environment
     folder = tmp_path / "ds"
     tables.write_dataset(shapes.generate_shapes(4), str(folder / "part-0.parquet"))
+    before = sorted(p.name for p in folder.rglob("*"))
     data = load_captioned(str(folder), 32)
-    embed_dataset_captions(data.captions, encoder, embedding_cache_url(str(folder)))
-    assert (folder / "_embeddings.parquet").exists()
-    assert load_captioned(str(folder), 32).captions == data.captions  # the table is not read as data
+    url = embedding_cache_url(str(folder), encoder.identity)
+    embed_dataset_captions(data.captions, encoder, url)
+    assert sorted(p.name for p in folder.rglob("*")) == before  # nothing written beside the data
+    assert url == embedding_cache_url(str(folder) + "/", encoder.identity) and pq.read_table(url).num_rows == 4
 
 
 def test_default_encoder_weights_are_the_recorded_ones(tmp_path) -> None:

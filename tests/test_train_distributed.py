@@ -31,7 +31,7 @@ QUIET = dict(classifier=None, progress=False)
 
 @pytest.fixture(scope="module")
 def shapes_data(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """48 captioned shapes with their embedding table already next to them (as a user's second run has)."""
+    """48 captioned shapes with their embedding table already in the cache folder (as a user's second run has)."""
     from llmgan.data.tables import write_dataset
     from llmgan.domains.shapes.render import generate_shapes
     from llmgan.text.encoder import TextEncoder, embed_dataset_captions, embedding_cache_url
@@ -39,7 +39,8 @@ def shapes_data(tmp_path_factory: pytest.TempPathFactory) -> str:
     url = str(tmp_path_factory.mktemp("data") / "shapes.parquet")
     table = generate_shapes(48, seed=5)
     write_dataset(table, url)
-    embed_dataset_captions(table["caption"].to_pylist(), TextEncoder(), embedding_cache_url(url))
+    encoder = TextEncoder()
+    embed_dataset_captions(table["caption"].to_pylist(), encoder, embedding_cache_url(url, encoder.identity))
     return url
 
 

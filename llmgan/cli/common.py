@@ -32,6 +32,9 @@ BestOf = Annotated[int, typer.Option(
     "--best-of", help="Draw K candidates per image and keep the one D scores as the best caption match.")]
 Threads = Annotated[int | None, typer.Option(
     "--threads", help="Torch CPU threads (1 is often fastest on a busy machine).")]
+CacheDir = Annotated[str | None, typer.Option(
+    "--cache-dir", help="Local cache folder for caption-embedding tables (never the data's folder; default: "
+    "$LLMGAN_CACHE_DIR, else $XDG_CACHE_HOME/llmgan, else ~/.cache/llmgan).")]
 
 EXIT_USER_ERROR = 2
 EXIT_RUNTIME_ERROR = 1

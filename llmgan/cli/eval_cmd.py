@@ -8,7 +8,18 @@ from typing import Annotated
 
 import typer
 
-from llmgan.cli.common import BestOf, Ckpt, Data, OutDir, S3Endpoint, Seed, Threads, handle_errors, setup_logging
+from llmgan.cli.common import (
+    BestOf,
+    CacheDir,
+    Ckpt,
+    Data,
+    OutDir,
+    S3Endpoint,
+    Seed,
+    Threads,
+    handle_errors,
+    setup_logging,
+)
 from llmgan.errors import UserError
 from llmgan.eval.options import ClassifierTrainOptions, EvalOptions
 
@@ -71,6 +82,7 @@ def eval_command(
         "shipped shapes GAN does; else the GAN folder's matcher; else none), classifier, matcher, none, or a "
         "folder / s3:// prefix holding matcher.json.")] = "auto",
     threads: Threads = EvalOptions.threads,
+    cache_dir: CacheDir = None,
     s3_endpoint: S3Endpoint = None,
 ) -> None:
     """Judge a GAN's images with a classifier trained on real images only: generates from the captions of DATA
@@ -89,7 +101,7 @@ def eval_command(
     if opts.threads is not None:
         torch.set_num_threads(opts.threads)
     report = evaluate(ckpt, data, out, n=opts.n, best_of=opts.best_of, seed=opts.seed, split=opts.split,
-                      classifier=classifier, consistency=consistency, storage=storage)
+                      classifier=classifier, consistency=consistency, storage=storage, cache_dir=cache_dir)
     typer.echo(_table(report))
     typer.echo(f"report: {join(out, 'report.json')}")
 

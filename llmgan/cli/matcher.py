@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from llmgan.cli.common import Data, OutDir, S3Endpoint, Seed, Threads, handle_errors, setup_logging
+from llmgan.cli.common import CacheDir, Data, OutDir, S3Endpoint, Seed, Threads, handle_errors, setup_logging
 from llmgan.errors import UserError
 
 if TYPE_CHECKING:
@@ -83,6 +83,7 @@ def train_matcher_command(
         "--text-encoder", help="Text encoder (default: bundled MiniLM; must be the one the GAN uses).")] = None,
     threads: Threads = _OPTS.threads,
     seed: Seed = _OPTS.seed,
+    cache_dir: CacheDir = None,
     s3_endpoint: S3Endpoint = None,
 ) -> None:
     """Train a small contrastive image/text model on real captioned images and calibrate its score into [0, 1].
@@ -100,7 +101,8 @@ def train_matcher_command(
     from llmgan.io.storage import Storage
 
     m = train_matcher(data, opts.out, opts.steps, config, seed=opts.seed, text_encoder=text_encoder,
-                      val_fraction=opts.val_fraction, storage=Storage(s3_endpoint), threads=opts.threads)
+                      val_fraction=opts.val_fraction, storage=Storage(s3_endpoint), threads=opts.threads,
+                      cache_dir=cache_dir)
     val = m.info["val"]
     prompts = (f"; vs near-miss short prompts ({val['prompt_pairs']} pairs, prompt share "
                f"{m.config.prompt_share:g}): AUC {val['auc_hard_negative_prompts']:.4f}, accuracy at 0.5 "

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from llmgan.cli.common import Data, OutDir, S3Endpoint, Seed, Threads, handle_errors, setup_logging
+from llmgan.cli.common import CacheDir, Data, OutDir, S3Endpoint, Seed, Threads, handle_errors, setup_logging
 from llmgan.distributed.train_options import DistTrainOptions
 from llmgan.errors import UserError
 from llmgan.gan.config import GanConfig
@@ -67,6 +67,12 @@ def train_command(
         "--text-encoder", help="Hugging Face encoder dir (default: packaged MiniLM).")] = LocalTrainOptions.text_encoder,
     no_eval: Annotated[bool, typer.Option(
         "--no-eval", help="Do not evaluate the EMA generator with the shapes classifier.")] = False,
+    image_column: Annotated[str | None, typer.Option(
+        "--image-column", help="Parquet column with the image bytes (default: image).")] = LocalTrainOptions.image_column,
+    caption_column: Annotated[str | None, typer.Option(
+        "--caption-column", help="Caption column: of Parquet files (default: caption) or of an image folder's "
+        "metadata.jsonl / metadata.csv (default: text, else caption).")] = LocalTrainOptions.caption_column,
+    cache_dir: CacheDir = LocalTrainOptions.cache_dir,
     s3_endpoint: S3Endpoint = None,
 ) -> None:
     """Train the text-conditioned GAN; prints a JSON summary (steps, images/s, accuracy, consistency) on stdout."""
@@ -80,7 +86,8 @@ def train_command(
             steps=steps, epochs=epochs, workers=workers, gpu=gpu, cpus_per_worker=cpus_per_worker, seed=seed,
             checkpoint_every=checkpoint_every, sample_every=sample_every, eval_every=eval_every, log_every=log_every,
             max_failures=max_failures, address=address, text_encoder=text_encoder,
-            classifier=None if no_eval else "default", matcher=matcher,
+            classifier=None if no_eval else "default", matcher=matcher, cache_dir=cache_dir,
+            image_column=image_column, caption_column=caption_column,
         )
         _train_distributed(data, out, config, options, s3_endpoint)
         return
@@ -89,7 +96,8 @@ def train_command(
     options = LocalTrainOptions(
         steps=LocalTrainOptions.steps if steps is None else steps, seed=seed, checkpoint_every=checkpoint_every,
         sample_every=sample_every, eval_every=eval_every, log_every=log_every, threads=threads,
-        text_encoder=text_encoder, device="cuda" if gpu else "cpu", matcher=matcher,
+        text_encoder=text_encoder, device="cuda" if gpu else "cpu", matcher=matcher, cache_dir=cache_dir,
+        image_column=image_column, caption_column=caption_column,
     )
     from llmgan.gan.trainer import train_local
     from llmgan.io.storage import Storage

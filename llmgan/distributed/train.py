@@ -190,7 +190,9 @@ def run_train(data: str, out: str, config: GanConfig, options: DistTrainOptions,
             _check_compatible(saved, config.replace(text_dim=saved["model"]["text_dim"]), data, out)
             return _summary(storage, out, target, 0, 0, time.perf_counter() - started, already_complete=True)
 
-    dataset, emb, config = load_training_data(data, config, options.text_encoder, storage)
+    dataset, emb, config = load_training_data(data, config, options.text_encoder, storage, cache_dir=options.cache_dir,
+                                              image_column=options.image_column,
+                                              caption_column=options.caption_column)
     n = len(dataset.captions)
     if saved is not None:
         _check_compatible(saved, config, data, out)

@@ -24,6 +24,10 @@ class DistTrainOptions(LoopOptions):
     address: str | None = None  # Ray cluster address; None: RAY_ADDRESS, else a local Ray
     text_encoder: str | None = None
     classifier: str | None = "default"  # attribute classifier for accuracy and shapes consistency; None: neither
+    # the driver reads the data and embeds its captions (workers get the vectors): the cache folder is the driver's
+    cache_dir: str | None = None  # None: $LLMGAN_CACHE_DIR, else ~/.cache/llmgan
+    image_column: str | None = None
+    caption_column: str | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()

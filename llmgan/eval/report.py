@@ -262,6 +262,7 @@ def evaluate(
     consistency: str | None = "auto",
     storage: Storage | None = None,
     device: str = "cpu",
+    cache_dir: str | None = None,
 ) -> dict[str, Any]:
     """Evaluate a GAN checkpoint on a labelled dataset's captions; writes out_dir/report.json and PNG plots.
 
@@ -308,7 +309,8 @@ def evaluate(
     scorer = load_scorer(consistency, model.path, storage, device)
     if scorer is None and consistency in (None, "auto") and clf_source == SHIPPED:  # shapes data: its classifier fits
         scorer = ClassifierScorer(domain, clf)
-    run = _Run(model, encoder, clf, ds, attrs, opts, embedding_cache_url(data), storage, scorer, domain)
+    emb_cache = embedding_cache_url(data, encoder.identity, cache_dir)  # the training run's table, when it was
+    run = _Run(model, encoder, clf, ds, attrs, opts, emb_cache, storage, scorer, domain)  # trained with this cache
     splits: dict[str, Any] = {}
     grids: dict[str, list] = {}
     for name, rows in wanted.items():

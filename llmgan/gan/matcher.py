@@ -282,8 +282,10 @@ class Matcher:
 
 def train_matcher(data: str, out: str | None, steps: int, config: MatcherConfig | None = None, *, seed: int = 0,
                   text_encoder: str | None = None, val_fraction: float = 0.1, storage: Storage | None = None,
-                  device: str = "cpu", threads: int | None = 1, progress: bool = True) -> Matcher:
-    """Train on a captioned dataset (cached caption embeddings), calibrate on its held-out part, save to `out`.
+                  device: str = "cpu", threads: int | None = 1, progress: bool = True,
+                  cache_dir: str | None = None) -> Matcher:
+    """Train on a captioned dataset (caption embeddings cached in `cache_dir`), calibrate on its held-out part, save
+    to `out`.
 
     With a short-prompt column (and prompt_share > 0) each row's text is, per step, its short prompt with
     probability prompt_share, else its caption; texts true of an image (a prompt that leaves attributes open) are
@@ -306,12 +308,12 @@ def train_matcher(data: str, out: str | None, steps: int, config: MatcherConfig 
     try:
         gan_config = GanConfig(image_size=config.image_size if config.image_size in (32, 64, 128, 256) else 32,
                                batch_size=2)
-        ds, emb, _ = load_training_data(data, gan_config, text_encoder, storage)
+        ds, emb, _ = load_training_data(data, gan_config, text_encoder, storage, cache_dir=cache_dir)
         n = len(ds)
         if n < 20:
             raise UserError(f"{data}: need at least 20 captioned images to train a matcher, got {n}")
         config = dataclasses.replace(config, text_dim=int(emb.shape[1]))
-        texts = load_training_texts(data, ds, emb, config.prompt_share, text_encoder, storage)
+        texts = load_training_texts(data, ds, emb, config.prompt_share, text_encoder, storage, cache_dir)
         if config.prompt_share > 0 and not texts.n_prompts:
             log.info("%s has no %s column: the matcher trains on captions only", data, "short_prompt")
             config = dataclasses.replace(config, prompt_share=0.0)

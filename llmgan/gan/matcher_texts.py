@@ -68,16 +68,17 @@ def read_short_prompts(data: str, captions: Sequence[str], storage: Storage,
 
 
 def load_training_texts(data: str, ds: CaptionedImages, emb: np.ndarray, share: float, text_encoder: str | None,
-                        storage: Storage) -> TrainingTexts:
+                        storage: Storage, cache_dir: str | None = None) -> TrainingTexts:
     """The rows' captions and (share > 0 and the data has them) short prompts, embedded through the dataset's
-    embedding cache (keyed by text, so prompts sit beside the captions)."""
+    embedding cache in `cache_dir` (keyed by text, so prompts sit beside the captions)."""
     prompts = read_short_prompts(data, ds.captions, storage) if share > 0 else None
     if not prompts or not any(p is not None for p in prompts):
         return TrainingTexts.build(ds.captions, ds.labels, emb)
     from llmgan.text.encoder import TextEncoder, embed_dataset_captions, embedding_cache_url
 
     have = [p for p in prompts if p is not None]
-    vecs = embed_dataset_captions(have, TextEncoder(model=text_encoder), embedding_cache_url(data), storage)
+    encoder = TextEncoder(model=text_encoder)
+    vecs = embed_dataset_captions(have, encoder, embedding_cache_url(data, encoder.identity, cache_dir), storage)
     pr_emb = np.zeros_like(emb, dtype=np.float32)
     pr_emb[[i for i, p in enumerate(prompts) if p is not None]] = vecs
     return TrainingTexts.build(ds.captions, ds.labels, emb, prompts, pr_emb)

@@ -40,11 +40,15 @@ class LoopOptions:
 
 @dataclass(frozen=True)
 class LocalTrainOptions(LoopOptions):
-    """`llmgan train --local`: the loop settings plus this process's threads and text encoder."""
+    """`llmgan train --local`: the loop settings plus this process's threads, text encoder, cache folder and the
+    data's columns."""
 
     threads: int | None = None  # None: every core this process may use
     text_encoder: str | None = None  # None: the packaged MiniLM
     device: str = "cpu"  # "cuda": train on this machine's GPU (the core needs no Ray)
+    cache_dir: str | None = None  # caption-embedding tables; None: $LLMGAN_CACHE_DIR, else ~/.cache/llmgan
+    image_column: str | None = None  # Parquet image column; None: "image"
+    caption_column: str | None = None  # None: "caption" (Parquet), "text" else "caption" (metadata.jsonl/.csv)
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -301,7 +301,9 @@ def train_local(data: str, out: str, config: GanConfig, options: LocalTrainOptio
 
     storage = storage or Storage()
     torch.set_num_threads(options.threads or len(os.sched_getaffinity(0)))
-    dataset, emb, config = load_training_data(data, config, options.text_encoder, storage)
+    dataset, emb, config = load_training_data(data, config, options.text_encoder, storage, cache_dir=options.cache_dir,
+                                              image_column=options.image_column,
+                                              caption_column=options.caption_column)
     check_resumable(out, config, storage)
     domain = detect_domain(dataset.captions)
     components = list(components)

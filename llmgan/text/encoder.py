@@ -2,7 +2,8 @@
 cache for generation, and an on-disk embedding table so a training dataset's captions are encoded once.
 
 Cache keys are (encoder identity, caption); the identity carries a hash of the weights, tokenizer and
-config, so swapping the model under the same name never serves stale vectors.
+config, so swapping the model under the same name never serves stale vectors. Embedding tables live in the cache
+folder (llmgan.io.cache: --cache-dir, $LLMGAN_CACHE_DIR, ~/.cache/llmgan), never in a user's data folder or bucket.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import functools
 import hashlib
 import io
 import logging
+import re
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -22,7 +24,7 @@ import pyarrow.parquet as pq
 import torch
 
 from llmgan.errors import UserError
-from llmgan.io.storage import Storage, join
+from llmgan.io.storage import Storage, is_s3
 
 log = logging.getLogger(__name__)
 
@@ -195,17 +197,17 @@ class TextEncoder:
 CACHE_SCHEMA = pa.schema([("encoder", pa.string()), ("caption", pa.string()), ("embedding", pa.list_(pa.float32()))])
 
 
-def embedding_cache_url(dataset_url: str) -> str:
-    """Where a dataset's embedding table lives by default: next to it, '_'-prefixed so readers skip it.
+def embedding_cache_url(dataset_url: str, encoder_identity: str, cache_dir: str | None = None) -> str:
+    """Where a dataset's embedding table lives: in the cache folder's embeddings/ (`cache_dir`, else
+    $LLMGAN_CACHE_DIR, else ~/.cache/llmgan), never beside the data. One table per dataset URL (a local path made
+    absolute) and encoder identity: '<cache>/embeddings/<dataset name>-<hash>.parquet'. Rows are keyed by
+    (encoder identity, caption text) inside, so a dataset whose captions changed only encodes the new ones."""
+    from llmgan.io.cache import cache_dir as resolve_cache_dir
 
-    'data/shapes.parquet' -> 'data/_shapes.parquet.embeddings.parquet'; a folder/prefix gets
-    '<folder>/_embeddings.parquet'.
-    """
-    base = dataset_url.rstrip("/")
-    parent, _, name = base.rpartition("/")
-    if name.lower().endswith((".parquet", ".tar")):
-        return f"{parent}/_{name}.embeddings.parquet" if parent else f"_{name}.embeddings.parquet"
-    return join(base, "_embeddings.parquet")
+    key = dataset_url.rstrip("/") if is_s3(dataset_url) else str(Path(dataset_url).expanduser().resolve())
+    digest = hashlib.sha256(f"{key}\n{encoder_identity}".encode()).hexdigest()[:16]
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", key.rstrip("/").rpartition("/")[2])[:48].strip("._") or "data"
+    return str(resolve_cache_dir(cache_dir, "embeddings") / f"{name}-{digest}.parquet")
 
 
 def _read_cache(url: str, storage: Storage) -> pa.Table | None:
