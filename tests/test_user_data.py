@@ -151,3 +151,54 @@ def test_imagefolder_metadata_on_s3(s3_server, s3_url, samples, pixels):
     assert data.captions == [s[2] for s in samples[:8]]
     assert np.array_equal(data.images, pixels[:8])
     assert data.skipped == {"missing image": 1}
+
+
+def _listing(root: Path) -> list[tuple[str, int, int]]:
+    return sorted((str(p.relative_to(root)), p.stat().st_size, p.stat().st_mtime_ns) for p in root.rglob("*"))
+
+
+def test_train_and_sample_the_captioned_domain_on_made_up_concepts(tmp_path, samples, monkeypatch):
+    """One cheap end-to-end run: `llmgan train --local` on an imagefolder (metadata.jsonl) leaves the data folder
+    untouched and caches the caption embeddings under the cache folder (reused on a rerun); the checkpoint records
+    the captioned domain with its captions' words; `llmgan sample` draws a prompt of those words and reports a word
+    the captions never used as not understood."""
+    from typer.testing import CliRunner
+
+    from llmgan.cli.app import app
+
+    data = write_layout("jsonl", tmp_path / "data", samples)
+    before = _listing(tmp_path / "data")
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("LLMGAN_CACHE_DIR", str(tmp_path / "env-cache"))  # --cache-dir wins over the environment
+    runner = CliRunner()
+    out = tmp_path / "run"
+    args = ["train", "--local", "--data", data, "--out", str(out), "--steps", "2", "--batch-size", "8",
+            "--g-width", "4", "--d-width", "4", "--checkpoint-every", "2", "--sample-every", "2", "--eval-every", "2",
+            "--threads", "1", "--no-eval", "--cache-dir", str(cache)]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout.strip().splitlines()[-1])["images"] == N
+    assert _listing(tmp_path / "data") == before  # nothing written into the user's data folder
+    tables = list((cache / "embeddings").iterdir())
+    assert len(tables) == 1 and pq.read_table(tables[0]).num_rows == len(CONCEPTS)
+    assert not (tmp_path / "env-cache").exists()
+    stamp = _listing(cache)
+    again = runner.invoke(app, args)  # a rerun (the run is complete): the captions come from the cache
+    assert again.exit_code == 0, again.output
+    assert _listing(cache) == stamp and _listing(tmp_path / "data") == before
+
+    meta = json.loads((out / "final" / "config.json").read_text())
+    assert meta["domain"] == "captioned"
+    assert {"glowing", "rune", "tile", "mossy", "stone", "rusty", "gear", "frosted", "glass"} <= set(meta["caption_words"])
+    assert json.loads((out / "options.json").read_text())["options"]["cache_dir"] == str(cache)
+
+    res = runner.invoke(app, ["sample", "a glowing rune tile", "-n", "2", "--out", str(tmp_path / "s"),
+                              "--ckpt", str(out)])
+    assert res.exit_code == 0, res.output
+    assert sorted(p.name for p in (tmp_path / "s").iterdir()) == ["000.png", "001.png", "grid.png"]
+    assert np.asarray(Image.open(tmp_path / "s" / "000.png")).shape[:2] == (SIZE, SIZE)
+    assert "not understood" not in res.output
+    res = runner.invoke(app, ["sample", "a mossy dragon tile", "-n", "1", "--out", str(tmp_path / "d"),
+                              "--ckpt", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "not understood by the captioned domain: dragon" in res.output
