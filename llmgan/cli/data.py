@@ -1,4 +1,4 @@
-"""`llmgan data shapes|digits|prompt-pairs`: write the built-in datasets as Parquet (local path or s3://)."""
+"""`llmgan data shapes|digits|prompt-pairs|emoji`: write the built-in datasets as Parquet (local path or s3://)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import typer
 
 from llmgan.cli.common import OutFile, S3Endpoint, Seed, handle_errors, setup_logging
 from llmgan.data.config import DigitsConfig, ParquetOut, PromptPairsConfig, ShapesConfig
+from llmgan.errors import UserError
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -19,13 +20,13 @@ if TYPE_CHECKING:
 Size = Annotated[int, typer.Option("--size", help="Image side in pixels.")]
 
 data_app = typer.Typer(
-    help="Build the built-in captioned training datasets (shapes, digits) as Parquet.",
+    help="Build the built-in captioned training datasets (shapes, digits, emoji) as Parquet.",
     no_args_is_help=True,
 )
 
 
 @contextmanager
-def _progress(description: str, total: int) -> Iterator[Callable[[int], None]]:
+def _progress(description: str, total: int | None) -> Iterator[Callable[[int], None]]:
     """A rich progress bar on stderr; yields a callback taking the number of samples done."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -37,6 +38,21 @@ def _progress(description: str, total: int) -> Iterator[Callable[[int], None]]:
     ) as bar:
         task = bar.add_task(description, total=total)
         yield lambda done: bar.update(task, completed=done)
+
+
+@contextmanager
+def _download_progress(description: str) -> Iterator[Callable[[int, int | None], None]]:
+    """A rich download bar (bytes, speed) on stderr; yields a callback taking (bytes done, total or None)."""
+    from rich.console import Console
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
+    console = Console(stderr=True)
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+        console=console, transient=True, disable=not console.is_terminal,
+    ) as bar:
+        task = bar.add_task(description, total=None)
+        yield lambda done, total: bar.update(task, completed=done, total=total)
 
 
 def _summary(kind: str, table: pa.Table, out: str, size: int, seconds: float, extra: str = "") -> str:
@@ -123,6 +139,69 @@ def digits_command(
         table = get_domain("digits").datasets["digits"](cfg, progress)
     write_dataset(table, target.url, storage)
     typer.echo(_summary("digits", table, out, cfg.size, time.perf_counter() - start))
+
+
+def _styles(styles: str) -> list[str]:
+    """`google,twitter` -> ["google", "twitter"] (order kept, duplicates dropped); unknown styles are a UserError."""
+    from llmgan.io.packages import EMOJI_PACKAGES
+
+    chosen = list(dict.fromkeys(s.strip() for s in styles.split(",") if s.strip()))
+    unknown = [s for s in chosen if s not in EMOJI_PACKAGES]
+    if unknown or not chosen:
+        raise UserError(f"--styles: unknown style {unknown[0]!r}; choose from {', '.join(EMOJI_PACKAGES)}" if unknown
+                        else f"--styles: choose at least one of {', '.join(EMOJI_PACKAGES)}")
+    return chosen
+
+
+@data_app.command("emoji")
+@handle_errors
+def emoji_command(
+    out: OutFile,
+    size: Size = 64,
+    styles: Annotated[str, typer.Option("--styles", help="Comma-separated drawing styles: google (Noto Emoji, "
+                                        "Apache-2.0), twitter (Twemoji, CC-BY-4.0).")] = "google,twitter",
+    split: Annotated[str, typer.Option("--split", help="train (no held-out concept x style pairs), heldout, or "
+                                       "all.")] = "train",
+    cache_dir: Annotated[str | None, typer.Option("--cache-dir", help="Cache folder for the fetched packages "
+                                                  "(default: $LLMGAN_CACHE_DIR, else ~/.cache/llmgan).")] = None,
+    registry: Annotated[str | None, typer.Option("--registry", help="npm registry URL (default: "
+                                                 "$LLMGAN_NPM_REGISTRY, else https://registry.npmjs.org).")] = None,
+    s3_endpoint: S3Endpoint = None,
+) -> None:
+    """Real emoji (64 px RGBA, from the pinned emoji-datasource npm packages, fetched once into the cache folder
+    and integrity-checked) captioned from their Unicode names; every row carries its licence and attribution."""
+    setup_logging()
+    from llmgan.data.config import MIN_SIZE, SPLITS
+
+    chosen = _styles(styles)
+    if split not in SPLITS:
+        raise UserError(f"--split must be one of {', '.join(SPLITS)}, got {split!r}")
+    if not MIN_SIZE <= size <= 256:  # the builder's limit: 64 px sources, at most 4x up
+        raise UserError(f"--size must be between {MIN_SIZE} and 256 pixels, got {size}")
+    target = ParquetOut(out)
+    from llmgan.data.emoji import build_emoji_dataset
+    from llmgan.data.tables import write_dataset
+    from llmgan.io.packages import EMOJI_PACKAGES, fetch_package, registry_url
+    from llmgan.io.storage import Storage
+
+    storage = Storage(s3_endpoint)
+    storage.check_bucket(target.url)  # fail before the download, not after it
+    registry = registry_url(registry)  # a malformed --registry fails before anything else
+    start = time.perf_counter()
+    found = {}
+    for style in chosen:
+        pin = EMOJI_PACKAGES[style]
+        with _download_progress(f"{pin.name}@{pin.version}") as progress:
+            folder = fetch_package(pin, cache_dir, registry, progress)
+        found[style] = (folder, f"{pin.name}@{pin.version}", pin.license, pin.attribution)
+    with _progress("emoji", None) as progress:
+        table, skipped = build_emoji_dataset(found, size=size, split=split, progress=progress)
+    write_dataset(table, target.url, storage)
+    licences = ", ".join(f"{style} {EMOJI_PACKAGES[style].license}" for style in chosen)
+    dropped = sum(skipped.values())
+    why = f"; skipped {dropped} ({', '.join(f'{k}: {v}' for k, v in sorted(skipped.items()))})" if dropped else ""
+    typer.echo(_summary("emoji", table, out, size, time.perf_counter() - start,
+                        f" RGBA, styles {'+'.join(chosen)}, split {split}") + f"; licences {licences}{why}")
 
 
 def register(app: typer.Typer) -> None:
