@@ -40,7 +40,12 @@ def train_command(
     address: Annotated[str | None, typer.Option(
         "--address", help="Distributed: Ray cluster address (default: RAY_ADDRESS, else a local Ray).")] = Dist.address,
     log_every: Annotated[int, typer.Option("--log-every", help="Steps between metrics rows.")] = LocalTrainOptions.log_every,
+    health_warmup: Annotated[int, typer.Option(
+        "--health-warmup", help="Steps before the training-health checks start (blank or collapsed samples, D far "
+        "ahead, matcher memorising; warnings as they appear, listed at the end).")] = LocalTrainOptions.health_warmup,
     image_size: Annotated[int, typer.Option("--image-size", help="32, 64, 128 or 256.")] = GanConfig.image_size,
+    channels: Annotated[int | None, typer.Option(
+        "--channels", help="3 (RGB) or 4 (RGBA). Default: RGBA when any training image is transparent.")] = None,
     batch_size: Annotated[int, typer.Option(
         "--batch-size", help="Images per step (distributed: all workers together).")] = GanConfig.batch_size,
     seed: Seed = LocalTrainOptions.seed,
@@ -79,13 +84,14 @@ def train_command(
     # idle OpenMP threads sleep instead of spinning: on a shared CPU box spinning made steps ~10x slower
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     setup_logging()
-    config = GanConfig(image_size=image_size, batch_size=batch_size, g_width=g_width, d_width=d_width,
+    config = GanConfig(image_size=image_size, channels=channels or 0, batch_size=batch_size, g_width=g_width,
+                       d_width=d_width,
                        contrastive_weight=contrastive_weight, contrastive_pool=contrastive_pool)
     if not local:
         options = DistTrainOptions(
             steps=steps, epochs=epochs, workers=workers, gpu=gpu, cpus_per_worker=cpus_per_worker, seed=seed,
             checkpoint_every=checkpoint_every, sample_every=sample_every, eval_every=eval_every, log_every=log_every,
-            max_failures=max_failures, address=address, text_encoder=text_encoder,
+            health_warmup=health_warmup, max_failures=max_failures, address=address, text_encoder=text_encoder,
             classifier=None if no_eval else "default", matcher=matcher, cache_dir=cache_dir,
             image_column=image_column, caption_column=caption_column,
         )
@@ -95,7 +101,8 @@ def train_command(
         raise UserError("--epochs is for distributed training; with --local give --steps")
     options = LocalTrainOptions(
         steps=LocalTrainOptions.steps if steps is None else steps, seed=seed, checkpoint_every=checkpoint_every,
-        sample_every=sample_every, eval_every=eval_every, log_every=log_every, threads=threads,
+        sample_every=sample_every, eval_every=eval_every, log_every=log_every, health_warmup=health_warmup,
+        threads=threads,
         text_encoder=text_encoder, device="cuda" if gpu else "cpu", matcher=matcher, cache_dir=cache_dir,
         image_column=image_column, caption_column=caption_column,
     )
@@ -107,7 +114,17 @@ def train_command(
     evaluators, consistency = ([], None) if no_eval else _classifier_evaluators()
     summary = train_local(data, out, config, options, storage=storage, evaluators=evaluators,
                           consistency=consistency)
+    print_health(summary)
     typer.echo(json.dumps(summary))
+
+
+def print_health(summary: dict) -> None:
+    """The run's training-health findings (llmgan.gan.health), one paragraph each on stderr, before the summary."""
+    for f in summary.get("health") or []:
+        state = "still present at" if f.get("active") else "gone by"
+        again = f" (appeared {len(f['onsets'])} times)" if len(f.get("onsets", [])) > 1 else ""
+        typer.echo(f"[llmgan] WARNING training health: {f['title']} from step {f['first_step']}{again}, {state} "
+                   f"step {f['last_step']}: {f['meaning']}.\n    What usually fixes it: {f['fix']}.", err=True)
 
 
 OPTIONS_FILE = "options.json"
@@ -158,6 +175,7 @@ def _train_distributed(data: str, out: str, config: GanConfig, options: DistTrai
         summary = run_train(data, out, config, options, storage=Storage(s3_endpoint))
     except TrainFailed as exc:
         raise fail(str(exc), EXIT_RUNTIME_ERROR) from None
+    print_health(summary)
     typer.echo(json.dumps(summary))
 
 

@@ -21,7 +21,9 @@ from PIL import Image
 
 from llmgan.errors import UserError
 from llmgan.io.images import png_bytes
+from llmgan.io.packages import EMOJI_PACKAGES
 
+STYLES = tuple(sorted(EMOJI_PACKAGES))  # the drawing styles with a pinned package
 SPLITS = ("all", "train", "heldout")
 HELDOUT_SHARE = 0.08  # concepts whose one style is held out (the other style stays in training)
 _NON_WORD = re.compile(r"[^a-z0-9'&]+")
@@ -43,8 +45,8 @@ def caption_of(name: str, subcategory: str, style: str) -> str:
 
 
 def heldout_style(label: str, styles: Sequence[str]) -> str | None:
-    """The style of `label` kept out of training (None: all its styles train). A pure function of the label, so the
-    split is the same whichever styles are built; only concepts drawn in two or more styles lose one."""
+    """The style of `label` kept out of training (None: all its styles train), from the styles the package index says
+    it is drawn in (not the styles built), so a one-style build holds out the same pairs as a two-style one."""
     if len(styles) < 2:
         return None
     h = int.from_bytes(hashlib.sha256(f"emoji-heldout:{label}".encode()).digest()[:8], "big")
@@ -90,11 +92,8 @@ def build_emoji_dataset(
             entries[style] = json.loads(meta.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise UserError(f"{meta}: not a readable emoji-datasource index ({exc.__class__.__name__})") from None
-    styles_of: dict[str, list[str]] = {}
-    for style, rows in entries.items():
-        for e in rows:
-            if e.get(f"has_img_{style}") and e.get("short_name"):
-                styles_of.setdefault(str(e["short_name"]), []).append(style)
+    styles_of = {str(e.get("short_name")): [s for s in STYLES if e.get(f"has_img_{s}")]
+                 for rows in entries.values() for e in rows}
 
     columns: dict[str, list[Any]] = {f.name: [] for f in SCHEMA}
     skipped: dict[str, int] = {}

@@ -42,7 +42,8 @@ METADATA_CAPTION_COLUMNS = ("text", "caption")
 
 @dataclass
 class CaptionedImages:
-    """Decoded training samples: RGB uint8 images (N, S, S, 3), their captions, labels and skip counts."""
+    """Decoded training samples: uint8 images (N, S, S, C) with C = 3 (RGB) or 4 (RGBA), their captions, labels and
+    skip counts."""
 
     images: np.ndarray
     captions: list[str]
@@ -63,7 +64,8 @@ class _Sample:
 
 
 def decode_image(data: bytes, image_size: int) -> np.ndarray:
-    """Bytes -> RGB uint8 (image_size, image_size, 3): centre-cropped to a square, then resized.
+    """Bytes -> RGBA uint8 (image_size, image_size, 4): centre-cropped to a square, then resized; an image without
+    transparency is opaque, and fully transparent pixels are black (one canonical colour for "nothing here").
 
     Raises ValueError("image too large") before decoding oversized images; PIL errors otherwise.
     """
@@ -74,7 +76,7 @@ def decode_image(data: bytes, image_size: int) -> np.ndarray:
             raise ValueError("image too large")
         if img.format == "JPEG":  # let the JPEG decoder downscale by 2/4/8 for free
             img.draft("RGB", (image_size, image_size))
-        img = img.convert("RGB")
+        img = img.convert("RGBA")
     w, h = img.size
     side = min(w, h)
     if w != h:
@@ -82,7 +84,22 @@ def decode_image(data: bytes, image_size: int) -> np.ndarray:
         img = img.crop((left, top, left + side, top + side))
     if side != image_size:
         img = img.resize((image_size, image_size), Image.BICUBIC, reducing_gap=3.0)
-    return np.asarray(img, dtype=np.uint8)
+    rgba = np.array(img, dtype=np.uint8)
+    rgba[rgba[..., 3] == 0, :3] = 0
+    return rgba
+
+
+def to_channels(rgba: np.ndarray, channels: int | None) -> np.ndarray:
+    """uint8 (N, S, S, 4) -> (N, S, S, channels): 4 keeps alpha, 3 composites onto white, None keeps alpha only when
+    some pixel is not opaque."""
+    if channels is None:
+        channels = 4 if bool((rgba[..., 3] < 255).any()) else 3
+    if channels == 4:
+        return rgba
+    if channels != 3:
+        raise UserError(f"channels must be 3 (RGB) or 4 (RGBA), got {channels}")
+    alpha = rgba[..., 3:].astype(np.float32) / 255.0
+    return np.rint(rgba[..., :3] * alpha + 255.0 * (1.0 - alpha)).astype(np.uint8)
 
 
 # ---- format detection ---------------------------------------------------------------------------
@@ -278,12 +295,14 @@ def load_captioned(
     caption_column: str | None = None,
     limit: int | None = None,
     progress: Callable[[int], None] | None = None,
+    channels: int | None = 3,
 ) -> CaptionedImages:
     """Decode a captioned image dataset (a Parquet file/folder, WebDataset shards, or an image folder).
 
     Columns: Parquet `image_column` (default "image") and `caption_column` (default "caption"); a folder's
     metadata.jsonl / metadata.csv takes `caption_column`, by default "text", else "caption".
-    Skipped samples are counted by reason in `.skipped`; `progress(n)` reports usable samples so far.
+    `channels`: 3 (RGB; transparent images are composited onto white), 4 (RGBA) or None (RGBA when any image has
+    transparency, else RGB). Skipped samples are counted by reason in `.skipped`; `progress(n)` reports usable samples so far.
     """
     if image_size < 4 or image_size > 4096:
         raise UserError(f"image_size must be between 4 and 4096, got {image_size}")
@@ -344,4 +363,4 @@ def load_captioned(
         log.warning("%s: skipped %s", url, ", ".join(f"{v} ({k})" for k, v in sorted(skipped.items())))
     if progress is not None:
         progress(len(captions))
-    return CaptionedImages(np.stack(images), captions, labels, dict(skipped))
+    return CaptionedImages(to_channels(np.stack(images), channels), captions, labels, dict(skipped))

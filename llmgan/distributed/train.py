@@ -120,8 +120,12 @@ def _cpus_per_worker(options: DistTrainOptions) -> int:
 
 
 def _progress(tracker: Any, target: int, stop: threading.Event, enabled: bool) -> None:
-    """Driver-side progress: one line per metrics row and per start/resume, polled from the tracker."""
+    """Driver-side progress: one line per metrics row and per start/resume, polled from the tracker, and a warning
+    line when a training-health finding appears (the workers' own warnings stay in their logs)."""
+    from llmgan.gan.health import onsets, warning_line
+
     seen_rows = seen_events = 0
+    active: set[str] = set()
     while True:
         finished = stop.wait(2.0)
         try:
@@ -142,6 +146,8 @@ def _progress(tracker: Any, target: int, stop: threading.Event, enabled: bool) -
                     accs += f" consistency={r['consistency_mean']:.2f}"
                 print(f"[llmgan] step {r['step']}/{target} | loss_d {r['loss_d']:.3f} loss_g {r['loss_g']:.3f} | "
                       f"{r['imgs_per_s']:.1f} img/s" + (f" | {accs}" if accs else ""), file=sys.stderr, flush=True)
+                for name in onsets(active, r):
+                    print(f"[llmgan] WARNING {warning_line(name, r)}", file=sys.stderr, flush=True)
         if finished:
             return
 
@@ -187,7 +193,9 @@ def run_train(data: str, out: str, config: GanConfig, options: DistTrainOptions,
         target = options.total_steps(int(saved["images"]), config.batch_size)
         meta = _completed(storage, out, target)
         if meta is not None and saved.get("data") == data:
-            _check_compatible(saved, config.replace(text_dim=saved["model"]["text_dim"]), data, out)
+            decided = {"text_dim": saved["model"]["text_dim"],  # the encoder and the data decided these
+                       "channels": config.channels or saved["model"].get("channels", 3)}
+            _check_compatible(saved, config.replace(**decided), data, out)
             return _summary(storage, out, target, 0, 0, time.perf_counter() - started, already_complete=True)
 
     dataset, emb, config = load_training_data(data, config, options.text_encoder, storage, cache_dir=options.cache_dir,
@@ -266,6 +274,7 @@ def _summary(storage: Storage, out: str, target: int, steps_run: int, images_run
              already_complete: bool = False) -> dict[str, Any]:
     from llmgan.distributed.train_worker import EVENTS
     from llmgan.gan.checkpoint import read_meta
+    from llmgan.gan.health import findings
     from llmgan.gan.trainer import METRICS
 
     meta = read_meta(join(out, "final"), storage)
@@ -284,6 +293,7 @@ def _summary(storage: Storage, out: str, target: int, steps_run: int, images_run
         "resumed_from": [e["resumed_from"] for e in starts if e["resumed_from"] is not None],
         "accuracy": {k[4:]: v for k, v in last.items() if k.startswith("acc_")},
         "consistency": {k[12:]: v for k, v in last.items() if k.startswith("consistency_")},
+        "health": findings(rows),
     }
     if not already_complete:
         storage.write_text(join(out, SUMMARY_FILE), json.dumps(summary, indent=2, sort_keys=True) + "\n")

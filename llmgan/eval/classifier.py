@@ -35,7 +35,7 @@ _BATCH = 256
 class _Net(nn.Module):
     """conv stack -> 4x4 map -> flatten (keeps *where* things are, which pooled features lose) -> heads."""
 
-    def __init__(self, num_classes: list[int], width: int = 32) -> None:
+    def __init__(self, num_classes: list[int], width: int = 32, channels: int = 3) -> None:
         super().__init__()
         w = width
 
@@ -44,7 +44,7 @@ class _Net(nn.Module):
 
         # ~5M multiply-adds per 32 px image: cheap enough to train in minutes on two busy cores
         self.body = nn.Sequential(
-            *block(3, w), nn.MaxPool2d(2),  # S/2
+            *block(channels, w), nn.MaxPool2d(2),  # S/2
             *block(w, 2 * w), *block(2 * w, 2 * w), nn.MaxPool2d(2),  # S/4
             *block(2 * w, 4 * w), nn.AdaptiveAvgPool2d(4),  # (4w, 4, 4) whatever S was
             nn.Conv2d(4 * w, 2 * w, 1),  # squeeze channels so the flatten layer stays small
@@ -54,7 +54,7 @@ class _Net(nn.Module):
         self.drop = nn.Dropout(0.2)
         self.heads = nn.ModuleList(nn.Linear(FEATURE_DIM, c) for c in num_classes)
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:  # (N, 3, S, S) in [-1, 1] -> (N, FEATURE_DIM)
+    def features(self, x: torch.Tensor) -> torch.Tensor:  # (N, C, S, S) in [-1, 1] -> (N, FEATURE_DIM)
         return self.embed(self.body(x))
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
@@ -62,11 +62,11 @@ class _Net(nn.Module):
         return [head(f) for head in self.heads]
 
 
-def _to_tensor(images: np.ndarray, size: int) -> torch.Tensor:
-    """uint8 (N, H, W, 3) -> float (N, 3, size, size) in [-1, 1]; antialiased resize when sizes differ."""
+def _to_tensor(images: np.ndarray, size: int, channels: int = 3) -> torch.Tensor:
+    """uint8 (N, H, W, C) -> float (N, C, size, size) in [-1, 1]; antialiased resize when sizes differ."""
     images = np.asarray(images)
-    if images.ndim != 4 or images.shape[-1] != 3:
-        raise UserError(f"images must be an (N, H, W, 3) array, got shape {images.shape}")
+    if images.ndim != 4 or images.shape[-1] != channels:
+        raise UserError(f"images must be an (N, H, W, {channels}) array, got shape {images.shape}")
     x = to_float(images)
     if x.shape[-2:] != (size, size):
         x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
@@ -92,12 +92,13 @@ class AttributeClassifier:
     """A trained classifier: `predict`, `accuracy`, `features`, `probabilities`, `save`."""
 
     def __init__(self, net: _Net, attributes: list[str], classes: dict[str, list[str]], image_size: int,
-                 width: int, info: dict[str, Any] | None = None) -> None:
+                 width: int, info: dict[str, Any] | None = None, channels: int = 3) -> None:
         self.net = net.eval()
         self.attributes = list(attributes)
         self.classes = {a: list(classes[a]) for a in self.attributes}
         self.image_size = int(image_size)
         self.width = int(width)
+        self.channels = int(channels)
         self.info: dict[str, Any] = dict(info or {})
 
     def __repr__(self) -> str:
@@ -110,7 +111,7 @@ class AttributeClassifier:
         feats: list[np.ndarray] = []
         probs: list[list[np.ndarray]] = [[] for _ in self.attributes]
         for start in range(0, len(images), _BATCH):
-            x = _to_tensor(images[start:start + _BATCH], self.image_size)
+            x = _to_tensor(images[start:start + _BATCH], self.image_size, self.channels)
             f = self.net.features(x)
             feats.append(f.numpy())
             for i, head in enumerate(self.net.heads):
@@ -158,6 +159,7 @@ class AttributeClassifier:
             "classes": self.classes,
             "image_size": self.image_size,
             "width": self.width,
+            "channels": self.channels,
             "feature_dim": FEATURE_DIM,
             "info": self.info,
         }
@@ -212,8 +214,8 @@ def train_classifier(
 def _train(images: np.ndarray, labels: dict[str, list[str]], seed: int, steps: int, batch_size: int, lr: float,
            val_fraction: float, width: int, progress: bool) -> AttributeClassifier:
     images = np.asarray(images)
-    if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
-        raise UserError(f"images must be uint8 (N, H, W, 3), got {images.dtype} {images.shape}")
+    if images.ndim != 4 or images.shape[-1] not in (3, 4) or images.dtype != np.uint8:
+        raise UserError(f"images must be uint8 (N, H, W, 3 or 4), got {images.dtype} {images.shape}")
     if not labels:
         raise UserError("labels: no label attribute to train on")
     n = len(images)
@@ -231,7 +233,8 @@ def _train(images: np.ndarray, labels: dict[str, list[str]], seed: int, steps: i
         np.stack([[classes[a].index(str(v)) for v in labels[a]] for a in attributes], axis=1), dtype=torch.long
     )
     size = min(images.shape[1], MAX_INPUT_SIZE)
-    x_all = _to_tensor(images, size)
+    channels = images.shape[-1]
+    x_all = _to_tensor(images, size, channels)
 
     gen = torch.Generator().manual_seed(seed)
     order = torch.randperm(n, generator=gen)
@@ -239,7 +242,7 @@ def _train(images: np.ndarray, labels: dict[str, list[str]], seed: int, steps: i
     val_idx, train_idx = order[:n_val], order[n_val:]
 
     torch.manual_seed(seed)  # weight init
-    net = _Net([len(classes[a]) for a in attributes], width=width)
+    net = _Net([len(classes[a]) for a in attributes], width=width, channels=channels)
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.15)
     net.train()
@@ -257,7 +260,7 @@ def _train(images: np.ndarray, labels: dict[str, list[str]], seed: int, steps: i
             print(f"classifier step {step}/{steps} loss {loss.item():.4f} ({time.time() - started:.0f}s)",
                   file=sys.stderr, flush=True)
 
-    clf = AttributeClassifier(net, attributes, classes, size, width)
+    clf = AttributeClassifier(net, attributes, classes, size, width, channels=channels)
     info: dict[str, Any] = {"seed": seed, "steps": steps, "batch_size": batch_size, "lr": lr,
                             "n_train": int(len(train_idx)), "n_val": int(n_val),
                             "train_seconds": round(time.time() - started, 1)}
@@ -286,11 +289,12 @@ def load_classifier(path: str | None = None, storage: Storage | None = None) -> 
                         f"expected {FORMAT_VERSION}")
     attributes = list(config["attributes"])
     classes = {a: list(config["classes"][a]) for a in attributes}
-    net = _Net([len(classes[a]) for a in attributes], width=int(config["width"]))
+    channels = int(config.get("channels", 3))
+    net = _Net([len(classes[a]) for a in attributes], width=int(config["width"]), channels=channels)
     try:
         net.load_state_dict(load_tensors(blob))
     except Exception as exc:  # noqa: BLE001 - wrong or corrupt weights: one line for the user
         raise UserError(f"classifier weights at {where} do not load: {str(exc).splitlines()[0]}") from None
     return AttributeClassifier(net, attributes, classes, int(config["image_size"]), int(config["width"]),
-                               config.get("info"))
+                               config.get("info"), channels)
 

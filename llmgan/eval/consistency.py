@@ -59,8 +59,8 @@ def stated_attributes(domain: Domain, caption: str, prompt: str) -> dict[str, li
 
 def _check(images: np.ndarray, captions: list[str], prompts: list[str], emb: np.ndarray | None) -> None:
     images = np.asarray(images)
-    if images.ndim != 4 or images.shape[-1] != 3:
-        raise UserError(f"images must be a uint8 (N, H, W, 3) array, got shape {images.shape}")
+    if images.ndim != 4 or images.shape[-1] not in (3, 4):
+        raise UserError(f"images must be a uint8 (N, H, W, 3 or 4) array, got shape {images.shape}")
     n = len(images)
     if len(captions) != n or len(prompts) != n:
         raise UserError(f"need one caption and one prompt per image: {n} images, {len(captions)} captions, "

@@ -280,7 +280,7 @@ def evaluate(
         raise UserError("out_dir must not be empty")
     started = time.time()
     model = GanModel.load(ckpt, storage=storage, device=device, discriminator=best_of > 1)
-    ds = load_captioned(data, model.image_size, storage=storage)
+    ds = load_captioned(data, model.image_size, storage=storage, channels=model.config.image_channels)
     clf, clf_source = resolve_classifier(classifier, ds.images, ds.labels, data, out_dir, storage, seed,
                                          classifier_steps)
     attrs = [a for a in clf.attributes if a in ds.labels]

@@ -9,6 +9,7 @@ from typing import Any
 from llmgan.errors import UserError
 
 IMAGE_SIZES = (32, 64, 128, 256)
+CHANNELS = (0, 3, 4)  # 0: decided by the training data (RGBA when any image is not opaque)
 AUGMENTS = ("translation", "cutout")
 MAX_TRUNCATION = 1.0  # noise scale bound: truncation is in (0, MAX_TRUNCATION] for sampling and every job
 
@@ -18,6 +19,7 @@ class GanConfig:
     """Architecture and training hyper-parameters. Everything a checkpoint needs to rebuild its networks."""
 
     image_size: int = 32
+    channels: int = 0  # 3 (RGB) or 4 (RGBA); 0 until the training data decides
     z_dim: int = 64
     text_dim: int = 384
     g_width: int = 32  # generator channels at full resolution; doubles per halving, capped at g_width * 4
@@ -48,6 +50,8 @@ class GanConfig:
         if isinstance(self.augment, (list, str)):  # from JSON / CLI
             value = tuple(a for a in (self.augment.split(",") if isinstance(self.augment, str) else self.augment) if a)
             object.__setattr__(self, "augment", value)
+        if self.channels not in CHANNELS:
+            raise UserError(f"channels must be 3 (RGB) or 4 (RGBA), got {self.channels!r}")
         if self.image_size not in IMAGE_SIZES:
             raise UserError(f"image_size must be one of {IMAGE_SIZES}, got {self.image_size}")
         for name in ("z_dim", "text_dim", "g_width", "d_width", "cond_dim", "contrastive_dim", "batch_size", "r1_every"):
@@ -85,7 +89,13 @@ class GanConfig:
         unknown = sorted(set(data) - names)
         if unknown:
             raise UserError(f"GAN config: unknown field {unknown[0]!r}")
-        return cls(**data)
+        # checkpoints written before RGBA existed drew RGB
+        return cls(**{"channels": 3, **data})
+
+    @property
+    def image_channels(self) -> int:
+        """Channels the networks draw and read: 3 until the data said otherwise."""
+        return self.channels or 3
 
     def replace(self, **changes: Any) -> GanConfig:
         return dataclasses.replace(self, **changes)

@@ -115,10 +115,10 @@ class GanModel:
     @torch.inference_mode()
     def _generate_float(self, emb: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         out = [self.generator(z[i : i + CHUNK], emb[i : i + CHUNK]) for i in range(0, emb.shape[0], CHUNK)]
-        return torch.cat(out) if out else torch.empty(0, 3, self.image_size, self.image_size)
+        return torch.cat(out) if out else torch.empty(0, self.config.image_channels, self.image_size, self.image_size)
 
     def generate(self, emb: np.ndarray | torch.Tensor, z: torch.Tensor) -> np.ndarray:
-        """uint8 (N, H, W, 3) images for caption embeddings (N, text_dim) and noise (N, z_dim)."""
+        """uint8 (N, H, W, C) images (C: 3 RGB or 4 RGBA, the checkpoint's) for caption embeddings (N, text_dim) and noise (N, z_dim)."""
         e = self._emb(emb)
         z = torch.as_tensor(z, dtype=torch.float32).to(self.device)
         if z.shape != (e.shape[0], self.z_dim):
@@ -135,17 +135,18 @@ class GanModel:
         return torch.cat(out).cpu().numpy() if out else np.empty(0, np.float32)
 
     def score(self, images: np.ndarray, emb: np.ndarray | torch.Tensor) -> np.ndarray:
-        """(N,) D's conditional (image-text match) logit for uint8 images (N, H, W, 3); higher = better match."""
+        """(N,) D's conditional (image-text match) logit for uint8 images (N, H, W, C); higher = better match."""
         images = np.asarray(images)
-        if images.ndim != 4 or images.shape[1:] != (self.image_size, self.image_size, 3):
-            raise UserError(f"images must be uint8 (N, {self.image_size}, {self.image_size}, 3), got {images.shape}")
+        shape = (self.image_size, self.image_size, self.config.image_channels)
+        if images.ndim != 4 or images.shape[1:] != shape:
+            raise UserError(f"images must be uint8 (N, {', '.join(map(str, shape))}), got {images.shape}")
         x = to_float(images).to(self.device)
         return self._score_float(x, self._emb(emb))
 
     def sample(
         self, emb: np.ndarray | torch.Tensor, seeds: Sequence[int], best_of: int = 1, truncation: float = 1.0
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Images uint8 (N, H, W, 3) and scores (N,) (nan when best_of == 1).
+        """Images uint8 (N, H, W, C) and scores (N,) (nan when best_of == 1).
 
         With best_of = K, row i draws K candidates (candidate 0 uses seeds[i], candidate k derive_seed(seed, k)),
         scores each with D's conditional term on the quantised image, and keeps the highest.
@@ -160,7 +161,7 @@ class GanModel:
             return self.generate(e, self.noise(seeds, truncation)), np.full(n, np.nan, np.float32)
         cand_seeds = [s if k == 0 else derive_seed(s, k) for s in seeds for k in range(best_of)]  # row-major (N, K)
         e_rep = e.repeat_interleave(best_of, dim=0)  # (N*K, E)
-        images = self.generate(e_rep, self.noise(cand_seeds, truncation))  # (N*K, H, W, 3)
+        images = self.generate(e_rep, self.noise(cand_seeds, truncation))  # (N*K, H, W, C)
         scores = self.score(images, e_rep).reshape(n, best_of)
         pick = scores.argmax(axis=1)
         chosen = images.reshape(n, best_of, *images.shape[1:])[np.arange(n), pick]

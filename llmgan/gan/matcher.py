@@ -54,6 +54,7 @@ class MatcherConfig:
     """Architecture and training recipe of a matcher; messages name the `llmgan train-matcher` options."""
 
     image_size: int = 32
+    channels: int = 3  # 3 (RGB) or 4 (RGBA)
     text_dim: int = 384
     width: int = 24  # channels after the first layer; x2 and x4 deeper
     dim: int = 128  # shared image/text space
@@ -67,6 +68,8 @@ class MatcherConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
                 raise UserError(f"--{name.replace('_', '-')} must be an integer >= {low}, got {value!r}")
+        if self.channels not in (3, 4):
+            raise UserError(f"matcher channels must be 3 (RGB) or 4 (RGBA), got {self.channels!r}")
         if not 0 < self.lr < 1:
             raise UserError(f"--lr must be in (0, 1), got {self.lr}")
         check_prompt_share(self.prompt_share)
@@ -81,7 +84,7 @@ class MatcherConfig:
 
 
 class MatcherNet(nn.Module):
-    """image (N, 3, S, S) in [-1, 1] -> unit vector; caption embedding (N, E) -> unit vector; learned scale."""
+    """image (N, C, S, S) in [-1, 1] -> unit vector; caption embedding (N, E) -> unit vector; learned scale."""
 
     def __init__(self, config: MatcherConfig) -> None:
         super().__init__()
@@ -92,7 +95,7 @@ class MatcherNet(nn.Module):
 
         self.size = config.image_size
         self.image = nn.Sequential(
-            *conv(3, w), *conv(w, w, 2),  # S/2
+            *conv(config.channels, w), *conv(w, w, 2),  # S/2
             *conv(w, 2 * w), *conv(2 * w, 2 * w, 2),  # S/4
             *conv(2 * w, 4 * w, 2),  # S/8
             nn.AdaptiveAvgPool2d(4), nn.Conv2d(4 * w, w, 1), nn.SiLU(),  # squeeze before the flatten
@@ -215,11 +218,12 @@ class Matcher:
 
     @torch.no_grad()
     def cosine(self, images: np.ndarray, emb: np.ndarray) -> np.ndarray:
-        """(N,) cosine between each uint8 (H, W, 3) image and its caption embedding."""
+        """(N,) cosine between each uint8 (H, W, C) image and its caption embedding (C: the matcher's channels)."""
         images = np.asarray(images)
         emb = np.asarray(emb, np.float32)
-        if images.ndim != 4 or images.shape[-1] != 3:
-            raise UserError(f"images must be an (N, H, W, 3) array, got shape {images.shape}")
+        c = self.config.channels
+        if images.ndim != 4 or images.shape[-1] != c:
+            raise UserError(f"images must be an (N, H, W, {c}) array, got shape {images.shape}")
         if emb.ndim != 2 or len(emb) != len(images) or emb.shape[1] != self.config.text_dim:
             raise UserError(f"caption embeddings must be ({len(images)}, {self.config.text_dim}), got {emb.shape}: "
                             "the matcher needs the text encoder it was trained with")
@@ -312,7 +316,7 @@ def train_matcher(data: str, out: str | None, steps: int, config: MatcherConfig 
         n = len(ds)
         if n < 20:
             raise UserError(f"{data}: need at least 20 captioned images to train a matcher, got {n}")
-        config = dataclasses.replace(config, text_dim=int(emb.shape[1]))
+        config = dataclasses.replace(config, text_dim=int(emb.shape[1]), channels=int(ds.images.shape[-1]))
         texts = load_training_texts(data, ds, emb, config.prompt_share, text_encoder, storage, cache_dir)
         if config.prompt_share > 0 and not texts.n_prompts:
             log.info("%s has no %s column: the matcher trains on captions only", data, "short_prompt")

@@ -2,7 +2,8 @@
 
 Shapes use N = batch, C = channels, S = image side, E = text_dim, Z = z_dim. Images are float in [-1, 1].
 
-Generator:  [z, e] --fc--> (N, C4, 4, 4) --GBlock x log2(S/4)--> (N, g_width, S, S) --to_rgb--> (N, 3, S, S)
+Generator:  [z, e] --fc--> (N, C4, 4, 4) --GBlock x log2(S/4)--> (N, g_width, S, S) --to_rgb--> (N, C, S, S)
+  C = config.image_channels: 3 (RGB) or 4 (RGBA; transparent pixels are black with alpha 0)
   Every GBlock upsamples x2 and applies two (affine-modulate -> lrelu -> conv) stages; the affine scale and shift
   come from [z, e], and each conv also sees two coordinate maps so "top left" can be drawn top left.
 Discriminator: image + coords --stride-2 conv--> (N, d_width, S/2, S/2) --DBlock ...--> (N, C, 4, 4) features
@@ -90,15 +91,15 @@ class Generator(nn.Module):
             blocks.append(GBlock(_channels(config.g_width, size, s), _channels(config.g_width, size * 2, s), cond_dim))
             size *= 2
         self.blocks = nn.ModuleList(blocks)
-        self.to_rgb = nn.Conv2d(config.g_width, 3, 3, padding=1)
+        self.to_rgb = nn.Conv2d(config.g_width, config.image_channels, 3, padding=1)
 
     def forward(self, z: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
-        """z (N, Z), emb (N, E) -> images (N, 3, S, S) in [-1, 1]."""
+        """z (N, Z), emb (N, E) -> images (N, C, S, S) in [-1, 1]."""
         cond = torch.cat([z, emb], dim=1)  # (N, Z + E)
         x = self.fc(cond).view(-1, self.c4, 4, 4)  # (N, C4, 4, 4)
         for block in self.blocks:
             x = block(x, cond)  # doubles the side each time
-        return torch.tanh(self.to_rgb(F.leaky_relu(x, 0.2)))  # (N, 3, S, S)
+        return torch.tanh(self.to_rgb(F.leaky_relu(x, 0.2)))  # (N, C, S, S)
 
 
 class DBlock(nn.Module):
@@ -135,7 +136,7 @@ class Discriminator(nn.Module):
         self.config = config
         s = config.image_size
         # downsample at once: full-resolution convs dominate D's cost on CPU
-        self.from_rgb = nn.Conv2d(3 + 2, _channels(config.d_width, s // 2, s // 2), 4, stride=2, padding=1)
+        self.from_rgb = nn.Conv2d(config.image_channels + 2, _channels(config.d_width, s // 2, s // 2), 4, stride=2, padding=1)
         blocks = []
         size = s // 2
         while size > 4:
@@ -154,7 +155,7 @@ class Discriminator(nn.Module):
         self.text_embed = nn.Linear(config.text_dim, config.contrastive_dim)
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
-        """images (N, 3, S, S) -> features (N, C4, 4, 4)."""
+        """images (N, C, S, S) -> features (N, C4, 4, 4)."""
         x = F.leaky_relu(self.from_rgb(with_coords(images)), 0.2)  # (N, d_width, S/2, S/2)
         for block in self.blocks:
             x = block(x)  # halves the side each time
@@ -172,7 +173,7 @@ class Discriminator(nn.Module):
         wrong_emb: torch.Tensor | None = None,
         pool_emb: torch.Tensor | None = None,
     ) -> DOut:
-        """images (N, 3, S, S), emb (N, E), optional wrong_emb (N, E) and pool_emb (M, E) -> DOut."""
+        """images (N, C, S, S), emb (N, E), optional wrong_emb (N, E) and pool_emb (M, E) -> DOut."""
         feats = self.features(images)  # (N, C4, 4, 4)
         return DOut(
             uncond=self.uncond(feats).flatten(),

@@ -23,7 +23,10 @@ def load_training_data(data: str, config: GanConfig, text_encoder: str | None, s
     from llmgan.text.encoder import TextEncoder, embed_dataset_captions, embedding_cache_url
 
     dataset = load_captioned(data, config.image_size, image_column=image_column, caption_column=caption_column,
-                             storage=storage)
+                             storage=storage, channels=config.channels or None)
+    if config.channels != dataset.images.shape[-1]:  # decided by the data: RGBA when any image is transparent
+        config = config.replace(channels=int(dataset.images.shape[-1]))
+        log.info("%s: %s images", data, "RGBA" if config.channels == 4 else "RGB")
     n = len(dataset.captions)
     if n < config.batch_size:
         raise UserError(f"{data}: {n} usable images, fewer than the batch size {config.batch_size}")

@@ -7,6 +7,8 @@ import io
 import math
 from typing import Any
 
+import numpy as np
+
 from llmgan.io.images import png_bytes
 from llmgan.io.storage import Storage, join
 from llmgan.job.shards import ImageRecord, committed_shards, read_shard_records, read_stats
@@ -70,12 +72,26 @@ def _fit(draw: Any, text: str, font: Any, width: int) -> str:
     return text + "…"
 
 
+def on_checkerboard(img: Any, cell: int = 4) -> Any:
+    """An RGB copy of a PIL image, transparent parts over a light grey checkerboard (how editors show alpha)."""
+    from PIL import Image
+
+    if img.mode not in ("RGBA", "LA", "PA") and "transparency" not in img.info:
+        return img.convert("RGB")
+    yy, xx = np.indices((img.height, img.width))
+    board = np.where(((yy // cell + xx // cell) % 2 == 0)[..., None], 255, 204).astype(np.uint8).repeat(3, axis=2)
+    under = Image.fromarray(board, "RGB")
+    under.paste(img.convert("RGBA"), (0, 0), img.convert("RGBA"))
+    return under
+
+
 def render(rows: list[tuple[str, list[bytes]]]) -> Any:
     """A PIL image of one panel per prompt: the prompt in a caption strip above its images, left to right.
-    Panels stack top to bottom in as many columns as keep the sheet roughly square."""
+    Panels stack top to bottom in as many columns as keep the sheet roughly square; transparent images are shown
+    over a checkerboard."""
     from PIL import Image, ImageDraw
 
-    tiles = [[Image.open(io.BytesIO(b)).convert("RGB") for b in pngs] for _, pngs in rows]
+    tiles = [[on_checkerboard(Image.open(io.BytesIO(b))) for b in pngs] for _, pngs in rows]
     side = max(max(im.size) for row in tiles for im in row)
     scale = -(-CONTACT_TILE // side) if side < CONTACT_TILE else 1  # small images enlarged pixel-exact
     side *= scale
