@@ -2,7 +2,8 @@
 captioned from their Unicode names and subcategories, with a held-out split of unseen concept x style pairs.
 
 Caption: "doughnut emoji, food sweet, twitter style". Short prompt (what a user types, the caption LM's input):
-the name alone, or with the style ("doughnut", "doughnut, google style"). `label` is the concept (its short name,
+the name alone, or with the style ("doughnut", "doughnut, google style"), in the `short_prompt` column that
+`llmgan train-lm` and the matcher read. `label` is the concept (its short name,
 shared by both styles): the judge's class. Every row carries its image's licence and attribution.
 """
 
@@ -29,7 +30,7 @@ HELDOUT_SHARE = 0.08  # concepts whose one style is held out (the other style st
 _NON_WORD = re.compile(r"[^a-z0-9'&]+")
 
 SCHEMA = pa.schema([
-    ("image", pa.binary()), ("caption", pa.string()), ("prompt", pa.string()), ("label", pa.string()),
+    ("image", pa.binary()), ("caption", pa.string()), ("short_prompt", pa.string()), ("label", pa.string()),
     ("name", pa.string()), ("category", pa.string()), ("subcategory", pa.string()), ("style", pa.string()),
     ("split", pa.string()), ("license", pa.string()), ("attribution", pa.string()), ("source", pa.string()),
 ])
@@ -118,7 +119,7 @@ def build_emoji_dataset(
             name = concept_name(e)
             sub = str(e.get("subcategory") or "")
             prompt = name if int(hashlib.sha256(f"{label}:{style}".encode()).digest()[0]) % 2 else f"{name}, {style} style"
-            for key, value in (("image", data), ("caption", caption_of(name, sub, style)), ("prompt", prompt),
+            for key, value in (("image", data), ("caption", caption_of(name, sub, style)), ("short_prompt", prompt),
                                ("label", label), ("name", name), ("category", str(e.get("category") or "")),
                                ("subcategory", sub), ("style", style), ("split", row_split), ("license", licence),
                                ("attribution", attribution), ("source", source)):
