@@ -16,6 +16,7 @@ import torch
 
 from llmgan.errors import StorageError, UserError
 from llmgan.gan.config import GanConfig
+from llmgan.gan.losses import contrastive, same_caption
 from llmgan.gan.matcher import (
     CONFIG_FILE,
     Matcher,
@@ -25,6 +26,7 @@ from llmgan.gan.matcher import (
     matcher_loss,
 )
 from llmgan.gan.train_report import Panel, Score
+from llmgan.io.images import to_float
 from llmgan.io.seeds import derive_seed
 from llmgan.io.storage import Storage, join
 
@@ -36,6 +38,7 @@ HELDOUT_MAX = 512
 LR = 1e-3  # constant: a GAN run has no fixed end for a one-cycle schedule to aim at
 POOL = 256  # extra training captions per step as negatives when the GAN draws no contrastive pool itself
 MAX_SIZE = 64  # larger GAN images are scored downsampled: the matcher's first convolutions stay cheap
+HEALTH_ROWS = 256  # at most this many held-out rows (and as many training rows) for the memorising check
 
 
 def heldout_rows(n: int, seed: int) -> np.ndarray:
@@ -57,7 +60,8 @@ def row_keys(captions: Sequence[str], labels: dict[str, list[str]]) -> list[Any]
 class MatcherComponent:
     """The matcher as a StepComponent. `images`/`emb` are this rank's rows; `keys` (rank 0) their `row_keys`."""
 
-    panels = (Panel("matcher loss (InfoNCE on real pairs)", keys=("matcher_loss",)),)
+    panels = (Panel("matcher loss (InfoNCE on real pairs; training vs held-out rows, unaugmented)",
+                    keys=("matcher_loss", "matcher_fit_loss", "matcher_heldout_loss")),)
 
     def __init__(self, gan: GanConfig, images: np.ndarray, emb: np.ndarray | torch.Tensor, *, seed: int,
                  keys: Sequence[Any] | None = None, rank: int = 0, world: int = 1,
@@ -84,6 +88,7 @@ class MatcherComponent:
         self.text_encoder = text_encoder
         self.matcher = Matcher(self.config, self.state.net, text_encoder=text_encoder, device=str(self.device))
 
+        self._fit_sets = self._health_sets(np.asarray(images)) if rank == 0 else None
     # ---- training -------------------------------------------------------------------------------------
     def _pool(self, step: int) -> torch.Tensor | None:
         if not self.config.pool or len(self.train_rows) < 2:
@@ -124,6 +129,46 @@ class MatcherComponent:
             offset += p.numel()
 
     # ---- calibration and scoring (rank 0) --------------------------------------------------------------
+    # ---- memorising check (rank 0) --------------------------------------------------------------------
+    def _health_sets(self, images: np.ndarray) -> tuple[np.ndarray, ...] | None:
+        """Fixed (held-out images, their rows, as many training-row images, their rows, a pool of training rows whose
+        captions serve as extra negatives): a pure function of (rows, seed); None when too few rows to compare."""
+        held = np.flatnonzero(self.held)
+        if len(held) < 2 or len(self.train_rows) < 2:
+            return None
+        rng = np.random.default_rng(derive_seed("matcher-health", self.seed))
+        held = np.sort(rng.choice(held, size=min(HEALTH_ROWS, len(held)), replace=False))
+        fit = np.sort(rng.choice(self.train_rows, size=min(len(held), len(self.train_rows)), replace=False))
+        pool = np.sort(rng.choice(self.train_rows, size=min(self.config.pool, len(self.train_rows)), replace=False))
+        return images[held].copy(), held, images[fit].copy(), fit, pool
+
+    @torch.no_grad()
+    def _clean_loss(self, images: np.ndarray, rows: np.ndarray, pool: np.ndarray) -> float:
+        """InfoNCE (as in training, without its augmentation) in near-equal chunks of at most the batch size, all
+        with the same pool of training captions as extra negatives."""
+        net = self.state.net
+        module = getattr(net, "module", net)
+        pool_e = self.emb[torch.from_numpy(pool).to(self.device)] if len(pool) else None
+        pool_vec = module.text_vec(pool_e) if pool_e is not None else None
+        total = 0.0
+        for part in np.array_split(np.arange(len(rows)), max(1, len(rows) // self.config.batch_size)):
+            x = to_float(images[part]).to(self.device)
+            e = self.emb[torch.from_numpy(rows[part]).to(self.device)]
+            loss = contrastive(module.image_vec(x), module.text_vec(e), same_caption(e, e), 1.0 / module.scale(),
+                               pool_vec, same_caption(e, pool_e) if pool_e is not None else None)
+            total += float(loss) * len(part)
+        return total / len(rows)
+
+    def health(self) -> dict[str, float]:
+        """Rank 0, at metrics rows: the matcher's loss on fixed training pairs (`matcher_fit_loss`) and on its
+        held-out rows (`matcher_heldout_loss`), measured the same way (same count, chunking, pool; no augmentation),
+        for llmgan.gan.health's memorising check. Reads the weights only: training is unchanged."""
+        if self._fit_sets is None:
+            return {}
+        held_images, held, fit_images, fit, pool = self._fit_sets
+        return {"matcher_fit_loss": round(self._clean_loss(fit_images, fit, pool), 4),
+                "matcher_heldout_loss": round(self._clean_loss(held_images, held, pool), 4)}
+
     def calibrated(self) -> Matcher:
         """The live matcher with its calibration refitted on the held-out rows (rank 0)."""
         if self.cal_images is None:

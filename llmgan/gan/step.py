@@ -128,7 +128,13 @@ def train_step(
     update_ema(state.G_ema, unwrap(G), ema_decay_at(cfg, step))
 
     with torch.no_grad():
+        # D's full score (both heads, what G is trained against) on the batch's reals and fakes: how far D is
+        # ahead (llmgan.gan.health flags a D that wins by a wide margin for several rows)
+        score_real, score_fake = out.uncond[:n] + out.cond[:n], out.uncond[n:] + out.cond[n:]
         metrics.update(
+            d_real_score=score_real.mean().item(),
+            d_fake_score=score_fake.mean().item(),
+            d_acc=0.5 * ((score_real > 0).float().mean() + (score_fake < 0).float().mean()).item(),
             loss_d=loss_d.item(),
             loss_d_uncond=loss_uncond.item(),
             loss_d_cond=loss_cond.item(),

@@ -12,7 +12,9 @@ from llmgan.errors import UserError
 @dataclass(frozen=True)
 class LoopOptions:
     """Loop settings shared by every runtime (the model and recipe live in GanConfig). `matcher`: train the
-    image-text matcher alongside G and D (saved with every checkpoint, scores consistency afterwards)."""
+    image-text matcher alongside G and D (saved with every checkpoint, scores consistency afterwards);
+    `health_warmup`: the training-health checks (blank or collapsed samples, D far ahead, matcher memorising) run at
+    every metrics row from this step on."""
 
     steps: int = 10_000
     seed: int = 0
@@ -23,12 +25,15 @@ class LoopOptions:
     keep_checkpoints: int = 2
     progress: bool = True
     matcher: bool = True
+    health_warmup: int = 200  # steps before the health checks (llmgan.gan.health) start, at the next metrics row
 
     def __post_init__(self) -> None:
         for name in ("steps", "checkpoint_every", "sample_every", "eval_every", "log_every", "keep_checkpoints"):
             value = getattr(self, name)
             if value is not None and value < 1:  # steps may be None in a subclass (its own default)
                 raise UserError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+        if self.health_warmup < 0:
+            raise UserError(f"--health-warmup must be non-negative, got {self.health_warmup}")
         if self.seed < 0:
             raise UserError(f"--seed must be non-negative, got {self.seed}")
 

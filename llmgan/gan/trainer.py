@@ -8,6 +8,10 @@ Run folder (local or s3://):
   samples/{step:08d}.png    8x8 grids: one caption per row (listed in samples/captions.txt), 8 seeds per row
   metrics.jsonl, metrics.png  one row per log/eval interval (losses, imgs/s, evaluator figures); the curves
 
+Training health (llmgan.gan.health): from options.health_warmup on, rank 0 checks every metrics row (sample grid,
+D's margin, the matcher's held-out loss), adds health_* keys to it, logs each new finding once as a WARNING, and the
+summary lists the run's findings.
+
 Every rank runs the same steps, reductions and checkpoint calls (a Ray Train report is a barrier), so
 collectives line up; evaluation and sample grids are rank-0-only work with no collectives. With one rank the
 loop is the same computation wherever it runs: same initialisation, RNG seeding, batch order and pool draws.
@@ -32,6 +36,7 @@ from llmgan.domains import Domain, detect_domain
 from llmgan.errors import UserError
 from llmgan.gan.checkpoint import CONFIG, TRAINING_STATE, load_training_state, read_meta, save_checkpoint
 from llmgan.gan.config import GanConfig
+from llmgan.gan.health import HealthMonitor, HealthThresholds, findings, real_reference
 from llmgan.gan.step import TrainState, make_train_state, train_step
 from llmgan.gan.train_options import LocalTrainOptions, LoopOptions
 from llmgan.gan.train_report import (
@@ -188,6 +193,7 @@ def train_loop(ctx: RunContext, config: GanConfig, images: np.ndarray, emb: np.n
     n, per_rank = len(emb_t), config.batch_size // ctx.world
     order_seed = rank_seed(seed, ctx.rank)
     rows: list[str] = []
+    monitor: HealthMonitor | None = None
     panels = [LOSSES, *(p for c in components for p in getattr(c, "panels", ())),
               *(p for ev in evaluators for p in ev.panels)]
     if leader:
@@ -196,6 +202,9 @@ def train_loop(ctx: RunContext, config: GanConfig, images: np.ndarray, emb: np.n
         if resumed_from is not None and storage.exists(join(out, METRICS)):
             rows = [ln for ln in storage.read_text(join(out, METRICS)).splitlines()
                     if ln.strip() and json.loads(ln).get("step", 0) <= state.step]
+        # the real images' own spread: what the sample grid's is compared with (rank 0's rows)
+        monitor = HealthMonitor(real_reference(images, seed), HealthThresholds(warmup=options.health_warmup))
+        monitor.prime(json.loads(ln) for ln in rows)
         storage.write_text(join(out, "samples", "captions.txt"), "\n".join(probes.grid_captions) + "\n")
         log.info("%s at step %d", f"resuming from {resumed_from}" if resumed_from else "starting", state.step)
     ctx.start(state.step, options.steps, resumed_from)
@@ -237,9 +246,10 @@ def train_loop(ctx: RunContext, config: GanConfig, images: np.ndarray, emb: np.n
         if not (row_now or sample_now):
             continue
         t_report = time.perf_counter()
+        grid_imgs = None
         if sample_now:  # rank-0-only work, no collectives
-            imgs = ema_images(state.G_ema, config.z_dim, probes.grid_emb, probes.grid_seeds)
-            storage.write_bytes(join(out, "samples", f"{step:08d}.png"), png_bytes(grid(imgs, GRID_ROWS)))
+            grid_imgs = ema_images(state.G_ema, config.z_dim, probes.grid_emb, probes.grid_seeds)
+            storage.write_bytes(join(out, "samples", f"{step:08d}.png"), png_bytes(grid(grid_imgs, GRID_ROWS)))
         if row_now:  # every rank reaches this at the same steps, so the reduction lines up
             means = ctx.mean_over_workers({k: float(np.nanmean(v)) for k, v in acc.items()})
             row: dict[str, Any] = {"step": step, "time": round(time.time(), 1)}
@@ -253,6 +263,12 @@ def train_loop(ctx: RunContext, config: GanConfig, images: np.ndarray, emb: np.n
                     imgs = ema_images(state.G_ema, config.z_dim, probes.eval_emb, probes.eval_seeds)
                     for ev in evaluators:
                         row.update(ev.evaluate(imgs, probes.eval_captions, probes.eval_labels, probes.eval_emb))
+                if monitor is not None and monitor.due(step):  # rank-0-only work: no RNG, no collectives
+                    if grid_imgs is None:
+                        grid_imgs = ema_images(state.G_ema, config.z_dim, probes.grid_emb, probes.grid_seeds)
+                    for c in components:
+                        row.update(c.health() if hasattr(c, "health") else {})
+                    monitor.warn(monitor.check(row, grid_imgs), row)
                 rows.append(json.dumps(row))
                 ctx.row(row)
         if ckpt_now:
@@ -273,6 +289,7 @@ def train_loop(ctx: RunContext, config: GanConfig, images: np.ndarray, emb: np.n
         "imgs_per_s": round(done * config.batch_size / max(elapsed, 1e-9), 1), "final": join(out, "final"),
         "accuracy": {k[4:]: v for k, v in last_row.items() if k.startswith("acc_")},
         "consistency": {k[12:]: v for k, v in last_row.items() if k.startswith("consistency_")},
+        "health": findings(json.loads(ln) for ln in rows),
     }
 
 
