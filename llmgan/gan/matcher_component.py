@@ -87,8 +87,8 @@ class MatcherComponent:
         self.cal_keys = [keys[i] for i in held] if rank == 0 and keys is not None else None
         self.text_encoder = text_encoder
         self.matcher = Matcher(self.config, self.state.net, text_encoder=text_encoder, device=str(self.device))
-
         self._fit_sets = self._health_sets(np.asarray(images)) if rank == 0 else None
+
     # ---- training -------------------------------------------------------------------------------------
     def _pool(self, step: int) -> torch.Tensor | None:
         if not self.config.pool or len(self.train_rows) < 2:
@@ -128,7 +128,6 @@ class MatcherComponent:
             p.grad = flat[offset:offset + p.numel()].view_as(p).clone()
             offset += p.numel()
 
-    # ---- calibration and scoring (rank 0) --------------------------------------------------------------
     # ---- memorising check (rank 0) --------------------------------------------------------------------
     def _health_sets(self, images: np.ndarray) -> tuple[np.ndarray, ...] | None:
         """Fixed (held-out images, their rows, as many training-row images, their rows, a pool of training rows whose
@@ -169,6 +168,7 @@ class MatcherComponent:
         return {"matcher_fit_loss": round(self._clean_loss(fit_images, fit, pool), 4),
                 "matcher_heldout_loss": round(self._clean_loss(held_images, held, pool), 4)}
 
+    # ---- calibration and scoring (rank 0) --------------------------------------------------------------
     def calibrated(self) -> Matcher:
         """The live matcher with its calibration refitted on the held-out rows (rank 0)."""
         if self.cal_images is None:
