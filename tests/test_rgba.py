@@ -91,6 +91,25 @@ def test_rgba_round_trip_train_generate_shards_reader(sprites: Path, tmp_path: P
     sheet = Image.open(out / "contact_sheet.png")
     assert sheet.mode == "RGB"
 
+    # the job beside its training data: each prompt's nearest real images are the ones captioned with it
+    from llmgan.io.storage import Storage
+    from llmgan.job.compare_sheet import comparison_panels
+
+    auto = load_captioned(str(sprites), 32, channels=None)
+    by_caption = {c: {png_bytes(img) for img, cc in zip(auto.images, auto.captions) if cc == c} for c in CAPTIONS}
+    panels = comparison_panels(Storage(), str(out), str(sprites), rows=2, real=2, generated=3)
+    assert {p for p, _ in panels} == set(CAPTIONS)
+    for prompt, tiles in panels:
+        assert len(tiles) == 6 and tiles[2] is None
+        assert set(tiles[:2]) <= by_caption[prompt]
+    from typer.testing import CliRunner
+
+    from llmgan.cli.app import app
+
+    result = CliRunner().invoke(app, ["compare", str(out), "--data", str(sprites), "--out", str(tmp_path / "c.png")])
+    assert result.exit_code == 0, result.output
+    assert Image.open(tmp_path / "c.png").mode == "RGB"
+
 
 def test_checkerboard_shows_through_transparent_tiles() -> None:
     from llmgan.job.contact_sheet import on_checkerboard

@@ -21,7 +21,7 @@ app = typer.Typer(
 
 # Each module defines `register(app)`; a command is listed here only once it works.
 COMMAND_MODULES: list[str] = ["generate", "export", "data", "train", "expand", "train_lm", "sample", "eval_cmd",
-                              "matcher"]
+                              "matcher", "compare"]
 
 
 def _version(value: bool) -> None:

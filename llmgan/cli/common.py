@@ -23,6 +23,9 @@ Ckpt = Annotated[str | None, typer.Option(
     "--ckpt", help="GAN checkpoint folder, training run folder or s3:// prefix (default: the bundled shapes model).")]
 Lm = Annotated[str | None, typer.Option(
     "--lm", help="Caption LM: HF directory, s3:// or hub id (default: the bundled shapes captioner).")]
+Model = Annotated[str | None, typer.Option(
+    "--model", help="A shipped model bundle: shapes (32 px) or emoji (64 px RGBA): its GAN, scorer and caption LM; "
+    "--ckpt / --lm replace a part.")]
 OutDir = Annotated[str, typer.Option("--out", help="Output folder (local path or s3://bucket/prefix).")]
 OutFile = Annotated[str, typer.Option("--out", help="Output file (local path or s3://bucket/key).")]
 Quiet = Annotated[bool, typer.Option("--quiet", help="No progress output (the summary is still printed).")]

@@ -14,6 +14,7 @@ from llmgan.cli.common import (
     EXIT_RUNTIME_ERROR,
     Ckpt,
     Lm,
+    Model,
     Quiet,
     S3Endpoint,
     Seed,
@@ -60,6 +61,7 @@ def generate(
         "--expand/--no-expand", help="Expand prompts with the caption LM.")] = GenerateConfig.expand,
     lm: Lm = GenerateConfig.lm,
     ckpt: Ckpt = GenerateConfig.ckpt,
+    model: Model = GenerateConfig.model,
     best_of: Annotated[int, typer.Option(
         "--best-of", help="Draw K candidates per image, keep the best match (1..64).")] = GenerateConfig.best_of,
     truncation: Annotated[float, typer.Option(
@@ -136,7 +138,7 @@ def generate(
     # Every setting is checked here, before logging, Ray or any output.
     cfg = GenerateConfig(
         prompts=prompts, out=out, prompt_column=prompt_column, input_format=input_format, n_per_prompt=n_per_prompt,
-        variants=variants, expand=expand, lm=lm, ckpt=ckpt, best_of=best_of, truncation=truncation,
+        variants=variants, expand=expand, lm=lm, ckpt=ckpt, model=model, best_of=best_of, truncation=truncation,
         temperature=temperature, top_p=top_p, keep_words=keep_words, seed=seed, shard_size=shard_size, format=format,
         batch_size=batch_size, s3_endpoint=s3_endpoint, max_retries=max_retries, overwrite=overwrite,
         blocklist=blocklist, executor=executor, consistency=consistency, min_consistency=min_consistency,

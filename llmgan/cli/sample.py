@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from llmgan.cli.common import BestOf, Ckpt, OutDir, S3Endpoint, Seed, handle_errors
+from llmgan.cli.common import BestOf, Ckpt, Model, OutDir, S3Endpoint, Seed, handle_errors
 from llmgan.errors import UserError
 from llmgan.gan.config import MAX_TRUNCATION
 
@@ -44,6 +44,7 @@ def sample_command(
     out: OutDir,
     n: Annotated[int, typer.Option("-n", "--n", help="Number of images.")] = SampleConfig.n,
     ckpt: Ckpt = None,
+    model_name: Model = None,
     seed: Seed = SampleConfig.seed,
     best_of: BestOf = SampleConfig.best_of,
     truncation: Annotated[float, typer.Option(
@@ -59,6 +60,10 @@ def sample_command(
     from llmgan.io.storage import Storage, join
     from llmgan.text.encoder import TextEncoder
 
+    if model_name is not None and ckpt is None:
+        from llmgan.job.models import bundle
+
+        ckpt = bundle(model_name)[0]
     storage = Storage(s3_endpoint)
     model = GanModel.load(ckpt, storage=storage, discriminator=cfg.best_of > 1)
     emb = TextEncoder(model=model.text_encoder).encode([cfg.prompt] * cfg.n)

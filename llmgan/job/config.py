@@ -105,6 +105,7 @@ class GenerateConfig:
     expand: bool = True
     lm: str | None = None
     ckpt: str | None = None
+    model: str | None = None  # a shipped bundle (llmgan.job.models): fills ckpt and lm where they are not given
     best_of: int = 1
     truncation: float = 1.0
     temperature: float = 0.9
@@ -141,6 +142,12 @@ class GenerateConfig:
             raise UserError("a prompts file is required")
         if not self.out:
             object.__setattr__(self, "out", default_out(self.prompts))
+        if self.model is not None:
+            from llmgan.job.models import bundle
+
+            gan, lm = bundle(self.model)
+            object.__setattr__(self, "ckpt", self.ckpt or gan)
+            object.__setattr__(self, "lm", self.lm or lm)
         ints = [
             ("n_per_prompt", 1, None),
             ("variants", 1, MAX_VARIANTS),

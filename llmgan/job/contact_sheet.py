@@ -85,14 +85,14 @@ def on_checkerboard(img: Any, cell: int = 4) -> Any:
     return under
 
 
-def render(rows: list[tuple[str, list[bytes]]]) -> Any:
+def render(rows: list[tuple[str, list[bytes | None]]]) -> Any:
     """A PIL image of one panel per prompt: the prompt in a caption strip above its images, left to right.
     Panels stack top to bottom in as many columns as keep the sheet roughly square; transparent images are shown
-    over a checkerboard."""
+    over a checkerboard; a None tile leaves a gap."""
     from PIL import Image, ImageDraw
 
-    tiles = [[on_checkerboard(Image.open(io.BytesIO(b))) for b in pngs] for _, pngs in rows]
-    side = max(max(im.size) for row in tiles for im in row)
+    tiles = [[None if b is None else on_checkerboard(Image.open(io.BytesIO(b))) for b in pngs] for _, pngs in rows]
+    side = max(max(im.size) for row in tiles for im in row if im is not None)
     scale = -(-CONTACT_TILE // side) if side < CONTACT_TILE else 1  # small images enlarged pixel-exact
     side *= scale
     pad = max(2, side // 16)
@@ -110,6 +110,8 @@ def render(rows: list[tuple[str, list[bytes]]]) -> Any:
         x, y = pad + (i // n_down) * (panel_w + 2 * pad), pad + (i % n_down) * (panel_h + pad)
         draw.text((x, y), _fit(draw, prompt, font, panel_w), fill=LABEL, font=font)
         for j, im in enumerate(row):
+            if im is None:
+                continue
             if scale > 1:
                 im = im.resize((im.width * scale, im.height * scale), Image.NEAREST)
             sheet.paste(im, (x + j * (side + pad), y + label_h))
