@@ -12,7 +12,7 @@ TORCH ?= cpu
 TORCH_VERSION := 2.13.0
 TORCH_CPU_INDEX := https://download.pytorch.org/whl/cpu
 
-.PHONY: demo test test-slow lint clean-venv torch
+.PHONY: demo demo-emoji test test-slow lint clean-venv torch
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -38,6 +38,16 @@ endif
 
 demo: $(STAMP)
 	$(BIN)/python jobs/generate.py jobs/examples/demo_prompts.parquet --out outputs/demo --variants 4 --overwrite
+
+# the real-asset demo: fetches the pinned emoji packages from the npm registry (about 150 MB, once, into the cache
+# folder), builds data/emoji.parquet, generates with the shipped emoji bundle, and puts the results beside the training
+# images nearest each prompt (outputs/emoji/compare.png)
+data/emoji.parquet: $(STAMP)
+	$(BIN)/python -m llmgan data emoji --out $@ --split all
+
+demo-emoji: data/emoji.parquet
+	$(BIN)/python jobs/generate.py jobs/examples/emoji_prompts.csv --model emoji --out outputs/emoji --n-per-prompt 4 --overwrite
+	$(BIN)/python -m llmgan compare outputs/emoji --data data/emoji.parquet --out outputs/emoji/compare.png --rows 16
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
