@@ -236,6 +236,20 @@ def test_train_local_cli_end_to_end_with_resume_and_sample(tiny_data: str, tmp_p
     export_checkpoint(str(out), str(tmp_path / "exported"))
     assert sorted(p.name for p in (tmp_path / "exported").iterdir()) == [
         "config.json", "discriminator.safetensors", "generator.safetensors", "matcher.json", "matcher.safetensors"]
+
+    # warm start: a new run from the exported weights continues their step count with the same networks
+    exported, warm = tmp_path / "exported", tmp_path / "warm"
+    warm_args = [a if a != str(out) else str(warm) for a in args] + ["--init-from", str(exported)]
+    same = runner.invoke(app, [*warm_args, "--steps", "6"])  # nothing to train: final/ is what it started from
+    assert same.exit_code == 0, same.output
+    for name in ("generator.safetensors", "discriminator.safetensors", "matcher.safetensors"):
+        assert (warm / "final" / name).read_bytes() == (exported / name).read_bytes()
+    more = runner.invoke(app, [*warm_args, "--steps", "8"])
+    assert more.exit_code == 0, more.output
+    assert json.loads(more.stdout.strip().splitlines()[-1])["steps"] == 8
+    wider = runner.invoke(app, [*[a if a != str(out) else str(tmp_path / "wider") for a in args], "--g-width", "8",
+                                "--init-from", str(exported), "--steps", "8"])
+    assert wider.exit_code == 2 and "g_width (4 vs 8)" in wider.output
     # shapes captions: consistency under the shapes classifier's scorer at every evaluation (--matcher is on too)
     assert all(0 <= r["consistency_mean"] <= 1 and "matcher_loss" in r for r in rows)
     assert json.loads((out / "final" / "config.json").read_text())["domain"] == "shapes"

@@ -67,6 +67,10 @@ def train_command(
     matcher: Annotated[bool, typer.Option(
         "--matcher/--no-matcher", help="Train the image-text matcher alongside G and D: saved with every checkpoint "
         "and final/, it scores image-prompt consistency for this GAN on any captions.")] = LocalTrainOptions.matcher,
+    init_from: Annotated[str | None, typer.Option(
+        "--init-from", help="Warm start: begin a new run from exported weights (a final/ folder or a shipped model) "
+        "and continue their step count; optimisers start fresh. A run folder with checkpoints resumes instead.")
+    ] = None,
     threads: Threads = LocalTrainOptions.threads,
     text_encoder: Annotated[str | None, typer.Option(
         "--text-encoder", help="Hugging Face encoder dir (default: packaged MiniLM).")] = LocalTrainOptions.text_encoder,
@@ -93,7 +97,7 @@ def train_command(
             checkpoint_every=checkpoint_every, sample_every=sample_every, eval_every=eval_every, log_every=log_every,
             health_warmup=health_warmup, max_failures=max_failures, address=address, text_encoder=text_encoder,
             classifier=None if no_eval else "default", matcher=matcher, cache_dir=cache_dir,
-            image_column=image_column, caption_column=caption_column,
+            image_column=image_column, caption_column=caption_column, init_from=init_from,
         )
         _train_distributed(data, out, config, options, s3_endpoint)
         return
@@ -104,7 +108,7 @@ def train_command(
         sample_every=sample_every, eval_every=eval_every, log_every=log_every, health_warmup=health_warmup,
         threads=threads,
         text_encoder=text_encoder, device="cuda" if gpu else "cpu", matcher=matcher, cache_dir=cache_dir,
-        image_column=image_column, caption_column=caption_column,
+        image_column=image_column, caption_column=caption_column, init_from=init_from,
     )
     from llmgan.gan.trainer import train_local
     from llmgan.io.storage import Storage

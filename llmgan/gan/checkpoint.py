@@ -139,6 +139,30 @@ def load_training_state(url: str, state: TrainState, storage: Storage | None = N
     state.step = int(saved["step"])
 
 
+# what must agree for exported weights to load into a new run's networks (the recipe may change)
+ARCHITECTURE = ("image_size", "image_channels", "z_dim", "text_dim", "g_width", "d_width", "cond_dim",
+                "contrastive_dim")
+
+
+def warm_start(url: str, state: TrainState, storage: Storage | None = None) -> int:
+    """Start a new run from an exported checkpoint's weights (final/, a shipped model): G and its EMA from the
+    generator weights (the EMA's: raw G weights are not exported), D from the discriminator's; optimisers start
+    fresh. Returns the checkpoint's step, which the run continues counting from."""
+    storage = storage or Storage()
+    url = resolve_checkpoint(url, storage)
+    meta = read_meta(url, storage)
+    saved = GanConfig.from_dict(meta["model"])
+    diff = [k for k in ARCHITECTURE if getattr(saved, k) != getattr(state.config, k)]
+    if diff:
+        raise UserError(f"--init-from {url}: its networks differ from this run's in "
+                        f"{', '.join(f'{k} ({getattr(saved, k)} vs {getattr(state.config, k)})' for k in diff)}; "
+                        f"train with the same sizes")
+    load_weights(url, GENERATOR, state.G_ema, storage)
+    load_weights(url, GENERATOR, unwrap(state.G), storage)
+    load_weights(url, DISCRIMINATOR, unwrap(state.D), storage)
+    return int(meta.get("step", 0))
+
+
 def resolve_checkpoint(path: str, storage: Storage) -> str:
     """A checkpoint directory from a path that may also be a training run directory: its newest of final/ and
     checkpoints/<step>/ (a resumed run's final/ can be older than its latest checkpoint)."""

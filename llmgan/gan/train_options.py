@@ -14,7 +14,7 @@ class LoopOptions:
     """Loop settings shared by every runtime (the model and recipe live in GanConfig). `matcher`: train the
     image-text matcher alongside G and D (saved with every checkpoint, scores consistency afterwards);
     `health_warmup`: the training-health checks (blank or collapsed samples, D far ahead, matcher memorising) run at
-    every metrics row from this step on."""
+    every metrics row from this step on; `init_from`: a warm start from exported weights."""
 
     steps: int = 10_000
     seed: int = 0
@@ -26,6 +26,9 @@ class LoopOptions:
     progress: bool = True
     matcher: bool = True
     health_warmup: int = 200  # steps before the health checks (llmgan.gan.health) start, at the next metrics row
+    # a new run starts from these exported weights (final/ or a shipped model) and continues their step count; a run
+    # folder with checkpoints of its own resumes from them instead
+    init_from: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("steps", "checkpoint_every", "sample_every", "eval_every", "log_every", "keep_checkpoints"):

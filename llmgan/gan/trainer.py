@@ -34,7 +34,15 @@ from torch import nn
 
 from llmgan.domains import Domain, detect_domain
 from llmgan.errors import UserError
-from llmgan.gan.checkpoint import CONFIG, TRAINING_STATE, load_training_state, read_meta, save_checkpoint
+from llmgan.gan.checkpoint import (
+    CONFIG,
+    TRAINING_STATE,
+    load_training_state,
+    read_meta,
+    resolve_checkpoint,
+    save_checkpoint,
+    warm_start,
+)
 from llmgan.gan.config import GanConfig
 from llmgan.gan.health import HealthMonitor, HealthThresholds, findings, real_reference
 from llmgan.gan.step import TrainState, make_train_state, train_step
@@ -182,8 +190,13 @@ def train_loop(ctx: RunContext, config: GanConfig, images: np.ndarray, emb: np.n
             c.load(url, storage)
 
     resumed_from = ctx.restore(load)
+    if resumed_from is None and options.init_from:
+        state.step = warm_start(options.init_from, state, storage)
+        for c in components:  # a matcher exported beside the GAN continues too
+            c.load(resolve_checkpoint(options.init_from, storage), storage)
+        log.info("warm start from %s at step %d (fresh optimisers)", options.init_from, state.step)
     if resumed_from is None:
-        torch.manual_seed(derive_seed("train-noise", seed))
+        torch.manual_seed(derive_seed("train-noise", seed, *([state.step] if state.step else [])))
     if ctx.rank > 0:
         torch.manual_seed(derive_seed("train-noise", seed, ctx.rank, state.step))  # distinct per rank and attempt
         state.G_ema = nn.Module()  # EMA lives on rank 0 only: with no parameters update_ema does nothing
