@@ -136,7 +136,7 @@ def test_one_worker_matches_local_training(ray_local: Any, shapes_data: str, tmp
     runner = CliRunner()
     common = ["--data", shapes_data, "--steps", "6", "--batch-size", "8", "--g-width", "4", "--d-width", "4",
               "--contrastive-pool", "16", "--log-every", "1", "--checkpoint-every", "3", "--sample-every", "2",
-              "--eval-every", "3", "--seed", "11"]
+              "--eval-every", "3", "--seed", "11", "--health-warmup", "2"]
     local = runner.invoke(app, ["train", "--local", *common, "--out", str(tmp_path / "local"), "--threads", "1"])
     assert local.exit_code == 0, local.output
     dist = runner.invoke(app, ["train", *common, "--out", str(tmp_path / "dist"), "--workers", "1",
@@ -144,14 +144,22 @@ def test_one_worker_matches_local_training(ray_local: Any, shapes_data: str, tmp
     assert dist.exit_code == 0, dist.output
     summary = json.loads(dist.stdout.strip().splitlines()[-1])
     assert summary["steps"] == 6 and summary["steps_this_run"] == 6
+    local_summary = json.loads(local.stdout.strip().splitlines()[-1])
+    found = {name: [(f["check"], f["first_step"], f["active"]) for f in s["health"]]
+             for name, s in (("local", local_summary), ("dist", summary))}
+    assert found["local"] == found["dist"] and found["dist"]  # a fresh tiny G draws one image: found alike
 
     rows = {name: [json.loads(ln) for ln in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
             for name in ("local", "dist")}
     assert [r["step"] for r in rows["local"]] == [r["step"] for r in rows["dist"]] == [1, 2, 3, 4, 5, 6]
     for a, b in zip(rows["local"], rows["dist"]):
         for key in ("loss_d", "loss_g", "loss_d_cond", "d_real", "d_fake", "d_contrastive", "g_contrastive",
-                    "matcher_loss"):
+                    "matcher_loss", "d_acc", "d_real_score", "d_fake_score"):
             assert b[key] == pytest.approx(a[key], abs=2e-4), (a["step"], key)
+        # the training-health checks from --health-warmup on: the same keys and figures on both runtimes
+        health = sorted(k for k in a if k.startswith(("health_", "matcher_fit", "matcher_heldout")))
+        assert health == sorted(k for k in b if k.startswith(("health_", "matcher_fit", "matcher_heldout")))
+        assert bool(health) == (a["step"] >= 2) and all(b[k] == pytest.approx(a[k], abs=2e-4) for k in health)
         assert ("r1" in a) == ("r1" in b) and b.get("r1", 0) == pytest.approx(a.get("r1", 0), abs=2e-4)
         # the shipped shapes classifier scores the EMA generator every --eval-every steps, on both runtimes
         accs = sorted(k for k in a if k.startswith("acc_"))
