@@ -34,7 +34,7 @@ REAL_REFERENCE = 64  # real images whose spread the sample grid is compared with
 
 @dataclass(frozen=True)
 class HealthThresholds:
-    """When a check fires. `warmup`: steps before the first check (a fresh G draws near-flat images, D wins at first)."""
+    """When a check fires. `warmup`: steps before the first check (a fresh G draws nearly one image for every input)."""
 
     warmup: int = 200
     blank_ratio: float = 0.15  # sample images' own pixel std < 15 % of the real images'
