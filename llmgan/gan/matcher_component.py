@@ -66,7 +66,8 @@ class MatcherComponent:
     def __init__(self, gan: GanConfig, images: np.ndarray, emb: np.ndarray | torch.Tensor, *, seed: int,
                  keys: Sequence[Any] | None = None, rank: int = 0, world: int = 1,
                  device: str | torch.device = "cpu", text_encoder: str | None = None) -> None:
-        self.config = MatcherConfig(image_size=min(gan.image_size, MAX_SIZE), text_dim=gan.text_dim,
+        self.config = MatcherConfig(image_size=min(gan.image_size, MAX_SIZE), channels=gan.image_channels,
+                                    text_dim=gan.text_dim,
                                     batch_size=max(2, gan.batch_size), lr=LR, pool=POOL,
                                     prompt_share=0.0)  # the training loop feeds caption embeddings only
         self.seed, self.rank, self.world, self.device = seed, rank, world, torch.device(device)
