@@ -105,7 +105,7 @@ def test_discriminator_far_ahead_is_flagged_after_a_streak_and_again_after_recov
     assert [r["health_d_rows"] for r in rows] == [0, 1, 2, 3, 4, 0, 1, 2, 3]
     warned = [r.getMessage() for r in caplog.records]
     assert len(warned) == 2 and all("discriminator winning by a wide margin" in w for w in warned)
-    assert warned[0].startswith("training health at step 250:") and "lr_d" in warned[0] and "r1_gamma" in warned[0]
+    assert warned[0].startswith("training health at step 250:") and "--lr-d" in warned[0] and "--r1-gamma" in warned[0]
     [found] = findings(rows)
     assert (found["check"], found["first_step"], found["onsets"], found["active"]) == ("d_winning", 250, [250, 500], True)
     # a resumed run primed with these rows continues the streak and does not warn again

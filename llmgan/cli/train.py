@@ -64,6 +64,14 @@ def train_command(
     contrastive_pool: Annotated[int, typer.Option(
         "--contrastive-pool", help="Extra dataset captions per step as contrastive negatives (0 = off).")
     ] = GanConfig.contrastive_pool,
+    lr_g: Annotated[float, typer.Option("--lr-g", help="Generator learning rate.")] = GanConfig.lr_g,
+    lr_d: Annotated[float, typer.Option("--lr-d", help="Discriminator learning rate.")] = GanConfig.lr_d,
+    r1_gamma: Annotated[float, typer.Option(
+        "--r1-gamma", help="R1 penalty on D's real-image gradients (0 = off); raise it when D wins by far.")
+    ] = GanConfig.r1_gamma,
+    augment: Annotated[str, typer.Option(
+        "--augment", help="Augmentation of real and fake images: comma-separated translation, cutout; '' = none.")
+    ] = ",".join(GanConfig().augment),
     matcher: Annotated[bool, typer.Option(
         "--matcher/--no-matcher", help="Train the image-text matcher alongside G and D: saved with every checkpoint "
         "and final/, it scores image-prompt consistency for this GAN on any captions.")] = LocalTrainOptions.matcher,
@@ -89,8 +97,8 @@ def train_command(
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     setup_logging()
     config = GanConfig(image_size=image_size, channels=channels or 0, batch_size=batch_size, g_width=g_width,
-                       d_width=d_width,
-                       contrastive_weight=contrastive_weight, contrastive_pool=contrastive_pool)
+                       d_width=d_width, contrastive_weight=contrastive_weight, contrastive_pool=contrastive_pool,
+                       lr_g=lr_g, lr_d=lr_d, r1_gamma=r1_gamma, augment=augment)
     if not local:
         options = DistTrainOptions(
             steps=steps, epochs=epochs, workers=workers, gpu=gpu, cpus_per_worker=cpus_per_worker, seed=seed,

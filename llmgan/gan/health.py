@@ -57,8 +57,8 @@ class Check:
     value_key: str  # the row's statistic the finding reports
 
 
-_AUGMENT_FIX = ("stronger augmentation (GanConfig translation / cutout / cutout_p up), a lower D learning rate "
-                "(lr_d, default 4e-4: try 2e-4 or 1e-4), a larger R1 penalty (r1_gamma, default 0.1: try 1-10); "
+_AUGMENT_FIX = ("augmentation on (--augment translation,cutout), a lower D learning rate (--lr-d, default 4e-4: "
+                "try 2e-4 or 1e-4), a larger R1 penalty (--r1-gamma, default 0.1: try 1-10); "
                 "then restart from scratch or from a checkpoint before the problem (the EMA generator recovers slowly)")
 
 CHECKS: dict[str, Check] = {c.name: c for c in (
