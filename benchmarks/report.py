@@ -30,7 +30,7 @@ def machine() -> dict[str, Any]:
 
 def _benchmarks(quick: bool, work: Path) -> dict[str, Callable[[], dict[str, Any]]]:
     """name -> thunk; each returns a dict of figures with a headline `ratio` (and `target` when one is set)."""
-    from benchmarks import diffusion, expand, faithfulness, pipeline
+    from benchmarks import assets, diffusion, expand, faithfulness, pipeline
 
     def llm() -> dict[str, Any]:
         n = 128 if quick else 512
@@ -55,6 +55,9 @@ def _benchmarks(quick: bool, work: Path) -> dict[str, Callable[[], dict[str, Any
         "training (Ray Train / --local)": lambda: _training(quick),
         # equal training budget for both (quick: seconds, proving the code path; full: 10 minutes each)
         "GAN vs diffusion": lambda: diffusion.run(quick, work=str(work / "diffusion")),
+        # emoji: independent judges of a GAN of real images (quick: made-up RGBA data, tiny models; full: the GAN,
+        # data and scorer named by $LLMGAN_EMOJI_GAN, $LLMGAN_EMOJI_DATA, $LLMGAN_EMOJI_SCORER)
+        "assets (emoji judges)": lambda: assets.bench(quick, work / "assets"),
     }
 
 

@@ -1,0 +1,148 @@
+"""The emoji judges' benchmark (benchmarks/assets.py): its figures on synthetic data whose answer is known (a generator
+that copies its training images is flagged, one that draws noise or new samples of the data is not), and the whole
+benchmark as a smoke run on made-up RGBA data with tiny models."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from benchmarks import assets
+
+
+def _manifold(n: int, seed: int, dim: int = 192) -> np.ndarray:
+    """Points of one smooth low-dimensional distribution in [0, 1]^dim (a stand-in for a set of images)."""
+    basis = np.random.default_rng(0).normal(size=(6, dim))
+    z = np.random.default_rng(seed).normal(size=(n, 6))
+    return 1 / (1 + np.exp(-(z @ basis) / 4))
+
+
+@pytest.fixture(scope="module")
+def train() -> tuple[np.ndarray, np.ndarray]:
+    x = _manifold(400, 1)
+    nn, _ = assets.nearest(x, x, exclude_self=True)
+    return x, nn
+
+
+def test_a_copying_generator_is_flagged(train: tuple[np.ndarray, np.ndarray]) -> None:
+    x, nn = train
+    rng = np.random.default_rng(2)
+    copies = x[rng.integers(0, len(x), 200)] + rng.normal(0, 0.002, (200, x.shape[1]))
+    m = assets.memorisation(copies, x, nn)
+    assert m["copying"] is True
+    assert m["near_copy_share"] > 0.9 and m["share_closer_than_train_median"] > 0.9
+    assert m["nn_ratio"] < 0.2
+
+
+def test_noise_and_new_samples_are_not_flagged(train: tuple[np.ndarray, np.ndarray]) -> None:
+    x, nn = train
+    noise = np.random.default_rng(3).uniform(0, 1, (200, x.shape[1]))
+    m = assets.memorisation(noise, x, nn)
+    assert m["copying"] is False and m["near_copy_share"] == 0 and m["share_closer_than_train_median"] == 0
+    assert m["nn_ratio"] > 2
+    fresh = assets.memorisation(_manifold(200, 4), x, nn)  # new draws of the data's own distribution
+    assert fresh["copying"] is False and fresh["near_copy_share"] < assets.COPYING_SHARE
+    assert 0.25 < fresh["share_closer_than_train_median"] < 0.75 and 0.7 < fresh["nn_ratio"] < 1.5
+    # the nearest-neighbour search computed alone agrees with the one given
+    assert assets.memorisation(noise[:20], x)["nn_ratio"] == assets.memorisation(noise[:20], x, nn)["nn_ratio"]
+
+
+def test_nearest_and_pairwise_rms() -> None:
+    a = np.array([[0.0, 0.0], [1.0, 1.0], [0.1, 0.0]])
+    d, i = assets.nearest(a, a, exclude_self=True)
+    assert list(i) == [2, 2, 0]
+    np.testing.assert_allclose(d[0], np.sqrt(0.01 / 2))
+    np.testing.assert_allclose(assets.pairwise_rms(a, a).diagonal(), 0, atol=1e-7)
+
+
+def test_diversity_tells_collapse_from_variety() -> None:
+    x = _manifold(40, 5)
+    groups = np.repeat(np.arange(10), 4)
+    collapsed = assets.diversity(x[groups * 4], groups)  # every seed of a caption gives the same image
+    assert collapsed["within"] == 0 and collapsed["ratio"] == 0 and collapsed["collapsed_share"] == 1
+    varied = assets.diversity(x, groups)  # seeds as different as captions
+    assert 0.7 < varied["ratio"] < 1.3 and varied["collapsed_share"] == 0
+    with pytest.raises(ValueError):
+        assets.diversity(x[:3], [0, 1, 2])  # no caption with two seeds
+
+
+def test_fd_ratio_near_one_for_the_same_distribution_and_large_for_another() -> None:
+    real_a, real_b = _manifold(300, 6, 16), _manifold(300, 7, 16)
+    same = assets.fd_ratio(_manifold(300, 8, 16), real_a, real_b)
+    assert same["n"] == 300 and 0.5 < same["ratio"] < 2.0
+    shifted = assets.fd_ratio(_manifold(300, 8, 16) + 0.3, real_a, real_b)
+    assert shifted["ratio"] > 10
+    assert assets.fd_ratio(_manifold(50, 8, 16), real_a, real_b)["n"] == 50  # one sample size for both
+    assert assets.fd_ratio(real_a, real_a, real_b)["ratio"] == 1.0  # drawing exactly the rows' real images: 1
+
+
+def test_wrong_rows_pick_another_label() -> None:
+    labels = ["a", "a", "a", "b", "b", "c", "c", "c", "d"]
+    wrong = assets.wrong_rows(labels, np.random.default_rng(0))
+    assert all(labels[w] != lab for w, lab in zip(wrong, labels))
+
+
+def test_topk_accuracy() -> None:
+    probs = np.array([[0.5, 0.3, 0.2], [0.1, 0.2, 0.7], [0.6, 0.3, 0.1]])
+    assert assets.topk_accuracy(probs, np.array([0, 1, 2]), ks=(1, 2)) == {"top1": round(1 / 3, 4),
+                                                                           "top2": round(2 / 3, 4)}
+    assert assets.topk_accuracy(probs, np.array([-1, -1, -1]), ks=(3,))["top3"] == 0  # unknown concept: wrong
+
+
+def test_pixel_vectors_composite_alpha_onto_white() -> None:
+    img = np.zeros((2, 8, 8, 4), np.uint8)  # transparent (black, alpha 0)
+    img[1] = (255, 0, 0, 255)  # opaque red
+    v = assets.pixel_vectors(img, size=4).reshape(2, 3, 4, 4)
+    np.testing.assert_allclose(v[0], 1.0)
+    np.testing.assert_allclose(v[1, 0], 1.0)
+    np.testing.assert_allclose(v[1, 1:], 0.0)
+
+
+def test_concept_augment_keeps_transparency_and_range() -> None:
+    import torch
+
+    x = -torch.ones(8, 4, 32, 32)
+    x[:, :, 8:24, 8:24] = 0.8
+    y = assets.concept_augment(x, torch.Generator().manual_seed(0))
+    assert y.shape == x.shape and y.min() >= -1 and y.max() <= 1
+    corner = y[:, 3, :3, :3]
+    assert corner.mean() < -0.8  # what the shift brings in is transparent, not grey
+    assert (y[:, 3, 13:19, 13:19].mean(dim=(1, 2)) > 0.6).all()  # the drawing stays in the frame
+    assert not torch.equal(y[0], y[1])  # each image its own draw
+
+
+def test_quick_benchmark_runs_every_figure(tmp_path: Path) -> None:
+    cpu = time.process_time()
+    bench = assets.bench(True, tmp_path)  # what `python -m benchmarks --only assets --quick` runs
+    # ~20 s of CPU on one thread (wall time is not asserted: it depends on what else the machine runs)
+    assert time.process_time() - cpu < 60
+    saved = json.loads((tmp_path / "assets.json").read_text())
+    md = (tmp_path / "assets.md").read_text()
+    assert "| concept top-5 (judge classifier; chance 31.2 %) |" in md and "FD in the judge's feature space" in md
+    for split in ("heldout", "train"):
+        acc = saved["accuracy"][split]
+        assert 0 <= acc["top1"] <= acc["top5"] <= 1 and 0 <= acc["matcher_prompt_p>0.5"] <= 1
+        assert 0 <= acc["matcher_wrong_prompt_p>0.5"] <= 1
+        for space in ("pixel", "feature"):
+            assert saved["memorisation"][split][space]["copying"] in (True, False)
+            assert saved["diversity"][split][space]["captions"] > 0
+    assert saved["accuracy"]["heldout"]["images"] == 3 * 2 and saved["accuracy"]["train"]["images"] == 8 * 2
+    assert saved["fd"]["ratio"] > 0 and saved["fd"]["floor"] > 0
+    assert set(saved["fd_references"]) == {"blurred (7 px box)", "reduced to 8 px", "shifted 1/8 side",
+                                           "colours reversed"}
+    assert "nearest_train_rows" not in json.dumps(saved)
+    modes = [r["feedback"] for r in saved["job"]]
+    assert modes == ["off", "on"]
+    for r in saved["job"]:
+        assert r["images"] == (3 + 4) * 2 and r["images_per_s"] > 0 and "heldout" in r and "train" in r
+    assert saved["job"][1]["scorer_mean"] is not None and saved["job"][0].get("scorer_mean") is None
+    q = saved["scorer"]["heldout_real"]
+    assert set(q) == {"images", "prompt", "caption"} and 0 <= q["prompt"]["auc_near_miss"] <= 1
+    info = saved["judges"]["classifier_info"]
+    assert info["val_augmented"]["top5"] >= info["val_augmented"]["top1"] and info["val_other_style"]["n"] > 0
+    assert saved["gan"]["channels"] == 4
+    assert bench["ratio"] == bench["FD/floor"] == saved["fd"]["ratio"] and "target" in bench
