@@ -1,10 +1,16 @@
 """Caption-LM benchmark: batched vs one-at-a-time `generate` throughput, first-draft faithfulness per prompt set
-with keep-words on and off, guard outcomes and variety, in one run (optionally: how the GAN draws synonyms)."""
+with keep-words on and off, guard outcomes and variety, in one run (optionally: how the GAN draws synonyms).
+
+`--captioned DATA`: instead, a caption LM for a captioned dataset with name / style / subcategory columns (the emoji
+dataset): on its held-out rows' prompts (name + style pairs kept out of training) and a sample of its train rows'
+prompts, how many expansions keep the name and the style and are well-formed captions, at what speed, and what the
+expander's domain check made of them."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from collections.abc import Sequence
@@ -250,6 +256,127 @@ def gan_synonyms(n: int = 48, seed: int = 0, out=sys.stdout) -> dict[str, float]
     return figures
 
 
+# "doughnut emoji, food sweet, twitter style": the caption form of the emoji dataset (llmgan.data.emoji.caption_of)
+EMOJI_CAPTION = re.compile(r"^(?P<name>[^,]+) emoji, (?P<sub>[^,]+), (?P<style>[^,\s]+) style$")
+
+
+def _sub(row: dict[str, Any]) -> str:
+    return str(row["subcategory"]).replace("-", " ")  # as the caption writes it
+
+
+def captioned_prompt_sets(rows: Sequence[dict[str, Any]], n_train: int, seed: int = 0) -> dict[str, list[dict]]:
+    """Prompt sets from a captioned dataset's rows (name, style, subcategory, split): every held-out row as
+    "<name>, <style> style" and once more in another form that states the style ("<style> style <name>", ...), and
+    n_train train rows in the forms `llmgan data prompt-pairs --from` draws (a different seed than training's)."""
+    from llmgan.data.prompt_pairs import STYLE_FORMS, draw_prompt
+
+    styles = sorted({str(r["style"]) for r in rows})
+    items: dict[str, list[dict]] = {"held-out name, style": [], "held-out other forms": [], "train sample": []}
+    held = [r for r in rows if r.get("split") == "heldout"]
+    for i, r in enumerate(held):
+        rng = np.random.default_rng([seed, 31, i])
+        form = STYLE_FORMS[1 + int(rng.integers(len(STYLE_FORMS) - 1))]
+        for name, text in (("held-out name, style", f"{r['name']}, {r['style']} style"),
+                           ("held-out other forms", form.format(name=r["name"], style=r["style"]))):
+            items[name].append({"prompt": text, "name": r["name"], "style": r["style"], "sub": _sub(r)})
+    train = [r for r in rows if r.get("split") == "train"]
+    pick = np.random.default_rng([seed, 32]).choice(len(train), size=min(n_train, len(train)), replace=False)
+    for j, k in enumerate(pick):
+        r = train[int(k)]
+        text = draw_prompt(r, np.random.default_rng([seed, 33, j]))
+        stated = next((s for s in styles if re.search(rf"(?<![\w-]){re.escape(s)}(?![\w-])", text)), None)
+        items["train sample"].append({"prompt": text, "name": r["name"], "style": stated, "sub": _sub(r)})
+    return items
+
+
+def caption_figures(items: Sequence[dict], captions: Sequence[Sequence[str]], subcategories: set[str],
+                    styles: set[str]) -> dict[str, Any]:
+    """Shares of captions that keep the asked-for name verbatim (whole words), name exactly that concept, keep the
+    asked-for style (prompts stating one), are well-formed ("<name> emoji, <known subcategory>, <known style>
+    style") and give the concept its own subcategory."""
+    n = kept = exact = styled = style_n = formed = sub_ok = 0
+    for item, caps in zip(items, captions):
+        for cap in caps:
+            n += 1
+            m = EMOJI_CAPTION.match(cap)
+            kept += keeps_words([item["name"]], cap)
+            exact += bool(m) and m["name"] == item["name"]
+            formed += bool(m) and m["sub"] in subcategories and m["style"] in styles
+            sub_ok += bool(m) and m["sub"] == item["sub"]
+            if item["style"]:
+                style_n += 1
+                styled += bool(m) and m["style"] == item["style"]
+    share = lambda k, d: round(k / max(d, 1), 4)  # noqa: E731
+    return {"captions": n, "name_kept": share(kept, n), "name_exact": share(exact, n),
+            "style_prompts": style_n, "style_kept": share(styled, style_n), "well_formed": share(formed, n),
+            "subcategory_right": share(sub_ok, n)}
+
+
+def captioned(data: str, lm: str | None = None, n_train: int = 300, variants: int = 4, batch_size: int = 64,
+              seed: int = 0, ckpt: str | None = None, device: str = "cpu", out=sys.stdout) -> dict:
+    """The caption LM on a captioned dataset's prompt sets (`captioned_prompt_sets`): its own drafts (no check:
+    figures and captions/s) and the job's path (the domain check with keep-words, up to 3 resamples, then the
+    prompt itself: outcomes and figures). The check is that of the GAN at `ckpt`, else the one `llmgan train`
+    would record for the data's train rows (their caption words)."""
+    import pyarrow.parquet as pq
+
+    from llmgan.domains import detect_domain
+    from llmgan.io.storage import Storage
+
+    cols = ["caption", "name", "style", "subcategory", "split"]
+    rows = pq.read_table(data, columns=cols).to_pylist()
+    train_caps = [r["caption"] for r in rows if r["split"] == "train"]
+    if ckpt is not None:
+        from llmgan.eval.consistency import gan_domain
+
+        domain = gan_domain(ckpt, Storage())
+    else:
+        domain = detect_domain(train_caps)
+    sets = captioned_prompt_sets(rows, n_train, seed)
+    subcategories = {_sub(r) for r in rows}
+    styles = {str(r["style"]) for r in rows}
+    base = ExpanderConfig(lm=lm, batch_size=batch_size, device=device, cache_size=0)
+    raw = CaptionExpander(replace(base, max_resamples=0), check=None)
+    guarded = CaptionExpander(base, check=domain.faithfulness())
+    warm = [it["prompt"] for it in sets["train sample"][:8]]
+    raw.expand(warm, [f"w{i}" for i in range(len(warm))], 1, seed=99)
+    result: dict[str, Any] = {"lm": raw.identity, "data": data, "domain": domain.name,
+                              "domain_words": len(getattr(domain, "words", ())), "device": device,
+                              "threads": torch.get_num_threads(), "batch_size": batch_size, "variants": variants,
+                              "seed": seed, "sets": {}}
+    rows_out = []
+    for name, items in sets.items():
+        prompts, keys = [it["prompt"] for it in items], [f"{name}:{i}" for i in range(len(items))]
+        t0 = time.perf_counter()
+        drafts = raw.expand(prompts, keys, variants, seed=seed)
+        raw_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        job = guarded.expand(prompts, keys, variants, seed=seed)
+        job_s = time.perf_counter() - t0
+        own = caption_figures(items, drafts.captions, subcategories, styles)
+        final = caption_figures(items, job.captions, subcategories, styles)
+        outcomes = {k: job.stats[k] for k in ("generated", "pinned", "faithful", "resampled", "fallback",
+                                                "unchecked", "not_understood")}
+        result["sets"][name] = {
+            "prompts": len(items), "lm_drafts": own, "lm_captions_per_s": round(own["captions"] / raw_s, 1),
+            "job": final, "job_captions_per_s": round(final["captions"] / job_s, 1), "outcomes": outcomes,
+            "examples": [[p, c[0], j[0]] for p, c, j in list(zip(prompts, drafts.captions, job.captions))[:5]],
+        }
+        for label, f in (("LM drafts", own), ("job (check)", final)):
+            rows_out.append((f"{name}, {label}", f"{f['captions']} captions",
+                             f"name kept {100 * f['name_kept']:.1f}% (exact {100 * f['name_exact']:.1f}%), style kept "
+                             f"{100 * f['style_kept']:.1f}% of {f['style_prompts']}, well-formed "
+                             f"{100 * f['well_formed']:.1f}%, own subcategory {100 * f['subcategory_right']:.1f}%"))
+        rows_out.append((f"  {name} speed / outcomes", f"{own['captions'] / raw_s:.1f} LM captions/s",
+                         ", ".join(f"{k} {v}" for k, v in outcomes.items())))
+    print(f"caption LM {raw.identity} on {data} ({domain.name} check, {result['domain_words']} words), {device} "
+          f"({result['threads']} threads), batch {batch_size}, {variants} per prompt", file=out)
+    width = [max(len(r[i]) for r in rows_out) for i in range(3)]
+    for r in rows_out:
+        print("  ".join(c.ljust(w) for c, w in zip(r, width)).rstrip(), file=out)
+    return result
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.expand", description=__doc__)
     parser.add_argument("--lm", default=None, help="caption LM directory or hub id (default: the shipped LM)")
@@ -261,11 +388,22 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (both paths use the same)")
     parser.add_argument("--gan-synonyms", action="store_true",
                         help="instead: how the shipped GAN draws each synonym (evaluation classifier, ~1 min)")
+    parser.add_argument("--captioned", default=None, metavar="DATA",
+                        help="instead: the LM on a captioned Parquet with name, style, subcategory and split columns "
+                             "(llmgan data emoji --split all): its held-out rows and a sample of its train rows")
+    parser.add_argument("--n-train", type=int, default=300, help="--captioned: train rows sampled")
+    parser.add_argument("--per-prompt", type=int, default=4, help="--captioned: captions per prompt")
+    parser.add_argument("--ckpt", default=None, help="--captioned: GAN whose domain check applies (default: the "
+                                                     "one `llmgan train` records for DATA's train rows)")
+    parser.add_argument("--seed", type=int, default=0, help="--captioned: prompt and sampling seed")
     parser.add_argument("--json", default=None, help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.gan_synonyms:
         result: dict = gan_synonyms()
+    elif args.captioned:
+        result = captioned(args.captioned, args.lm, args.n_train, args.per_prompt, args.batch_size, args.seed,
+                           args.ckpt, args.device)
     else:
         result = run(args.lm, args.n, args.baseline, args.variety, batch_size=args.batch_size, device=args.device)
     if args.json:

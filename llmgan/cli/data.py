@@ -94,22 +94,43 @@ def prompt_pairs_command(
     n: Annotated[int, typer.Option("--n", help="Number of (short prompt, caption) pairs.")],
     out: OutFile,
     seed: Seed = PromptPairsConfig.seed,
-    detail: Annotated[float, typer.Option("--detail", help="For half the pairs: chance that the prompt states each "
-                                          "of size, position, background.")] = PromptPairsConfig.detail,
-    split: Annotated[str, typer.Option("--split", help="all, train (no held-out pairs) or heldout.")]
-    = PromptPairsConfig.split,
+    detail: Annotated[float | None, typer.Option(
+        "--detail", help="Shapes pairs: for half the pairs, the chance that the prompt states each of size, position, "
+        f"background [default: {PromptPairsConfig.detail}].", show_default=False)] = None,
+    split: Annotated[str, typer.Option("--split", help="all, train (no held-out rows or pairs) or heldout; with "
+                                       "--from: the rows whose split column says so.")] = PromptPairsConfig.split,
+    source: Annotated[str | None, typer.Option(
+        "--from", help="A captioned Parquet file (local or s3://; a caption or text column, optionally short_prompt, "
+        "name, style, split): pairs of its captions and short prompts drawn from each row's own words. Without it: "
+        "shapes pairs.", show_default=False)] = None,
     s3_endpoint: S3Endpoint = None,
 ) -> None:
-    """Shapes (short prompt -> caption) pairs without images: training data for `llmgan train-lm`."""
+    """(short prompt -> caption) pairs without images, training data for `llmgan train-lm`: shapes pairs, or with
+    --from pairs from any captioned dataset."""
     setup_logging()
-    cfg, target = PromptPairsConfig(n=n, seed=seed, detail=detail, split=split), ParquetOut(out)
     from llmgan.data.tables import write_dataset
-    from llmgan.domains import get_domain
     from llmgan.io.storage import Storage
 
     storage = Storage(s3_endpoint)
-    storage.check_bucket(target.url)
     start = time.perf_counter()
+    if source is not None:
+        if detail is not None:
+            raise UserError("--detail: applies to shapes pairs only (without --from)")
+        cfg, target = PromptPairsConfig(n=n, seed=seed, split=split), ParquetOut(out)
+        from llmgan.data.prompt_pairs import prompt_pairs_from, read_captioned
+
+        storage.check_bucket(target.url)
+        table = prompt_pairs_from(read_captioned(source, storage), cfg.n, cfg.seed, cfg.split, source)
+        write_dataset(table, target.url, storage)
+        rows = table.schema.metadata[b"llmgan.rows"].decode()
+        typer.echo(f"wrote {table.num_rows} prompt pairs from {rows} rows of {source} (split {cfg.split}, seed "
+                   f"{cfg.seed}) to {out} in {time.perf_counter() - start:.1f}s")
+        return
+    cfg = PromptPairsConfig(n=n, seed=seed, detail=PromptPairsConfig.detail if detail is None else detail, split=split)
+    target = ParquetOut(out)
+    from llmgan.domains import get_domain
+
+    storage.check_bucket(target.url)
     table = get_domain("shapes").datasets["prompt-pairs"](cfg)
     write_dataset(table, target.url, storage)
     typer.echo(f"wrote {table.num_rows} prompt pairs (split {cfg.split}, seed {cfg.seed}, detail {cfg.detail}) "

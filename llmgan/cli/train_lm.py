@@ -23,6 +23,11 @@ def train_lm_command(
     n_head: int = typer.Option(4, "--n-head", help="Attention heads."),
     vocab_size: int = typer.Option(640, "--vocab-size", help="Byte-level BPE vocabulary size."),
     seed: Seed = 0,
+    tie_embeddings: bool = typer.Option(
+        True, "--tie-embeddings/--no-tie-embeddings",
+        help="Share the input and output token embeddings (GPT-2's default); untie them when some tokens are often "
+        "unpredictable yet must be copied from the prompt (the emoji styles).",
+    ),
     max_minutes: float | None = typer.Option(
         None, "--max-minutes", help="Time budget in minutes: the step count is fitted to it (recorded in train_lm.json)."
     ),
@@ -44,7 +49,8 @@ def train_lm_command(
 
     config = LMTrainConfig(
         steps=steps, batch_size=batch_size, lr=lr, n_layer=n_layer, n_embd=n_embd, n_head=n_head,
-        vocab_size=vocab_size, seed=seed, max_minutes=max_minutes, prompt_column=prompt_column, caption_column=caption_column,
+        vocab_size=vocab_size, seed=seed, tie_embeddings=tie_embeddings, max_minutes=max_minutes,
+        prompt_column=prompt_column, caption_column=caption_column,
     )
     if threads < 1:
         raise UserError(f"--threads: must be >= 1, got {threads}")

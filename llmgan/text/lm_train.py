@@ -45,6 +45,11 @@ class LMTrainConfig:
     n_embd: int = 96
     n_positions: int = 128
     seed: int = 0
+    # tied input/output embeddings (GPT-2's default, the shipped shapes LM). Untied: tokens that play the same role
+    # and are never predictable from the context before them (the emoji styles "google" / "twitter" when a prompt
+    # does not state one) keep apart at the input; tied, their embeddings were pulled together (cosine 0.998) and
+    # the LM could no longer tell a stated style from the other one
+    tie_embeddings: bool = True
     max_minutes: float | None = None  # time budget: fixes the step count after a short probe (see train_lm)
     prompt_column: str = "short_prompt"
     caption_column: str = "caption"
@@ -186,6 +191,7 @@ def train_lm(pairs: Sequence[tuple[str, str]], out: str, config: LMTrainConfig =
         vocab_size=len(tokenizer), n_positions=config.n_positions, n_embd=config.n_embd, n_layer=config.n_layer,
         n_head=config.n_head, bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.eos_token_id, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
+        tie_word_embeddings=config.tie_embeddings,
     )
     model = GPT2LMHeadModel(model_cfg)
     model.train()
