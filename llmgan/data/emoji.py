@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -37,8 +38,11 @@ SCHEMA = pa.schema([
 
 
 def concept_name(entry: Mapping[str, Any]) -> str:
-    """'PERSON RAISING BOTH HANDS IN CELEBRATION' -> 'person raising both hands in celebration'."""
-    return " ".join(_NON_WORD.sub(" ", str(entry["name"]).lower()).split())
+    """'PERSON RAISING BOTH HANDS IN CELEBRATION' -> 'person raising both hands in celebration'; accents folded
+    ('Türkiye Flag' -> 'turkiye flag') and typographic apostrophes made plain ('worker's')."""
+    name = unicodedata.normalize("NFKD", str(entry["name"]).replace("\u2019", "'"))
+    name = "".join(ch for ch in name if not unicodedata.combining(ch))
+    return " ".join(_NON_WORD.sub(" ", name.lower()).split())
 
 
 def caption_of(name: str, subcategory: str, style: str) -> str:
