@@ -120,3 +120,26 @@ def test_checkerboard_shows_through_transparent_tiles() -> None:
     assert set(np.unique(shown)) == {204, 255}  # both squares of the board, nothing of the (black) hidden RGB
     solid = Image.fromarray(np.full((8, 8, 4), 255, np.uint8) * np.array([1, 0, 0, 1], np.uint8), "RGBA")
     assert (np.asarray(on_checkerboard(solid)) == [255, 0, 0]).all()
+
+
+def test_the_shipped_emoji_bundle_expands_generates_rgba_and_scores(tmp_path: Path) -> None:
+    """`--model emoji`: the shipped 64 px RGBA GAN, its matcher scorer and its caption LM, through the real job."""
+    from typer.testing import CliRunner
+
+    from llmgan.cli.app import app
+
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("doughnut\nred apple, twitter style\n")
+    out = tmp_path / "emoji"
+    result = CliRunner().invoke(app, ["generate", str(prompts), "--model", "emoji", "--executor", "local",
+                                      "--n-per-prompt", "2", "--out", str(out), "--quiet"])
+    assert result.exit_code == 0, result.output
+    done = json.loads((out / "_SUCCESS.json").read_text())
+    assert done["images"] == 4
+    with tarfile.open(sorted((out / "shards").glob("*.tar"))[0]) as tar:
+        metas = [json.loads(tar.extractfile(m).read()) for m in tar.getmembers() if m.name.endswith(".json")]
+        pngs = [tar.extractfile(m).read() for m in tar.getmembers() if m.name.endswith(".png")]
+    assert {Image.open(io.BytesIO(p)).size for p in pngs} == {(64, 64)}
+    assert {Image.open(io.BytesIO(p)).mode for p in pngs} == {"RGBA"}
+    assert all("emoji" in m["caption"] for m in metas)  # expanded by the emoji captioner, not the shapes one
+    assert all(m["consistency"] is not None for m in metas)  # scored by the bundle's matcher
