@@ -5,7 +5,6 @@ benchmark as a smoke run on made-up RGBA data with tiny models."""
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import numpy as np
@@ -116,10 +115,7 @@ def test_concept_augment_keeps_transparency_and_range() -> None:
 
 
 def test_quick_benchmark_runs_every_figure(tmp_path: Path) -> None:
-    cpu = time.process_time()
     bench = assets.bench(True, tmp_path)  # what `python -m benchmarks --only assets --quick` runs
-    # ~20 s of CPU on one thread (wall time is not asserted: it depends on what else the machine runs)
-    assert time.process_time() - cpu < 60
     saved = json.loads((tmp_path / "assets.json").read_text())
     md = (tmp_path / "assets.md").read_text()
     assert "| concept top-5 (judge classifier; chance 31.2 %) |" in md and "FD in the judge's feature space" in md
