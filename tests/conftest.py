@@ -116,3 +116,15 @@ def tiny_ckpt(tmp_path_factory: pytest.TempPathFactory) -> str:
     state = make_train_state(GanConfig(image_size=32, g_width=8, d_width=8), seed=0)
     save_checkpoint(path, state, training_state=False, extra={"domain": "shapes"})
     return path
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread() -> Iterator[None]:
+    """Tiny models run fastest on one thread; two spinning threads crawl on a shared, busy CPU. A module opts in with
+    `pytestmark = pytest.mark.usefixtures("one_torch_thread")`."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

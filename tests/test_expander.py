@@ -3,7 +3,6 @@ faithfulness check (none / shapes), keep-words, CLI."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow as pa
@@ -283,13 +282,7 @@ def test_bad_lm_is_one_user_error(tmp_path: Path) -> None:
 runner = CliRunner()
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread() -> Iterator[None]:
-    """Tiny models run fastest on one thread; two spinning threads crawl on a shared, busy CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_expand_cli_prints_n_lines(tiny_lm: str) -> None:

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from llmgan.cli.app import app
@@ -22,13 +20,7 @@ from llmgan.text.lm_train import LMTrainConfig
 runner = CliRunner()
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread() -> Iterator[None]:
-    """Tiny models run fastest on one thread; two spinning threads crawl on a shared, busy CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 TINY = ["--steps", "4", "--batch-size", "8", "--n-layer", "1", "--n-embd", "32", "--n-head", "2",
         "--vocab-size", "300"]
 
