@@ -42,6 +42,7 @@ BAD = [
     ("--consistency", ""), ("--consistency", "bogus"),
     ("--input-format", "xls"), ("--on-unsupported", "maybe"), ("--drop-below", "1.5"), ("--fail-below-share", "-0.1"),
     ("--s3-endpoint", "not-a-url"), ("--s3-endpoint", "ftp://host"),
+    ("--model", "nope"), ("--model", ""),
 ]
 # Options whose every value is a valid setting (flags), or whose bad values need files and models: the latter
 # are swept by test_bad_path_or_model_is_refused_before_anything_is_written below.
