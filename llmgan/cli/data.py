@@ -26,33 +26,32 @@ data_app = typer.Typer(
 
 
 @contextmanager
-def _progress(description: str, total: int | None) -> Iterator[Callable[[int], None]]:
-    """A rich progress bar on stderr; yields a callback taking the number of samples done."""
+def _bar(description: str, download: bool = False) -> Iterator[Callable[..., None]]:
+    """A rich progress bar on stderr (bytes and speed when `download`); yields `update(done, total=None)`."""
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
 
     console = Console(stderr=True)
-    with Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-        console=console, transient=True, disable=not console.is_terminal,
-    ) as bar:
-        task = bar.add_task(description, total=total)
-        yield lambda done: bar.update(task, completed=done)
+    columns = (DownloadColumn(), TransferSpeedColumn()) if download else (MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(TextColumn("{task.description}"), BarColumn(), *columns, console=console, transient=True,
+                  disable=not console.is_terminal) as bar:
+        task = bar.add_task(description, total=None)
+        yield lambda done, total=None: bar.update(task, completed=done, **({"total": total} if total else {}))
 
 
 @contextmanager
-def _download_progress(description: str) -> Iterator[Callable[[int, int | None], None]]:
-    """A rich download bar (bytes, speed) on stderr; yields a callback taking (bytes done, total or None)."""
-    from rich.console import Console
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
-
-    console = Console(stderr=True)
-    with Progress(
-        TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-        console=console, transient=True, disable=not console.is_terminal,
-    ) as bar:
-        task = bar.add_task(description, total=None)
-        yield lambda done, total: bar.update(task, completed=done, total=total)
+def _progress(description: str, total: int | None) -> Iterator[Callable[[int], None]]:
+    """A sample-count bar; yields a callback taking the number of samples done."""
+    with _bar(description) as update:
+        yield lambda done: update(done, total)
 
 
 def _summary(kind: str, table: pa.Table, out: str, size: int, seconds: float, extra: str = "") -> str:
@@ -212,7 +211,7 @@ def emoji_command(
     found = {}
     for style in chosen:
         pin = EMOJI_PACKAGES[style]
-        with _download_progress(f"{pin.name}@{pin.version}") as progress:
+        with _bar(f"{pin.name}@{pin.version}", download=True) as progress:
             folder = fetch_package(pin, cache_dir, registry, progress)
         found[style] = (folder, f"{pin.name}@{pin.version}", pin.license, pin.attribution)
     with _progress("emoji", None) as progress:
