@@ -98,8 +98,12 @@ def to_channels(rgba: np.ndarray, channels: int | None) -> np.ndarray:
         return rgba
     if channels != 3:
         raise UserError(f"channels must be 3 (RGB) or 4 (RGBA), got {channels}")
-    alpha = rgba[..., 3:].astype(np.float32) / 255.0
-    return np.rint(rgba[..., :3] * alpha + 255.0 * (1.0 - alpha)).astype(np.uint8)
+    rgb = np.ascontiguousarray(rgba[..., :3])
+    seen = rgba[..., 3] < 255  # only those pixels change: no float copy of a whole (opaque) dataset
+    if seen.any():
+        alpha = rgba[seen][:, 3:].astype(np.float32) / 255.0
+        rgb[seen] = np.rint(rgba[seen][:, :3] * alpha + 255.0 * (1.0 - alpha)).astype(np.uint8)
+    return rgb
 
 
 # ---- format detection ---------------------------------------------------------------------------
