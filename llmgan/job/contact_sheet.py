@@ -81,7 +81,8 @@ def on_checkerboard(img: Any, cell: int = 4) -> Any:
     yy, xx = np.indices((img.height, img.width))
     board = np.where(((yy // cell + xx // cell) % 2 == 0)[..., None], 255, 204).astype(np.uint8).repeat(3, axis=2)
     under = Image.fromarray(board, "RGB")
-    under.paste(img.convert("RGBA"), (0, 0), img.convert("RGBA"))
+    rgba = img.convert("RGBA")
+    under.paste(rgba, (0, 0), rgba)
     return under
 
 
