@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 RAY = str(Path(sys.executable).with_name("ray"))
@@ -70,6 +71,9 @@ def test_multi_node_spreads_stages_over_nodes(tmp_path: Path, tiny_ckpt: str) ->
     assert used == set(report["workers"])
 
 
+# cluster/submit.py runs this same `ray job submit` (with token auth, two nodes and placement) by default in
+# test_cluster_config.py; the bare command from the README is in the slow set (minutes: a cluster of its own)
+@pytest.mark.slow
 def test_ray_job_submit_the_users_way(tmp_path: Path, tiny_ckpt: str) -> None:
     prompts = small_prompts(tmp_path / "p.parquet", rows=6)
     out = tmp_path / "out"

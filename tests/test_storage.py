@@ -108,3 +108,17 @@ def test_storage_pickles_without_client(s3_server: str) -> None:
     _ = st.client
     clone = pickle.loads(pickle.dumps(st))
     assert clone.endpoint == s3_server and clone._client is None
+
+
+def test_aws_max_attempts_overrides_the_default_and_a_bad_value_is_one_line(monkeypatch) -> None:
+    from llmgan.errors import StorageError
+    from llmgan.io.storage import MAX_ATTEMPTS, max_attempts
+
+    monkeypatch.delenv("AWS_MAX_ATTEMPTS", raising=False)
+    assert max_attempts() == MAX_ATTEMPTS
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "3")
+    assert max_attempts() == 3
+    for bad in ("0", "two", "-1"):
+        monkeypatch.setenv("AWS_MAX_ATTEMPTS", bad)
+        with pytest.raises(StorageError, match="AWS_MAX_ATTEMPTS"):
+            max_attempts()

@@ -24,11 +24,22 @@ S3_PREFIX = "s3://"
 # botocore's standard-mode retry quota (per client, shared by a process) makes a dead endpoint fail fast.
 CONNECT_TIMEOUT_S = 3
 READ_TIMEOUT_S = 30
-MAX_ATTEMPTS = 8
+MAX_ATTEMPTS = 8  # AWS_MAX_ATTEMPTS, the AWS SDKs' own variable, overrides it (see max_attempts)
 # boto3 clients are thread-safe and costly to create: one per (process, endpoint), which also makes the
 # retry quota process-wide (a dead endpoint stops being retried after ~35 failed retries).
 _CLIENTS: dict[tuple[int, str | None], Any] = {}
 _CLIENTS_LOCK = threading.Lock()
+
+
+def max_attempts() -> int:
+    """Attempts per S3 request: AWS_MAX_ATTEMPTS when set (fewer fail a dead endpoint sooner, more ride out a
+    flakier one), else MAX_ATTEMPTS."""
+    value = os.environ.get("AWS_MAX_ATTEMPTS", "").strip()
+    if not value:
+        return MAX_ATTEMPTS
+    if not value.isdigit() or int(value) < 1:
+        raise StorageError(f"AWS_MAX_ATTEMPTS must be a whole number >= 1, got {value!r}")
+    return int(value)
 
 
 def is_s3(url: str) -> bool:
@@ -105,10 +116,11 @@ class Storage:
                     import boto3
                     from botocore.config import Config
 
+                    attempts = max_attempts()
                     cfg = Config(
                         connect_timeout=CONNECT_TIMEOUT_S,
                         read_timeout=READ_TIMEOUT_S,
-                        retries={"max_attempts": MAX_ATTEMPTS, "mode": "standard"},
+                        retries={"max_attempts": attempts, "mode": "standard"},
                     )
                     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
                     _CLIENTS[key] = boto3.client("s3", endpoint_url=endpoint, config=cfg, region_name=region)
@@ -257,7 +269,7 @@ class Storage:
             "region": os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",
             "connect_timeout": CONNECT_TIMEOUT_S,
             "request_timeout": READ_TIMEOUT_S,
-            "retry_strategy": pafs.AwsStandardS3RetryStrategy(max_attempts=MAX_ATTEMPTS),
+            "retry_strategy": pafs.AwsStandardS3RetryStrategy(max_attempts=max_attempts()),
         }
         endpoint = self.endpoint
         if endpoint:  # pyarrow ignores AWS_ENDPOINT_URL: pass it explicitly
