@@ -18,8 +18,10 @@ from tests.test_generate import expected_images, sha_set, write_prompts
 
 
 def generate(executor: str = "ray", **kw) -> dict:
+    """One job; consistency scoring off: it adds redraws (compute), not storage traffic, to what is tested here."""
     from llmgan.job.run import run_job
 
+    kw.setdefault("consistency", "none")
     if executor == "ray":
         from llmgan.distributed.generate import RayExecutor
 
