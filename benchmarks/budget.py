@@ -346,7 +346,8 @@ def run(quick: bool = False, gpus: int | None = None, cores: int | None = None, 
     work.mkdir(parents=True, exist_ok=True)
     threads_before = torch.get_num_threads()
     shape = JobShape(shard_size=30 if quick else 300)
-    shards, rows_per_shard, min_s = (1, 8, 0.05) if quick else (3, 100, 1.0)
+    # the job's own shards: shard_size images of n_per_prompt each, so the LM and the GAN see the job's batches
+    shards, rows_per_shard, min_s = (1, 8, 0.05) if quick else (4, shape.shard_size // shape.n_per_prompt, 1.0)
     threads = sorted({1, here_cores})
     devices = ["cpu"] + (["cuda"] if here_gpus else [])
     n_prompts = 2_000 if quick else 20_000
