@@ -39,7 +39,8 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -123,9 +124,31 @@ def check_node(gpus: int | None, cores: int | None) -> tuple[int, int]:
     return gpus, cores
 
 
+def clock_for(threads: int) -> Callable[[], float]:
+    """One thread: this thread's CPU seconds, a core's work whatever else the (shared) machine runs, which is what the
+    node model prices; more threads: wall seconds, what one process with that many threads gets here."""
+    return time.thread_time if threads == 1 else time.perf_counter
+
+
+@contextmanager
+def stage_clock(clock: Callable[[], float]) -> Iterator[None]:
+    """The job's stage classes time themselves with time.perf_counter; let them read `clock` instead."""
+    from types import SimpleNamespace
+
+    from llmgan.job import stages
+
+    real = stages.time
+    stages.time = SimpleNamespace(perf_counter=clock)  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        stages.time = real
+
+
 # ---- measurements ------------------------------------------------------------------------------------------------
 def measure_job_stages(prompts: str, shape: JobShape, work: Path, device: str, threads: list[int], shards: int,
-                       rows_per_shard: int, row0: int, log: Callable[[str], None]) -> tuple[dict[int, dict], list]:
+                       rows_per_shard: int, row0: int, min_s: float,
+                       log: Callable[[str], None]) -> tuple[dict[int, dict], list]:
     """Stage rates through ShardExpander -> ShardGenerator on fresh prompt rows, per thread count.
 
     Returns ({threads: {stage: rate, ...}}, the shard results of the last setting (for the write figures)) ."""
@@ -151,12 +174,14 @@ def measure_job_stages(prompts: str, shape: JobShape, work: Path, device: str, t
     for t in threads:
         _set_threads(t)
         shard(max(2, rows_per_shard // 8))  # warm-up: first-call allocations, lazy tables, the new thread pool
+        clock = clock_for(t)
         sec = dict.fromkeys(SERIAL_STAGES, 0.0)
         units = dict.fromkeys(SERIAL_STAGES, 0.0)
         draws = images = 0
         results = []
         for _ in range(shards):
-            w, r, fresh = shard(rows_per_shard)
+            with stage_clock(clock):
+                w, r, fresh = shard(rows_per_shard)
             for k in SERIAL_STAGES:
                 sec[k] += r.seconds.get(k, 0.0)
             rows = r.row_stop - r.row_start
@@ -170,7 +195,8 @@ def measure_job_stages(prompts: str, shape: JobShape, work: Path, device: str, t
             results.append(r)
         rates = {k: units[k] / sec[k] for k in SERIAL_STAGES if sec[k] > 0 and units[k] > 0}
         out[t] = {"rates": rates, "extra_draws_per_image": (draws - images) / images if images else 0.0,
-                  "images": images}
+                  "images": images, "scorer_images_per_s": _scorer_rate(generator, results, min_s, clock),
+                  "clock": "thread CPU" if clock is time.thread_time else "wall"}
         log(f"  {device} threads={t}: " + ", ".join(f"{k} {v:,.1f} {UNITS[k]}/s" for k, v in rates.items()))
     out_load = {"load_s": load_s, "scorer": getattr(generator.feedback, "scorer", None) and generator.feedback.scorer.name}
     for t in out:
@@ -178,14 +204,29 @@ def measure_job_stages(prompts: str, shape: JobShape, work: Path, device: str, t
     return out, results
 
 
-def _rate(fn: Callable[[], Any], items: int, min_s: float, max_iters: int = 50) -> float:
-    fn()  # warm-up
+def _scorer_rate(generator: Any, results: list, min_s: float, clock: Callable[[], float]) -> float | None:
+    """images/s of the job's consistency scorer alone (first draws only, no redraws), on the stage's own images."""
+    from PIL import Image
+
+    if generator.feedback is None:
+        return None
+    records = [rec for r in results for rec in r.records][:generator.cfg.batch_size]
+    images = np.stack([np.asarray(Image.open(io.BytesIO(rec.png))) for rec in records])
+    captions, prompts = [rec.caption for rec in records], [rec.meta["prompt"] for rec in records]
+    emb = generator.encoder.encode(captions)
+    scorer = generator.feedback.scorer
+    return _rate(lambda: scorer.score(images, captions, prompts, emb), len(records), min_s, clock)
+
+
+def _rate(fn: Callable[[], Any], items: int, min_s: float, clock: Callable[[], float], max_iters: int = 50) -> float:
+    """items/s of fn by `clock` (median of calls after a warm-up; calls until min_s of wall time has passed)."""
+    fn()
     times: list[float] = []
     start = time.perf_counter()
     while len(times) < 3 or (time.perf_counter() - start < min_s and len(times) < max_iters):
-        t0 = time.perf_counter()
+        t0 = clock()
         fn()
-        times.append(time.perf_counter() - t0)
+        times.append(max(clock() - t0, 1e-9))
     return items / statistics.median(times)
 
 
@@ -208,7 +249,7 @@ def emoji_samples(n: int, device: str, batch: int, min_s: float, threads: list[i
     rates = {}
     for t in threads:
         _set_threads(t)
-        rates[t] = _rate(lambda: gan.sample(emb[:batch], list(range(batch))), batch, min_s)
+        rates[t] = _rate(lambda: gan.sample(emb[:batch], list(range(batch))), batch, min_s, clock_for(t))
     return images, {"image_size": gan.image_size, "images_per_s": rates}
 
 
@@ -229,7 +270,7 @@ def measure_encoders(images: np.ndarray, min_s: float, job_images: np.ndarray | 
     for source, size, arr, encodings in sets:
         for name, enc in encodings.items():
             out = [enc.encode(im) for im in arr]
-            rate = _rate(lambda: [enc.encode(im) for im in arr], len(arr), min_s, max_iters=20)
+            rate = _rate(lambda: [enc.encode(im) for im in arr], len(arr), min_s, time.thread_time, max_iters=20)
             rows.append({"source": source, "size": size, "encoding": name, "images_per_s_per_core": round(rate, 1),
                          "bytes_per_image": round(sum(map(len, out)) / len(out))})
     return rows
@@ -244,9 +285,9 @@ def measure_write(results: list, work: Path) -> float:
     total_s, images = 0.0, 0
     for i, r in enumerate(results):
         out = work / f"write-{i}"
-        t0 = time.perf_counter()
+        t0 = time.thread_time()  # a core's work: the writes are local files, nothing waits on a network
         write_shard(storage, str(out), r, "webdataset", "budget")
-        total_s += time.perf_counter() - t0
+        total_s += time.thread_time() - t0
         images += len(r.records)
         shutil.rmtree(out, ignore_errors=True)
     return images / total_s
@@ -352,7 +393,7 @@ def run(quick: bool = False, gpus: int | None = None, cores: int | None = None, 
     devices = ["cpu"] + (["cuda"] if here_gpus else [])
     n_prompts = 2_000 if quick else 20_000
     prompts = make_prompts(work / "prompts.parquet", n_prompts, shape)
-    fig: dict[str, Any] = {"machine": {"cores": here_cores, "gpus": here_gpus,
+    fig: dict[str, Any] = {"machine": {"cores": here_cores, "gpus": here_gpus, "load_average": os.getloadavg()[0],
                                        "gpu": torch.cuda.get_device_name(0) if here_gpus else None},
                            "job": vars(shape) | {"consistency": "auto", "model": "shipped shapes32 + shapes-captioner"}}
     try:
@@ -362,7 +403,7 @@ def run(quick: bool = False, gpus: int | None = None, cores: int | None = None, 
         for device in devices:
             log(f"job stages on {device} ...")
             stages[device], res = measure_job_stages(prompts, shape, work, device, threads if device == "cpu"
-                                                     else [here_cores], shards, rows_per_shard, row0, log)
+                                                     else [here_cores], shards, rows_per_shard, row0, min_s, log)
             row0 += (shards * len(threads) + 1) * rows_per_shard
             results = results or res
         log("emoji 64 px generator ...")
@@ -420,9 +461,11 @@ def validate_job(executor: str, rate: float, shape: JobShape, work: Path, quick:
     prompts = make_prompts(work / f"validate-{executor}.parquet", images // shape.n_per_prompt, shape, seed=7)
     cfg = replace(shape.config(prompts, str(work / f"validate-{executor}")), executor=executor)
     log(f"end-to-end job ({executor}, {images} images) ...")
+    load0, cpu0 = os.getloadavg()[0], _process_cpu()
     t0 = time.perf_counter()
     summary = run_job(cfg, _executor(executor), progress=False)
     wall = time.perf_counter() - t0
+    cpu = _process_cpu() - cpu0
     measured = summary["images_this_run"] / wall
     predicted = summary["images_this_run"] / (fixed + summary["images_this_run"] / rate)
     return {"executor": executor, "images": summary["images_this_run"], "wall_s": round(wall, 1),
@@ -430,19 +473,34 @@ def validate_job(executor: str, rate: float, shape: JobShape, work: Path, quick:
             "predicted_images_per_s": round(predicted, 1), "measured_images_per_s": round(measured, 1),
             "predicted_over_measured": round(predicted / measured, 3),
             "stage_seconds": summary["stage_seconds"], "binding_stage": summary.get("binding_stage"),
-            "extra_draws_per_image": (summary.get("consistency") or {}).get("extra_draws_per_image")}
+            "extra_draws_per_image": (summary.get("consistency") or {}).get("extra_draws_per_image"),
+            # the driver's own CPU: with the local executor that is the whole job (Ray's actors are other processes)
+            "driver_cpu_s": round(cpu, 1), "driver_cpu_share_of_node": round(cpu / (wall * (os.cpu_count() or 1)), 3),
+            "load_average_before": round(load0, 2), "load_average_after": round(os.getloadavg()[0], 2)}
+
+
+def _process_cpu() -> float:
+    import resource
+
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
 
 
 # ---- report --------------------------------------------------------------------------------------------------------
 def table(fig: dict[str, Any]) -> str:
     m = fig["machine"]
-    lines = [f"stage budget on {m['cores']} cores, GPU: {m['gpu'] or 'none'}", "",
-             "| stage | unit | " + " | ".join(f"{d} threads={t}" for d, s in fig["stages"].items() for t in s) + " |",
+    lines = [f"stage budget on {m['cores']} cores, GPU: {m['gpu'] or 'none'}, load average {m['load_average']:.1f} "
+             "at the start (per-core figures are CPU time: the other processes slow them little)", "",
+             "| stage | unit | " + " | ".join(f"{d}, {t} thread{'s' if int(t) > 1 else ''} ({s[t]['clock']})"
+                                              for d, s in fig["stages"].items() for t in s) + " |",
              "| --- | --- |" + " --- |" * sum(len(s) for s in fig["stages"].values())]
     for stage in SERIAL_STAGES:
         cells = [f"{s[t]['rates'][stage]:,.1f}" if stage in s[t]["rates"] else "-"
                  for s in fig["stages"].values() for t in s]
         lines.append(f"| {stage} | {UNITS[stage]}/s | " + " | ".join(cells) + " |")
+    lines.append("| consistency (scorer alone, first draws) | images/s | "
+                 + " | ".join(f"{s[t]['scorer_images_per_s']:,.1f}" if s[t].get("scorer_images_per_s") else "-"
+                              for s in fig["stages"].values() for t in s) + " |")
     emoji = fig["emoji_generator"]
     lines.append(f"| generate (emoji {emoji['image_size']} px) | images/s | "
                  + " | ".join(f"{emoji['images_per_s'].get(int(t), emoji['images_per_s'].get(t, '-')):,.1f}"
