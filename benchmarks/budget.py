@@ -59,7 +59,6 @@ ENCODINGS: dict[str, ImageEncoding] = {
     "jpeg q95": ImageEncoding("jpeg", quality=95),
 }
 ENCODE_SIZES = (64, 128, 256)
-CPU_STAGES = ("read", "expand", "text", "generate", "consistency", "encode", "write")
 SERIAL_STAGES = ("read", "expand", "text", "generate", "consistency")  # in line in the local executor
 GPU_CAPABLE = ("expand", "text", "generate", "consistency")  # stages whose model can sit on a GPU
 POOLS = {"expander": ("read", "expand"), "generator": ("text", "generate", "consistency"), "encoder": ("encode", "write")}
@@ -270,7 +269,8 @@ def measure_encoders(images: np.ndarray, min_s: float, job_images: np.ndarray | 
     for source, size, arr, encodings in sets:
         for name, enc in encodings.items():
             out = [enc.encode(im) for im in arr]
-            rate = _rate(lambda: [enc.encode(im) for im in arr], len(arr), min_s, time.thread_time, max_iters=20)
+            rate = _rate(lambda enc=enc, arr=arr: [enc.encode(im) for im in arr], len(arr), min_s, time.thread_time,
+                         max_iters=20)
             rows.append({"source": source, "size": size, "encoding": name, "images_per_s_per_core": round(rate, 1),
                          "bytes_per_image": round(sum(map(len, out)) / len(out))})
     return rows
@@ -293,17 +293,20 @@ def measure_write(results: list, work: Path) -> float:
     return images / total_s
 
 
-def fixed_cost(shape: JobShape, work: Path, executor: str, rate: float) -> float:
+def fixed_cost(shape: JobShape, work: Path, executor: str, rate: float) -> tuple[float, float, int]:
     """Seconds a job costs whatever its size (the driver's plan and model checks, model loads, first batches, the
-    contact sheet): the wall time of a one-prompt job less its few images at the steady `rate`."""
+    contact sheet): the wall time of a one-prompt job less its few images at the steady `rate`; beside it the CPU
+    seconds that job used and its images."""
     from llmgan.job.run import run_job
 
     small = work / "fixed-prompts.parquet"
     make_prompts(small, 1, shape, seed=99)
     cfg = replace(shape.config(str(small), str(work / f"fixed-{executor}")), executor=executor)
+    meter = CpuMeter()
     t0 = time.perf_counter()
     summary = run_job(cfg, _executor(executor), progress=False)
-    return max(0.0, time.perf_counter() - t0 - summary["images_this_run"] / rate)
+    wall = time.perf_counter() - t0
+    return max(0.0, wall - summary["images_this_run"] / rate), meter.stop(), summary["images_this_run"]
 
 
 def _executor(name: str) -> Any:
@@ -433,10 +436,15 @@ def run(quick: bool = False, gpus: int | None = None, cores: int | None = None, 
         fig["prediction_local"] = predict_local(rates_all, rates["cpu"], shape, here_cores)
         _set_threads(threads_before)
         if validate:
-            fig["validation"] = [validate_job("local", fig["prediction_local"]["images_per_s"], shape, work, quick, log)]
+            core_ms = sum(v["ms_per_image"] for v in fig["prediction_here"]["stages"].values())
+            fig["validation"] = [validate_job("local", fig["prediction_local"]["images_per_s"], shape, work, quick,
+                                              log)]
             if ray:
                 fig["validation"].append(validate_job("ray", fig["prediction_here"]["images_per_s"], shape, work,
                                                       quick, log))
+            for v in fig["validation"]:  # the cost model alone: one-thread core-ms per image over the job's CPU
+                v["model_core_ms_per_image"] = round(core_ms, 2)
+                v["model_core_ms_over_job_cpu_ms"] = round(core_ms / v["job_cpu_ms_per_image_past_fixed"], 3)
             fig["ratio"] = fig["validation"][0]["predicted_over_measured"]
         else:
             fig["ratio"] = fig["prediction"]["images_per_s"]
@@ -456,18 +464,18 @@ def validate_job(executor: str, rate: float, shape: JobShape, work: Path, quick:
 
         connect_ray(quiet=True)  # a running cluster is the production situation: its start is not the job's cost
     log(f"fixed cost ({executor}: a one-shard job) ...")
-    fixed = fixed_cost(shape, work, executor, rate)
+    fixed, fixed_cpu, fixed_images = fixed_cost(shape, work, executor, rate)
     # ~30 s of steady work at the predicted rate (the busier the machine, the smaller), whole shards, <= 6,000
     per_shard = shape.shard_size
     images = 48 if quick else int(min(6000, max(4 * per_shard, 30 * rate)) // per_shard * per_shard)
     prompts = make_prompts(work / f"validate-{executor}.parquet", images // shape.n_per_prompt, shape, seed=7)
     cfg = replace(shape.config(prompts, str(work / f"validate-{executor}")), executor=executor)
     log(f"end-to-end job ({executor}, {images} images) ...")
-    load0, cpu0 = os.getloadavg()[0], _process_cpu()
+    load0, meter = os.getloadavg()[0], CpuMeter()
     t0 = time.perf_counter()
     summary = run_job(cfg, _executor(executor), progress=False)
     wall = time.perf_counter() - t0
-    cpu = _process_cpu() - cpu0
+    cpu = meter.stop()
     measured = summary["images_this_run"] / wall
     predicted = summary["images_this_run"] / (fixed + summary["images_this_run"] / rate)
     return {"executor": executor, "images": summary["images_this_run"], "wall_s": round(wall, 1),
@@ -476,9 +484,63 @@ def validate_job(executor: str, rate: float, shape: JobShape, work: Path, quick:
             "predicted_over_measured": round(predicted / measured, 3),
             "stage_seconds": summary["stage_seconds"], "binding_stage": summary.get("binding_stage"),
             "extra_draws_per_image": (summary.get("consistency") or {}).get("extra_draws_per_image"),
-            # the driver's own CPU: with the local executor that is the whole job (Ray's actors are other processes)
-            "driver_cpu_s": round(cpu, 1), "driver_cpu_share_of_node": round(cpu / (wall * (os.cpu_count() or 1)), 3),
+            # what the job got of the node (all its processes), and its CPU per image beside the model's core-seconds
+            "job_cpu_s": round(cpu, 1), "job_cpu_share_of_node": round(cpu / (wall * (os.cpu_count() or 1)), 3),
+            "job_cpu_ms_per_image": round(1000 * cpu / max(1, summary["images_this_run"]), 2),
+            # less the one-prompt job's CPU (start-up, model loads): what each further image cost
+            "job_cpu_ms_per_image_past_fixed": round(1000 * (cpu - fixed_cpu) / max(1, summary["images_this_run"]
+                                                                                    - fixed_images), 2),
             "load_average_before": round(load0, 2), "load_average_after": round(os.getloadavg()[0], 2)}
+
+
+class CpuMeter:
+    """CPU seconds used by this process and every process below it (a local Ray's raylet and workers) while it runs:
+    Linux /proc, sampled every half second so that workers which exit before the end still count (their last
+    sample); on a shared machine this says how much of the node the job actually got."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self._tick = os.sysconf("SC_CLK_TCK")
+        self._start = self._children()
+        self._last: dict[int, float] = dict(self._start)
+        self._self0 = _process_cpu()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+
+    def _children(self) -> dict[int, float]:
+        """{pid: CPU seconds} of every descendant of this process."""
+        parent: dict[int, int] = {}
+        cpu: dict[int, float] = {}
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            parent[int(entry)] = int(fields[1])
+            cpu[int(entry)] = (int(fields[11]) + int(fields[12])) / self._tick
+        mine, todo = set(), [os.getpid()]
+        while todo:
+            p = todo.pop()
+            kids = [c for c, pp in parent.items() if pp == p and c not in mine]
+            mine.update(kids)
+            todo += kids
+        return {p: cpu[p] for p in mine}
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.5):
+            self._last.update(self._children())
+
+    def stop(self) -> float:
+        self._stop.set()
+        self._thread.join()
+        self._last.update(self._children())
+        children = sum(v - self._start.get(p, 0.0) for p, v in self._last.items())
+        return _process_cpu() - self._self0 + children
 
 
 def _process_cpu() -> float:
@@ -531,6 +593,10 @@ def table(fig: dict[str, Any]) -> str:
                       f"measured {v['measured_images_per_s']} images/s = {v['predicted_over_measured']} "
                       f"(fixed {v['fixed_s']} s, steady {v['steady_images_per_s_predicted']} images/s; the job's "
                       f"binding stage: {(v['binding_stage'] or {}).get('stage')})",
+                  f"the job got {v['job_cpu_share_of_node']:.0%} of the node's CPU (load average "
+                  f"{v['load_average_before']} -> {v['load_average_after']}), {v['job_cpu_ms_per_image']} CPU-ms per "
+                  f"image, {v['job_cpu_ms_per_image_past_fixed']} past the one-prompt job's, against the model's "
+                  f"{v['model_core_ms_per_image']} core-ms",
                   "job stage seconds: " + ", ".join(f"{k}={s}" for k, s in v["stage_seconds"].items())]
     return "\n".join(lines)
 
