@@ -465,9 +465,9 @@ def validate_job(executor: str, rate: float, shape: JobShape, work: Path, quick:
         connect_ray(quiet=True)  # a running cluster is the production situation: its start is not the job's cost
     log(f"fixed cost ({executor}: a one-shard job) ...")
     fixed, fixed_cpu, fixed_images = fixed_cost(shape, work, executor, rate)
-    # ~20 s of steady work at the predicted rate (the busier the machine, the smaller), 4 to 20 whole shards
+    # ~30 s of steady work at the predicted rate (the busier the machine, the smaller), 4 to 20 whole shards
     per_shard = shape.shard_size
-    images = 48 if quick else int(min(20 * per_shard, max(4 * per_shard, 20 * rate)) // per_shard * per_shard)
+    images = 48 if quick else int(min(20 * per_shard, max(4 * per_shard, 30 * rate)) // per_shard * per_shard)
     prompts = make_prompts(work / f"validate-{executor}.parquet", images // shape.n_per_prompt, shape, seed=7)
     cfg = replace(shape.config(prompts, str(work / f"validate-{executor}")), executor=executor)
     log(f"end-to-end job ({executor}, {images} images) ...")
