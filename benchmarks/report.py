@@ -28,9 +28,11 @@ def machine() -> dict[str, Any]:
     return info
 
 
-def _benchmarks(quick: bool, work: Path) -> dict[str, Callable[[], dict[str, Any]]]:
-    """name -> thunk; each returns a dict of figures with a headline `ratio` (and `target` when one is set)."""
-    from benchmarks import assets, diffusion, expand, faithfulness, pipeline
+def _benchmarks(quick: bool, work: Path, gpus: int | None = None,
+                cores: int | None = None) -> dict[str, Callable[[], dict[str, Any]]]:
+    """name -> thunk; each returns a dict of figures with a headline `ratio` (and `target` when one is set).
+    gpus, cores: the node the stage budget predicts for (default: this machine)."""
+    from benchmarks import assets, budget, diffusion, expand, faithfulness, pipeline
 
     def llm() -> dict[str, Any]:
         n = 128 if quick else 512
@@ -58,7 +60,26 @@ def _benchmarks(quick: bool, work: Path) -> dict[str, Callable[[], dict[str, Any
         # emoji: independent judges of a GAN of real images (quick: made-up RGBA data, tiny models; full: the GAN,
         # data and scorer named by $LLMGAN_EMOJI_GAN, $LLMGAN_EMOJI_DATA, $LLMGAN_EMOJI_SCORER)
         "assets (emoji judges)": lambda: assets.bench(quick, work / "assets"),
+        # each stage's throughput here, the predicted images/s of a node (gpus, cores) and its binding stage; the
+        # ratio is the prediction over a measured local job (quick: tiny sizes, the code path only)
+        "budget (stage throughputs)": lambda: _budget(budget.run(quick, gpus, cores, ray=not quick,
+                                                                 work=work / "budget")),
     }
+
+
+def _budget(fig: dict[str, Any]) -> dict[str, Any]:
+    """Headline figures of the stage budget beside its full table (printed on stderr, all of it in bench.json)."""
+    import sys
+
+    from benchmarks.budget import table
+
+    print(table(fig), file=sys.stderr, flush=True)
+    p = fig["prediction"]
+    head = {"node": f"{p['cores']} cores, {p['gpus']} GPUs", "predicted_images_per_s": p["images_per_s"],
+            "binding_stage": p["binding_stage"]}
+    for v in fig.get("validation", []):
+        head[f"{v['executor']} predicted/measured"] = f"{v['predicted_images_per_s']}/{v['measured_images_per_s']}"
+    return {**head, **fig}
 
 
 def _faithfulness(result: dict[str, Any]) -> dict[str, Any]:
@@ -130,7 +151,8 @@ def _markdown(results: dict[str, Any], info: dict[str, Any]) -> str:
 
 
 def run_bench(out: str, quick: bool, only: list[str] | None = None,
-              log: Callable[[str], None] = print) -> dict[str, Any]:
+              log: Callable[[str], None] = print, gpus: int | None = None,
+              cores: int | None = None) -> dict[str, Any]:
     """Run the benchmarks (optionally a subset by name prefix); returns {name: figures}."""
     import tempfile
 
@@ -139,7 +161,7 @@ def run_bench(out: str, quick: bool, only: list[str] | None = None,
     work = Path(tempfile.mkdtemp(prefix="llmgan-bench-"))
     info = machine()
     results: dict[str, Any] = {}
-    for name, thunk in _benchmarks(quick, work).items():
+    for name, thunk in _benchmarks(quick, work, gpus, cores).items():
         if only and not any(name.lower().startswith(o.lower()) for o in only):
             continue
         log(f"running: {name} ...")
@@ -166,7 +188,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="Small sizes: a few minutes on 2 cores.")
     parser.add_argument("--only", action="append", metavar="NAME",
                         help="Run benchmarks whose name starts with NAME (repeatable).")
+    parser.add_argument("--gpus", type=int, default=None, metavar="N",
+                        help="The stage budget's node: GPUs (default: this machine's).")
+    parser.add_argument("--cores", type=int, default=None, metavar="N",
+                        help="The stage budget's node: CPU cores (default: this machine's).")
     args = parser.parse_args(argv)
-    report = run_bench(args.out, args.quick, args.only, log=lambda m: print(m, file=sys.stderr, flush=True))
+    if args.gpus is not None or args.cores is not None:
+        from benchmarks.budget import check_node
+        from llmgan.errors import UserError
+
+        try:
+            check_node(args.gpus, args.cores)
+        except UserError as exc:
+            parser.exit(2, f"error: {exc}\n")
+    report = run_bench(args.out, args.quick, args.only, log=lambda m: print(m, file=sys.stderr, flush=True),
+                       gpus=args.gpus, cores=args.cores)
     print((Path(args.out) / "bench.md").read_text(), end="")
     return 1 if any("error" in v for v in report["results"].values()) else 0

@@ -151,3 +151,62 @@ def test_cli_has_no_bench_command() -> None:
     proc = subprocess.run([sys.executable, "-m", "llmgan", "bench", "--quick"], capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode == 2 and "No such command 'bench'" in proc.stderr
+
+
+def test_budget_model_prices_each_stage_and_names_the_binding_one() -> None:
+    """The budget's model on made-up rates (no timing): cost = units per image / rate, C cores / summed cost on CPU,
+    GPU stages on their own resource, the binding stage the largest cost on the slower resource."""
+    from benchmarks.budget import JobShape, predict
+
+    cpu = {"read": 1000.0, "expand": 50.0, "text": 100.0, "generate": 20.0, "consistency": 200.0, "encode": 400.0,
+           "write": 1000.0}
+    shape = JobShape(n_per_prompt=4, variants=1, expand=True)
+    p = predict({"cpu": cpu}, shape, cores=4, gpus=0, extra_draws=0.1)
+    # seconds per image: 0.25/1000 + 0.25/50 + 0.25/100 + 1/20 + 1/200 + 1/400 + 1/1000 = 0.06625
+    assert p["images_per_s"] == round(4 / 0.06625, 1) and p["binding_stage"] == "generate"
+    assert p["stages"]["expand"]["units_per_image"] == 0.25  # one caption serves the prompt's 4 images
+    assert math.isclose(sum(s["allotted"] for s in p["stages"].values()), 4, abs_tol=0.01)
+    assert p["pools"]["generator"]["actors"] == 3 and p["pools"]["expander"]["actors"] == 1
+    # one GPU much faster at the model stages: the CPU stages (read, encode, write) now bind, on 3 free cores
+    gpu = {"expand": 5000.0, "text": 10_000.0, "generate": 50_000.0, "consistency": 100_000.0}
+    g = predict({"cpu": cpu, "cuda": gpu}, shape, cores=4, gpus=1, extra_draws=0.0)
+    assert g["binding_resource"] == "cpu" and g["binding_stage"] == "encode"
+    assert g["images_per_s"] == round(2 / (0.25 / 1000 + 1 / 400 + 1 / 1000), 1)  # 4 cores less 2 GPU feeders
+    assert g["stages"]["generate"]["on"] == "gpu" and g["pools"]["generator"]["gpus_per_actor"] > 0
+    no_expand = predict({"cpu": cpu}, JobShape(n_per_prompt=1, expand=False), cores=1, gpus=0, extra_draws=0.0)
+    assert "expand" not in no_expand["stages"] and no_expand["stages"]["text"]["units_per_image"] == 1.0
+
+
+def test_budget_quick_measures_every_stage_and_checks_its_prediction(tmp_path: Path) -> None:
+    """`--quick`: every stage measured at tiny sizes, every encoding at every size, a prediction with pools and a
+    real local job beside it (figures exist and are positive, never timed)."""
+    from benchmarks import budget
+
+    fig = budget.run(quick=True, work=tmp_path, log=lambda m: None)
+    for t, s in fig["stages"]["cpu"].items():
+        assert set(s["rates"]) == set(budget.SERIAL_STAGES), t
+        assert all(_positive(v) for v in s["rates"].values()), (t, s)
+    encoders = [r for r in fig["encoders"] if r["source"] == "emoji GAN"]
+    assert {(r["encoding"], r["size"]) for r in encoders} == {(e, s) for e in budget.ENCODINGS for s in budget.ENCODE_SIZES}
+    assert all(_positive(r["images_per_s_per_core"]) and _positive(r["bytes_per_image"]) for r in fig["encoders"])
+    assert _positive(fig["write_images_per_s"]) and all(_positive(v) for v in fig["emoji_generator"]["images_per_s"].values())
+    p = fig["prediction"]
+    assert _positive(p["images_per_s"]) and p["binding_stage"] in p["stages"]
+    assert set(p["pools"]) == {"expander", "generator", "encoder"}
+    [v] = fig["validation"]
+    assert v["executor"] == "local" and v["images"] == 48 and _positive(v["measured_images_per_s"])
+    assert _positive(fig["ratio"]) and fig["ratio"] == v["predicted_over_measured"]
+    text = budget.table(fig)
+    assert "| stage | unit |" in text and "binding stage" in text and "validation (local" in text
+    json.dumps(fig)
+
+
+def test_budget_refuses_gpus_this_machine_lacks_in_one_line(tmp_path: Path) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    proc = subprocess.run([sys.executable, "-m", "benchmarks", "--only", "budget", "--gpus", "1", "--out",
+                           str(tmp_path / "b")], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and proc.stderr.strip().startswith("error: --gpus 1") and "Traceback" not in proc.stderr
+    assert not (tmp_path / "b").exists()

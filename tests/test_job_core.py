@@ -273,3 +273,38 @@ def test_outcomes_are_typed(tmp_path: Path, tiny_ckpt: str) -> None:
                                         r"no outcome reported\)"):
         run_job(cfg, silent, progress=False)
     assert silent.passes == 2
+
+
+def test_binding_stage_is_the_largest_share_and_overlapped_write_binds_only_past_the_rest() -> None:
+    from llmgan.job.manifest import binding_stage
+
+    assert binding_stage({}) is None and binding_stage({"read": 0.0}) is None
+    bind = binding_stage({"read": 1.0, "expand": 2.0, "generate": 5.0, "write": 2.0})
+    assert bind == {"stage": "generate", "seconds": 5.0, "share": 0.5}
+    # png_wait (the generator's wait for its PNG thread) and encode are one stage, whichever name a shard used
+    assert binding_stage({"generate": 3.0, "png_wait": 2.0, "encode": 2.0})["stage"] == "encode"
+    # the write runs beside the compute: it binds only when it takes longer than every other stage together
+    assert binding_stage({"generate": 3.0, "read": 1.0, "write": 3.5})["stage"] == "generate"
+    assert binding_stage({"generate": 3.0, "read": 1.0, "write": 4.5}) == {"stage": "write", "seconds": 4.5,
+                                                                         "share": 0.529}
+
+
+def test_generate_summary_names_the_binding_stage(tmp_path: Path, tiny_ckpt: str) -> None:
+    """A real local job through the CLI: `_SUCCESS.json` and the printed summary name the stage that bound it."""
+    from typer.testing import CliRunner
+
+    from llmgan.cli.app import app
+    from llmgan.job.manifest import STAGE_ALIASES
+
+    prompts = _prompts(tmp_path / "p.parquet")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["generate", prompts, "--out", str(out), "--ckpt", tiny_ckpt, "--no-expand",
+                                      "--executor", "local", "--shard-size", "4", "--quiet"])
+    assert result.exit_code == 0, (result.exception, result.stderr)
+    summary = json.loads((out / "_SUCCESS.json").read_text())
+    bind, seconds = summary["binding_stage"], summary["stage_seconds"]
+    stages = {STAGE_ALIASES.get(k, k) for k in seconds}
+    assert bind["stage"] in stages
+    assert abs(bind["seconds"] - sum(v for k, v in seconds.items() if STAGE_ALIASES.get(k, k) == bind["stage"])) < 0.05
+    assert 0 < bind["share"] <= 1
+    assert f"binding stage: {bind['stage']} ({bind['share']:.0%} of stage seconds)" in result.stdout

@@ -176,6 +176,8 @@ def _print_summary(summary: dict) -> None:
         + (f"; consistency {cons['mean']:.3f} mean, {cons['share_below_threshold']:.1%} below "
            f"{cons['threshold']:g} ({cons['share_below_threshold_first_draw']:.1%} before redraws, "
            f"{cons['extra_draws_per_image']:.2f} extra draws per image)" if cons and cons["scored"] else "")
+        + (f"; binding stage: {bind['stage']} ({bind['share']:.0%} of stage seconds)"
+           if (bind := summary.get("binding_stage")) else "")
     )
     if summary.get("dropped_below_consistency"):
         typer.echo(f"{summary['dropped_below_consistency']} image(s) below --drop-below left out of the shards "

@@ -134,8 +134,41 @@ def summarize(storage: Storage, out: str, num_shards: int, wall_seconds: float,
         "consistency": merge_consistency(consistency),
         "understanding": merge_understanding(understanding),
         "stage_seconds": {k: round(v, 2) for k, v in seconds.items()},
+        "binding_stage": binding_stage(seconds),
         "wall_seconds": round(wall_seconds, 2),
         "images_this_run": images_this_run,
         "images_per_second": round(images_this_run / wall_seconds, 2) if wall_seconds > 0 else None,
         "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
+
+
+# Stages that run beside the others rather than in line with them: the local executor writes shard i on a thread
+# while shard i+1 is computed, the Ray executor writes in a task of its own.
+OVERLAPPED_STAGES = ("write",)
+# the name a stage's seconds are reported under; png_wait was the generator's wait for its PNG thread, now `encode`
+STAGE_ALIASES = {"png_wait": "encode"}
+
+
+def binding_stage(seconds: dict[str, float]) -> dict[str, Any] | None:
+    """The stage that bounds the run: the largest share of the summed per-stage busy seconds, or None without any.
+
+    Stages share the node: in the local executor they run one after another in one process, so the largest share of
+    their seconds is the largest share of wall time; in the Ray executor each stage's seconds are its pool's busy time,
+    and with the pools sized to the work the stage needing the most seconds per image needs the most of the node.
+    A stage that runs beside the others (OVERLAPPED_STAGES) binds only when it takes longer than all of them
+    together: until then it is hidden.
+    """
+    merged: dict[str, float] = {}
+    for k, v in seconds.items():
+        name = STAGE_ALIASES.get(k, k)
+        merged[name] = merged.get(name, 0.0) + max(0.0, float(v))
+    total = sum(merged.values())
+    if total <= 0:
+        return None
+    inline = {k: v for k, v in merged.items() if k not in OVERLAPPED_STAGES}
+    beside = {k: v for k, v in merged.items() if k in OVERLAPPED_STAGES}
+    stage, secs = max(inline.items(), key=lambda kv: kv[1], default=("", 0.0))
+    over = max(beside.items(), key=lambda kv: kv[1], default=("", 0.0))
+    if over[1] > sum(inline.values()):
+        stage, secs = over
+    return {"stage": stage, "seconds": round(secs, 2), "share": round(secs / total, 3)}
