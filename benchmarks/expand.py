@@ -1,6 +1,10 @@
 """Caption-LM benchmark: batched vs one-at-a-time `generate` throughput, first-draft faithfulness per prompt set
 with keep-words on and off, guard outcomes and variety, in one run (optionally: how the GAN draws synonyms).
 
+`--engines`: instead, captions/s of the expander's fast decoding loop vs the reference loop (`ExpanderConfig.engine`)
+at each thread count and batch size, both engines on the same prompts and seeds in one process, and how many of
+their captions differ (the fast loop is meant to differ in none).
+
 `--captioned DATA`: instead, a caption LM for a captioned dataset with name / style / subcategory columns (the emoji
 dataset): on its held-out rows' prompts (name + style pairs kept out of training) and a sample of its train rows'
 prompts, how many expansions keep the name and the style and are well-formed captions, at what speed, and what the
@@ -226,6 +230,53 @@ def run(lm: str | None = None, n_speed: int = 512, n_baseline: int = 512, n_vari
     return result
 
 
+def engines(lm: str | None = None, threads: Sequence[int] = (1, 2), batches: Sequence[int] = (64, 256, 1024),
+            n: int = 1024, repeats: int = 3, device: str = "cpu", out=sys.stdout) -> dict[str, Any]:
+    """Fast vs reference sampling loop: captions/s of `expand` (one draft per prompt, no check, no cache) on n
+    held-out prompts at each (threads, batch), engines alternating, the best of `repeats` each; every repeat uses
+    fresh keys, and each engine's captions are compared with the other's for the same keys."""
+    prompts = heldout_prompts(n)
+    base = ExpanderConfig(lm=lm, device=device, cache_size=0, max_resamples=0)
+    models = {e: CaptionExpander(replace(base, engine=e)) for e in ("fast", "reference")}
+    if models["fast"].engine != "fast":
+        raise RuntimeError(f"the fast engine cannot run this LM: {models['fast'].engine_note}")
+    before = torch.get_num_threads()
+    rows: list[dict[str, Any]] = []
+    try:
+        for t in threads:
+            torch.set_num_threads(t)
+            for b in batches:
+                best = {"fast": 0.0, "reference": 0.0}
+                differ = 0
+                for r in range(repeats + 1):  # repeat 0 warms both up (allocator, first-call costs); not counted
+                    keys = [f"{t}-{b}-{r}-{i}" for i in range(n)]
+                    caps = {}
+                    for name, exp in models.items():
+                        exp.config = replace(exp.config, batch_size=b)
+                        t0 = time.perf_counter()
+                        caps[name] = exp.expand(prompts, keys, 1, seed=r).captions
+                        if r:
+                            best[name] = max(best[name], n / (time.perf_counter() - t0))
+                    differ += sum(a != c for a, c in zip(caps["fast"], caps["reference"]))
+                rows.append({"threads": t, "batch": b, "fast_captions_per_s": round(best["fast"], 1),
+                             "reference_captions_per_s": round(best["reference"], 1),
+                             "ratio": round(best["fast"] / best["reference"], 2),
+                             "captions_compared": n * (repeats + 1), "captions_differing": differ})
+    finally:
+        torch.set_num_threads(before)
+    result = {"lm": models["fast"].identity, "device": device, "prompts": n, "repeats": repeats, "rows": rows}
+    print(f"caption LM {result['lm']} on {device}: fast vs reference sampling loop, {n} held-out prompts, "
+          f"best of {repeats}", file=out)
+    print("| threads | batch | fast captions/s | reference captions/s | fast ÷ reference | captions differing |",
+          file=out)
+    print("| --- | --- | --- | --- | --- | --- |", file=out)
+    for row in rows:
+        print(f"| {row['threads']} | {row['batch']} | {row['fast_captions_per_s']:,.1f} | "
+              f"{row['reference_captions_per_s']:,.1f} | {row['ratio']:.2f} | "
+              f"{row['captions_differing']} of {row['captions_compared']} |", file=out)
+    return result
+
+
 def gan_synonyms(n: int = 48, seed: int = 0, out=sys.stdout) -> dict[str, float]:
     """How the shipped text encoder + GAN draw a value named by each word (canonical, corpus synonym, typed-only
     synonym alone and as `caption_phrase` writes it): the evaluation classifier's accuracy over n images each."""
@@ -396,11 +447,20 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--ckpt", default=None, help="--captioned: GAN whose domain check applies (default: the "
                                                      "one `llmgan train` records for DATA's train rows)")
     parser.add_argument("--seed", type=int, default=0, help="--captioned: prompt and sampling seed")
+    parser.add_argument("--engines", action="store_true",
+                        help="instead: captions/s of the fast vs the reference sampling loop at each --threads-list "
+                             "and --batches, same prompts and seeds, and how many captions differ")
+    parser.add_argument("--threads-list", default="1,2", help="--engines: thread counts, comma-separated")
+    parser.add_argument("--batches", default="64,256,1024", help="--engines: batch sizes, comma-separated")
+    parser.add_argument("--repeats", type=int, default=3, help="--engines: timed repeats (best is kept)")
     parser.add_argument("--json", default=None, help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.gan_synonyms:
         result: dict = gan_synonyms()
+    elif args.engines:
+        result = engines(args.lm, [int(t) for t in args.threads_list.split(",")],
+                         [int(b) for b in args.batches.split(",")], args.n, args.repeats, args.device)
     elif args.captioned:
         result = captioned(args.captioned, args.lm, args.n_train, args.per_prompt, args.batch_size, args.seed,
                            args.ckpt, args.device)

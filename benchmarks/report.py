@@ -40,6 +40,15 @@ def _benchmarks(quick: bool, work: Path, gpus: int | None = None,
                              n_variety=16 if quick else 64, out=io.StringIO())
         return {**figures, "ratio": figures["speedup"], "target": ">= 8"}
 
+    def engines() -> dict[str, Any]:
+        figures = expand.engines(threads=(1,) if quick else (1, 2), batches=(16, 64) if quick else (64, 256, 1024),
+                                 n=64 if quick else 1024, repeats=1 if quick else 3, out=io.StringIO())
+        # headline: the largest batch on one thread (the expander actor's setting); every row is in the figures
+        head = next(r for r in reversed(figures["rows"]) if r["threads"] == 1)
+        differing = sum(r["captions_differing"] for r in figures["rows"])
+        return {"ratio": head["ratio"], "target": "> 1, captions differing = 0", "captions_differing": differing,
+                **{f"{r['threads']}t b{r['batch']}": r["ratio"] for r in figures["rows"]}, "rows": figures["rows"]}
+
     tiny = pipeline.tiny_checkpoint(work / "tiny-gan", width=4)
     images, repeats = (800, 1) if quick else (20_000, 3)
     return {
@@ -47,6 +56,7 @@ def _benchmarks(quick: bool, work: Path, gpus: int | None = None,
         "pipeline (with expansion)": lambda: pipeline.pipeline_efficiency(
             work, images // 4 if quick else images, True, repeats, ckpt=None),
         "LLM batching": llm,
+        "expand: fast vs reference sampling loop": engines,
         "text-embedding cache": lambda: pipeline.embedding_cache(400 if quick else 4000, 20, None, repeats),
         "driver memory at scale": lambda: pipeline.driver_memory(
             work, *((1_000, 10_000) if quick else (10_000, 200_000)), ckpt=tiny),

@@ -23,6 +23,7 @@ import torch
 from llmgan.errors import UserError
 from llmgan.io.seeds import derive_seed
 from llmgan.text.options import DEFAULT_INSTRUCTION, ExpanderConfig, Faithfulness, keeps_words  # noqa: F401 - re-exported
+from llmgan.text.sampling import sample_tokens, sample_tokens_fast  # noqa: F401 - re-exported
 
 # Base (non-chat) LMs see this text and continue it; `lm_train` writes its corpus in the same format.
 PROMPT_FORMAT = "short: {prompt}\nlong:"
@@ -60,29 +61,6 @@ def clean_caption(text: str, max_chars: int) -> str:
         space = cut.rfind(" ")
         text = (cut[:space] if space > max_chars // 2 else cut).rstrip(" ,;:-")
     return text
-
-
-def sample_tokens(logits: torch.Tensor, uniforms: torch.Tensor, temperature: float, top_p: float) -> torch.Tensor:
-    """One token per row by inverse-CDF sampling with the row's own uniform number.
-
-    The CDF runs in vocabulary order (not sorted by probability), so a tiny numeric difference in the logits
-    (batched vs. single-row forward) moves the choice only when the uniform lies within that difference of
-    a boundary; sorting would let near-tied tokens swap places and change the outcome far more often.
-    """
-    if temperature == 0.0:
-        return logits.argmax(-1)
-    probs = torch.softmax(logits.double() / temperature, dim=-1)
-    if top_p < 1.0:
-        # keep the smallest set of most likely tokens whose mass reaches top_p (always at least one)
-        sorted_p, _ = probs.sort(dim=-1, descending=True)
-        before = sorted_p.cumsum(-1) - sorted_p
-        n_keep = (before < top_p).sum(-1, keepdim=True).clamp(min=1)
-        threshold = sorted_p.gather(-1, n_keep - 1)
-        probs = torch.where(probs >= threshold, probs, torch.zeros_like(probs))
-    cdf = probs.cumsum(-1)
-    target = uniforms.double().unsqueeze(-1) * cdf[:, -1:]
-    choice = torch.searchsorted(cdf, target, right=True).squeeze(-1)
-    return choice.clamp(max=probs.shape[-1] - 1)
 
 
 def _fingerprint_dir(path: Path) -> str:
@@ -188,6 +166,13 @@ class CaptionExpander:
         self._logits_to_keep = "logits_to_keep" in params
         positions = [getattr(self.model.config, k, None) for k in ("max_position_embeddings", "n_positions")]
         self._max_positions = next((int(p) for p in positions if p), 1 << 30)
+        # the sampling loop: the static-cache one where it runs this model exactly, else Hugging Face's forward
+        from llmgan.text import fast_decode
+
+        reason = fast_decode.unsupported(self.model) if config.engine == "fast" else "engine='reference' requested"
+        self._fast = fast_decode.Gpt2Decoder(self.model) if reason is None else None
+        self.engine: str = "fast" if reason is None else "reference"
+        self.engine_note: str | None = reason
 
     # ---- set-up ---------------------------------------------------------------------------------
     def _prepare_special_tokens(self) -> None:
@@ -228,6 +213,17 @@ class CaptionExpander:
         return torch.nonzero((self._eos | self._newline).cpu()).flatten().tolist()
 
     # ---- sampling -------------------------------------------------------------------------------
+    def _stop(self, token: torch.Tensor, done: torch.Tensor, started: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """A row stops at EOS, or at a newline once it has produced some text (a leading newline is skipped)."""
+        done = done | self._eos[token] | (self._newline[token] & started)
+        return done, started | self._has_text[token]
+
+    def _sample(self, logits: torch.Tensor, uniforms: torch.Tensor) -> torch.Tensor:
+        return sample_tokens(logits, uniforms, self.config.temperature, self.config.top_p)
+
+    def _sample_fast(self, logits: torch.Tensor, uniforms: torch.Tensor) -> torch.Tensor:
+        return sample_tokens_fast(logits, uniforms, self.config.temperature, self.config.top_p)
+
     @torch.inference_mode()
     def generate_rows(self, token_rows: Sequence[Sequence[int]], seeds: Sequence[int]) -> list[str]:
         """One batched decoding pass: row r continues token_rows[r] with randomness from seeds[r]."""
@@ -245,6 +241,19 @@ class CaptionExpander:
             [torch.rand(steps, generator=torch.Generator().manual_seed(s), dtype=torch.float64) for s in seeds]
         ).to(self.device)
         ids, mask = ids.to(self.device), mask.to(self.device)
+        if self._fast is not None:
+            # on an accelerator every all-done check is a host sync: look every 8 steps (extra steps emit pad only)
+            out_tokens = self._fast.decode(ids, mask, uniforms, steps, self._sample_fast, self._stop, self.pad_id,
+                                           sync_every=1 if self.device.type == "cpu" else 8)
+        else:
+            out_tokens = self._decode_reference(ids, mask, uniforms, steps)
+        texts = self.tokenizer.batch_decode(out_tokens.cpu().tolist(), skip_special_tokens=True)
+        return [clean_caption(t, cfg.max_chars) for t in texts]
+
+    def _decode_reference(self, ids: torch.Tensor, mask: torch.Tensor, uniforms: torch.Tensor, steps: int
+                          ) -> torch.Tensor:
+        """The Hugging Face forward step by step with a DynamicCache: any causal LM (`engine="reference"`)."""
+        n = ids.shape[0]
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         from transformers import DynamicCache
 
@@ -263,19 +272,16 @@ class CaptionExpander:
                     cache = getattr(out, name)
                     break
             logits = out.logits[:, -1, :].float()
-            token = sample_tokens(logits, uniforms[:, t], cfg.temperature, cfg.top_p)
+            token = self._sample(logits, uniforms[:, t])
             token = torch.where(done, torch.full_like(token, self.pad_id), token)
             out_tokens[:, t] = token
-            # stop at EOS, or at a newline once the row has produced some text (a leading newline is skipped)
-            done = done | self._eos[token] | (self._newline[token] & started)
-            started = started | self._has_text[token]
+            done, started = self._stop(token, done, started)
             if bool(done.all()):
                 break
             step_input = token.unsqueeze(-1)
             step_pos = step_pos[:, -1:] + 1
             mask = torch.cat([mask, torch.ones((n, 1), dtype=mask.dtype, device=self.device)], dim=-1)
-        texts = self.tokenizer.batch_decode(out_tokens.cpu().tolist(), skip_special_tokens=True)
-        return [clean_caption(t, cfg.max_chars) for t in texts]
+        return out_tokens
 
     # ---- public API -----------------------------------------------------------------------------
     def expand(self, prompts: Sequence[str], keys: Sequence[str], variants: int, seed: int) -> ExpansionResult:

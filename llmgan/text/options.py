@@ -21,6 +21,10 @@ DEFAULT_INSTRUCTION = (
 # Values of ExpanderConfig.check / `--check`: "auto" = the check of the GAN's domain, whatever the LM (the user's
 # words are the contract); "none" = no check (every caption `unchecked`).
 CHECKS: tuple[str, ...] = ("auto", "none")
+# Values of ExpanderConfig.engine / `--lm-engine`: "fast" = the static-cache decoding loop for GPT-2-family LMs
+# (the same captions as the reference, bit for bit; other LMs fall back to the reference), "reference" = the
+# Hugging Face forward step by step, for any causal LM.
+ENGINES: tuple[str, ...] = ("fast", "reference")
 _DEVICE = re.compile(r"^(cpu|mps|cuda(:\d+)?)$")
 MAX_TEMPERATURE = 5.0  # beyond this the LM's token distribution is near uniform: captions stop being sentences
 
@@ -57,6 +61,8 @@ class ExpanderConfig:
     check: str = "auto"
     # keep the prompt's own attribute words verbatim in every caption (needs a check; a no-op without one)
     keep_words: bool = True
+    # the sampling loop (ENGINES): it never changes a caption, only how fast they come
+    engine: str = "fast"
 
     def __post_init__(self) -> None:
         if self.lm is not None and (not isinstance(self.lm, str) or not self.lm.strip()):
@@ -78,6 +84,8 @@ class ExpanderConfig:
             raise UserError(f"--device must be cpu, cuda, cuda:N or mps, got {self.device!r}")
         if self.check not in CHECKS:
             raise UserError(f"--check must be one of {', '.join(CHECKS)}, got {self.check!r}")
+        if self.engine not in ENGINES:
+            raise UserError(f"--lm-engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
         if not isinstance(self.keep_words, bool):
             raise UserError(f"--keep-words must be true or false, got {self.keep_words!r}")
 
