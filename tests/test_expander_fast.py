@@ -177,7 +177,23 @@ def test_models_the_fast_loop_cannot_run_use_the_reference(random_lms: dict[str,
     with pytest.raises(ValueError, match="cannot run"):
         fast_decode.Gpt2Decoder(eager)
     chosen = CaptionExpander(ExpanderConfig(lm=random_lms["gpt2"], engine="reference"))
-    assert chosen.engine == "reference" and "requested" in (chosen.engine_note or "")
+    assert chosen.engine == "reference" and chosen._fast is None and chosen.engine_note is None
+
+
+def test_expand_cli_engines_print_the_same_lines(random_lms: dict[str, str]) -> None:
+    from typer.testing import CliRunner
+
+    from llmgan.cli.app import app
+
+    runner = CliRunner()
+    fast = runner.invoke(app, ["expand", "crimson star", "-n", "3", "--seed", "2"])
+    ref = runner.invoke(app, ["expand", "crimson star", "-n", "3", "--seed", "2", "--lm-engine", "reference"])
+    assert fast.exit_code == ref.exit_code == 0 and fast.stdout == ref.stdout and len(fast.stdout.splitlines()) == 3
+    assert "fast engine)" in fast.stderr and "reference engine)" in ref.stderr
+    llama = runner.invoke(app, ["expand", "zebra", "-n", "2", "--lm", random_lms["llama"]])
+    assert llama.exit_code == 0 and "reference engine: architecture LlamaForCausalLM" in llama.stderr
+    bad = runner.invoke(app, ["expand", "red star", "--lm-engine", "vllm"])
+    assert bad.exit_code == 2 and bad.stderr.strip() == "error: --lm-engine must be one of fast, reference, got 'vllm'"
 
 
 def test_engine_option_is_checked() -> None:

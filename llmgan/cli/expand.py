@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from llmgan.cli.common import Ckpt, Lm, Seed, handle_errors
-from llmgan.text.options import CHECKS, ExpanderConfig
+from llmgan.text.options import CHECKS, ENGINES, ExpanderConfig
 
 _CFG = ExpanderConfig()  # the defaults, declared once in the config
 
@@ -44,6 +44,10 @@ def expand_command(
         "--keep-words/--no-keep-words", help="Keep the prompt's own attribute words verbatim in every caption "
         "('crimson star' stays crimson); the LM adds the unstated details. Needs a check.")] = _CFG.keep_words,
     device: Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:N or mps.")] = _CFG.device,
+    lm_engine: Annotated[str, typer.Option(
+        "--lm-engine", help=f"Sampling loop: {', '.join(ENGINES)}. fast = static KV cache for GPT-2-family LMs (the "
+        "same captions; other LMs use the reference), reference = the Hugging Face forward per step.")
+    ] = _CFG.engine,
 ) -> None:
     """Expand a short prompt into N detailed captions (stdout), with a one-line summary on stderr."""
     from llmgan.errors import UserError
@@ -59,7 +63,7 @@ def expand_command(
     config = ExpanderConfig(
         lm=lm, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, chat_template=chat_template,
         trust_remote_code=trust_remote_code, max_resamples=max_resamples, device=device, check=check,
-        keep_words=keep_words, **extra,
+        keep_words=keep_words, engine=lm_engine, **extra,
     )
     domain = gan_domain(ckpt, Storage())
     expander = CaptionExpander(config, check=domain.faithfulness() if config.check != "none" else None)
@@ -70,7 +74,8 @@ def expand_command(
     typer.echo(
         f"{n} expansions: {s['faithful']} faithful, {s['resampled']} resampled, {s['fallback']} fallback, "
         f"{s['unchecked']} unchecked, {s['not_understood']} not understood; {s['pinned']} drafts with the "
-        f"prompt's words pinned (check {domain.name if config.check != 'none' else 'none'}, lm {expander.identity})",
+        f"prompt's words pinned (check {domain.name if config.check != 'none' else 'none'}, lm {expander.identity}, "
+        f"{expander.engine} engine{f': {expander.engine_note}' if expander.engine_note else ''})",
         err=True,
     )
     missing = domain.ground(prompt).not_understood

@@ -169,10 +169,11 @@ class CaptionExpander:
         # the sampling loop: the static-cache one where it runs this model exactly, else Hugging Face's forward
         from llmgan.text import fast_decode
 
-        reason = fast_decode.unsupported(self.model) if config.engine == "fast" else "engine='reference' requested"
-        self._fast = fast_decode.Gpt2Decoder(self.model) if reason is None else None
-        self.engine: str = "fast" if reason is None else "reference"
-        self.engine_note: str | None = reason
+        # engine_note: why an LM asked to run fast runs on the reference loop (None when it does not)
+        self.engine_note: str | None = fast_decode.unsupported(self.model) if config.engine == "fast" else None
+        fast = config.engine == "fast" and self.engine_note is None
+        self._fast = fast_decode.Gpt2Decoder(self.model) if fast else None
+        self.engine: str = "fast" if fast else "reference"
 
     # ---- set-up ---------------------------------------------------------------------------------
     def _prepare_special_tokens(self) -> None:
