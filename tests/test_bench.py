@@ -210,3 +210,20 @@ def test_budget_refuses_gpus_this_machine_lacks_in_one_line(tmp_path: Path) -> N
                            str(tmp_path / "b")], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2 and proc.stderr.strip().startswith("error: --gpus 1") and "Traceback" not in proc.stderr
     assert not (tmp_path / "b").exists()
+
+
+def test_expand_engines_benchmark_compares_both_loops(tmp_path: Path) -> None:
+    """`python -m benchmarks --only expand` runs the fast-vs-reference loop benchmark; tiny sizes here: every row
+    has both rates and their ratio, and the loops' captions are compared (the fast loop is exact: none differ)."""
+    import io
+
+    from benchmarks import expand
+    from benchmarks.report import _benchmarks
+
+    assert [n for n in _benchmarks(True, tmp_path) if n.lower().startswith("expand")]
+    fig = expand.engines(threads=(1,), batches=(4, 16), n=16, repeats=1, out=io.StringIO())
+    assert [(r["threads"], r["batch"]) for r in fig["rows"]] == [(1, 4), (1, 16)]
+    for r in fig["rows"]:
+        assert _positive(r["fast_captions_per_s"]) and _positive(r["reference_captions_per_s"]) and _positive(r["ratio"])
+        assert r["captions_compared"] == 32 and r["captions_differing"] == 0
+    json.dumps(fig)

@@ -2,7 +2,8 @@
 
 Every caption is sampled by our own short decoding loop (KV cache, left padding) in which each row draws its
 random numbers from a generator seeded by (job seed, key, variant, attempt), so a caption does not depend on
-the batch it lands in. The expander knows no vocabulary: a domain's `Faithfulness` check, when one is passed,
+the batch it lands in. Two loops give the same captions: the fast one (`fast_decode`, static KV cache, GPT-2
+family) and the reference one (the Hugging Face forward per step, any causal LM; `ExpanderConfig.engine`). The expander knows no vocabulary: a domain's `Faithfulness` check, when one is passed,
 resamples expansions that drop or contradict a stated attribute (falling back to the short prompt itself), and
 with `keep_words` writes the user's own attribute words into every caption.
 """
