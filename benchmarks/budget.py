@@ -30,7 +30,6 @@ checks and loads, first batches, contact sheet: measured as the wall time of a o
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import math
 import os
@@ -205,12 +204,10 @@ def measure_job_stages(prompts: str, shape: JobShape, work: Path, device: str, t
 
 def _scorer_rate(generator: Any, results: list, min_s: float, clock: Callable[[], float]) -> float | None:
     """images/s of the job's consistency scorer alone (first draws only, no redraws), on the stage's own images."""
-    from PIL import Image
-
     if generator.feedback is None:
         return None
     records = [rec for r in results for rec in r.records][:generator.cfg.batch_size]
-    images = np.stack([np.asarray(Image.open(io.BytesIO(rec.png))) for rec in records])
+    images = np.stack([rec.pixels for rec in records])  # the generator stage's own pixels, not yet encoded
     captions, prompts = [rec.caption for rec in records], [rec.meta["prompt"] for rec in records]
     emb = generator.encoder.encode(captions)
     scorer = generator.feedback.scorer
@@ -283,7 +280,10 @@ def measure_write(results: list, work: Path) -> float:
 
     storage = Storage()
     total_s, images = 0.0, 0
+    encode = ImageEncoding().encode  # the job's default; the encoding stage is measured on its own
     for i, r in enumerate(results):
+        r = replace(r, records=[replace(rec, image=encode(rec.pixels), pixels=None) if rec.pixels is not None
+                                else rec for rec in r.records])
         out = work / f"write-{i}"
         t0 = time.thread_time()  # a core's work: the writes are local files, nothing waits on a network
         write_shard(storage, str(out), r, "webdataset", "budget")
@@ -415,10 +415,7 @@ def run(quick: bool = False, gpus: int | None = None, cores: int | None = None, 
             emoji["cuda_images_per_s"] = emoji_samples(8, "cuda", 512, min_s, [here_cores])[1]["images_per_s"]
         _set_threads(1)
         log("image encoders (one core) ...")
-        from PIL import Image
-
-        job_images = np.stack([np.asarray(Image.open(io.BytesIO(rec.png)).convert("RGB"))
-                               for r in results for rec in r.records])
+        job_images = np.stack([rec.pixels[..., :3] for r in results for rec in r.records])
         encoders = measure_encoders(emoji_images, min_s / 2, job_images)
         log("shard writes ...")
         write_rate = measure_write(results, work)

@@ -43,6 +43,9 @@ BAD = [
     ("--input-format", "xls"), ("--on-unsupported", "maybe"), ("--drop-below", "1.5"), ("--fail-below-share", "-0.1"),
     ("--s3-endpoint", "not-a-url"), ("--s3-endpoint", "ftp://host"),
     ("--model", "nope"), ("--model", ""),
+    ("--image-format", "gif"), ("--image-format", ""), ("--png-level", "-1"), ("--png-level", "10"),
+    ("--png-level", "fast"), ("--quality", "0"), ("--quality", "101"), ("--quality", "90"),  # png is lossless
+    ("--encode-workers", "0"), ("--encode-workers", "1025"), ("--encode-workers", "two"),
 ]
 # Options whose every value is a valid setting (flags), or whose bad values need files and models: the latter
 # are swept by test_bad_path_or_model_is_refused_before_anything_is_written below.
@@ -95,10 +98,25 @@ def test_good_values_reach_the_executor(cli) -> None:  # type: ignore[no-untyped
              "--seed", str(2**63 - 1), "--top-p", "1", "--temperature", "0", "--max-retries", "0", "--format", "parquet",
              "--executor", "local", "--expander-cpus", "0", "--generator-gpus", "0.5",
              "--generator-resources", '{"gan_gpu": 0.5}', "--generator-min-actors", "2",
-             "--min-consistency", "1", "--max-attempts", "64", "--consistency", "none"]
+             "--min-consistency", "1", "--max-attempts", "64", "--consistency", "none",
+             "--image-format", "webp", "--quality", "100", "--encode-workers", "1024"]
     result = cli(*edges)
     assert isinstance(result.exception, ExecutorReached) and str(result.exception) == "local"
     assert not cli.out.exists()  # the executor comes before any output
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--image-format", "webp", "--png-level", "1"], "error: --png-level applies to --image-format png, not webp"),
+    (["--png-level", "1", "--quality", "80"], "error: --quality applies to --image-format webp or jpeg; png is "
+                                              "lossless (--png-level trades speed for size)"),
+])
+def test_image_options_that_do_not_apply_are_refused(cli, args: list[str], message: str) -> None:  # type: ignore[no-untyped-def]
+    result = cli(*args)
+    assert result.exit_code == 2 and result.stderr.strip() == message
+    assert not cli.out.exists()
+    for good in (["--png-level", "0"], ["--png-level", "9"], ["--image-format", "jpeg"],
+                 ["--image-format", "webp", "--quality", "1"]):
+        assert isinstance(cli(*good).exception, ExecutorReached), good
 
 
 def test_bad_truncation_fails_before_anything_is_written_without_ray(tmp_path: Path) -> None:

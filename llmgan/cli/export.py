@@ -22,7 +22,7 @@ def export_command(
     s3_endpoint: S3Endpoint = None,
     quiet: Quiet = False,
 ) -> None:
-    """Write DEST/{prompt_id}/{variant}_{index}.png for every image of the job in SRC, and DEST/manifest.csv
+    """Write DEST/{prompt_id}/{variant}_{index}.{png,webp,jpg} (the job's image format) for every image of the job in SRC, and DEST/manifest.csv
     (one row per image: path, prompt id, prompt, caption, seed, variant, consistency, ..., your extra columns)."""
     from llmgan.io.storage import Storage
     from llmgan.job.export import ExportError, plan_export, run_export

@@ -98,6 +98,19 @@ def generate(
     shard_size: Annotated[int, typer.Option(
         "--shard-size", help="Images per shard (the unit of work and commit).")] = GenerateConfig.shard_size,
     format: Annotated[str, typer.Option("--format", help=" or ".join(FORMATS) + ".")] = GenerateConfig.format,
+    image_format: Annotated[str, typer.Option(
+        "--image-format", help="How each image is stored: png (lossless), webp (lossless; lossy with --quality) or "
+        "jpeg (lossy, RGB only).")] = GenerateConfig.image_format,
+    png_level: Annotated[int, typer.Option(
+        "--png-level", help="PNG zlib level 0-9: 1 encodes about twice as fast as 6 for somewhat larger files.")
+    ] = GenerateConfig.png_level,
+    quality: Annotated[int | None, typer.Option(
+        "--quality", help="1-100: lossy webp at this quality, or the jpeg quality [default: 95 for jpeg; webp "
+        "lossless].", show_default=False)] = GenerateConfig.quality,
+    encode_workers: Annotated[int | None, typer.Option(
+        "--encode-workers", help="Image encoders running at once (threads with --executor local, Ray tasks "
+        "otherwise) [default: local: one per core; Ray: one per core the actor pools leave, at least 1].",
+        show_default=False)] = GenerateConfig.encode_workers,
     batch_size: Annotated[int, typer.Option("--batch-size", help="GAN batch size.")] = GenerateConfig.batch_size,
     s3_endpoint: S3Endpoint = GenerateConfig.s3_endpoint,
     executor: Annotated[str, typer.Option(
@@ -140,6 +153,7 @@ def generate(
         prompts=prompts, out=out, prompt_column=prompt_column, input_format=input_format, n_per_prompt=n_per_prompt,
         variants=variants, expand=expand, lm=lm, ckpt=ckpt, model=model, best_of=best_of, truncation=truncation,
         temperature=temperature, top_p=top_p, keep_words=keep_words, seed=seed, shard_size=shard_size, format=format,
+        image_format=image_format, png_level=png_level, quality=quality, encode_workers=encode_workers,
         batch_size=batch_size, s3_endpoint=s3_endpoint, max_retries=max_retries, overwrite=overwrite,
         blocklist=blocklist, executor=executor, consistency=consistency, min_consistency=min_consistency,
         max_attempts=max_attempts, on_unsupported=on_unsupported, drop_below=drop_below,

@@ -1,6 +1,7 @@
 """The Ray executor of the generation job: shards stream through expander and generator actor pools
-(Ray Data map_batches) and are written by a task; each shard yields a typed outcome for the driver
-(llmgan.job.run), which owns planning, resume, retries and the summary."""
+(Ray Data map_batches), are encoded by a pool of CPU tasks sized apart from the generators, and are written by a
+task; each shard yields a typed outcome for the driver (llmgan.job.run), which owns planning, resume, retries
+and the summary."""
 
 from __future__ import annotations
 
@@ -69,6 +70,26 @@ class GenerateActor:
         return {"payload": [_guarded(self.stage, "generate", p) for p in batch["payload"]]}
 
 
+def _encode(batch: dict[str, np.ndarray], cfg: GenerateConfig) -> dict[str, list[bytes]]:
+    """The encoding stage on one generated shard (its pixels -> png / webp / jpeg bytes), one thread per task."""
+    from llmgan.job.stages import ShardEncoder
+
+    stage = ShardEncoder(cfg)
+    return {"payload": [_guarded(stage, "encode", p) for p in batch["payload"]]}
+
+
+def encode_pool(cfg: GenerateConfig, cluster_cpus: float) -> tuple[int, float]:
+    """(tasks at once, CPUs reserved by each) of the encoding stage: the CPUs the actor pools leave, one task per
+    whole core left (at least one) unless --encode-workers says how many. Where the pools leave no CPU (CPU
+    generators fill the cluster) the tasks reserve none and share the generators' cores, as encoding inside
+    the generator did; Ray Data's streaming back-pressure bounds how many generated shards wait for them."""
+    exp, gen = cfg.expander, cfg.generator
+    free = cluster_cpus - (exp.num_cpus or 0.0) * (exp.max_actors or 1) - (gen.num_cpus or 0.0) * (gen.max_actors or 1)
+    free = max(0.0, round(free, 6))  # 2 - 0.25 - 2 x 0.875 is not exactly 0 in floating point
+    workers = cfg.encode_workers or max(1, int(free))
+    return workers, min(1.0, free / workers)
+
+
 def _write(batch: dict[str, np.ndarray], out: str, fmt: str, job_id: str, endpoint: str | None) -> dict[str, list[bytes]]:
     storage = Storage(endpoint)
     outcomes: list[ShardOutcome] = []
@@ -125,6 +146,9 @@ class RayExecutor:
                 compute=ray.data.ActorPoolStrategy(min_size=res.min_actors, max_size=res.max_actors),
                 num_cpus=res.num_cpus, num_gpus=res.num_gpus, resources=res.resources or None,
             )
+        workers, cpus = encode_pool(cfg, ray.cluster_resources().get("CPU", 0.0))
+        ds = ds.map_batches(_encode, fn_kwargs={"cfg": cfg}, batch_size=1, batch_format="numpy",
+                            compute=ray.data.TaskPoolStrategy(size=workers), num_cpus=cpus)
         ds = ds.map_batches(_write, fn_kwargs={"out": cfg.out, "fmt": cfg.format, "job_id": job_id,
                                                "endpoint": cfg.s3_endpoint},
                             batch_size=1, batch_format="numpy", num_cpus=0)

@@ -9,14 +9,15 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-if TYPE_CHECKING:  # torch is heavy; only the tensor helpers need it and they import it when called
+if TYPE_CHECKING:  # torch and numpy wait for the functions that need them: job settings import this module's
+    # formats, and `llmgan --help` loads neither
+    import numpy as np
     import torch
 
 
 def to_float(images: np.ndarray) -> torch.Tensor:
     """uint8 (N, H, W, C) -> float32 (N, C, H, W) in [-1, 1] (a new tensor; read-only inputs are fine)."""
+    import numpy as np
     import torch
 
     return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
@@ -36,6 +37,7 @@ def to_uint8(x: torch.Tensor) -> np.ndarray:
 
 def png_bytes(image: np.ndarray | Any) -> bytes:
     """PNG bytes of a uint8 (H, W, 3) or (H, W, 4) array (RGBA keeps its alpha) or a PIL image."""
+    import numpy as np
     from PIL import Image
 
     img = image if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image))
@@ -79,6 +81,7 @@ class ImageEncoding:
 
     def encode(self, image: np.ndarray) -> bytes:
         """Bytes of one uint8 (H, W, 3|4) array; jpeg refuses alpha (checked before a job writes anything)."""
+        import numpy as np
         from PIL import Image
 
         arr = np.asarray(image)
@@ -101,6 +104,8 @@ class ImageEncoding:
 def grid(images: np.ndarray, cols: int, gap: int = 1, fill: int = 255) -> np.ndarray:
     """uint8 (N, H, W, C) -> one uint8 (.., .., C) image with `cols` columns and `gap` px between tiles (opaque
     `fill`; the tiles keep their alpha)."""
+    import numpy as np
+
     n, h, w, c = images.shape
     rows = math.ceil(n / cols)
     canvas = np.full((rows * (h + gap) + gap, cols * (w + gap) + gap, c), fill, np.uint8)

@@ -33,7 +33,7 @@ def comparison_panels(storage: Storage, job: str, data: str, rows: int = 12, rea
     if not committed_shards(storage, job):
         raise UserError(f"{job} has no committed shards: run the generation job first")
     sampled = sample_rows(storage, job, rows, generated)
-    with Image.open(io.BytesIO(sampled[0][1][0].png)) as first:
+    with Image.open(io.BytesIO(sampled[0][1][0].image)) as first:
         side = first.width  # the training images at the job's size
     dataset = load_captioned(data, side, storage=storage, channels=None)
     encoder = TextEncoder(model=text_encoder)
@@ -44,7 +44,7 @@ def comparison_panels(storage: Storage, job: str, data: str, rows: int = 12, rea
     panels: list[tuple[str, list[bytes | None]]] = []
     for (prompt, recs), row in zip(sampled, sims):
         nearest = np.argsort(-row, kind="stable")[:real]
-        panels.append((prompt, [*(png_bytes(dataset.images[i]) for i in nearest), None, *(r.png for r in recs)]))
+        panels.append((prompt, [*(png_bytes(dataset.images[i]) for i in nearest), None, *(r.image for r in recs)]))
     return panels
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from llmgan.errors import UserError
 from llmgan.gan.config import MAX_TRUNCATION
+from llmgan.io.images import DEFAULT_PNG_LEVEL, IMAGE_FORMATS, ImageEncoding
 from llmgan.io.prompt_formats import INPUT_FORMATS
 from llmgan.io.storage import is_s3
 from llmgan.text.options import check_sampling
@@ -23,6 +24,7 @@ MAX_SHARD_SIZE = 1_000_000
 MAX_BATCH_SIZE = 65_536
 MAX_RETRIES = 100
 MAX_ATTEMPTS = 64
+MAX_ENCODE_WORKERS = 1024
 CONSISTENCY_SPECS = ("auto", "classifier", "matcher", "none")  # or a folder / s3:// prefix holding matcher.json
 EXPANDER_CPUS = 0.25  # default CPU reservation of a caption-LM actor (see size_pools)
 
@@ -32,6 +34,9 @@ OUTPUT_DEFINING = (
     "shard_size", "format", "temperature", "top_p", "blocklist", "keep_words", "consistency", "min_consistency",
     "max_attempts", "on_unsupported", "drop_below",
 )
+# The image encoding is output-defining too, but enters the job's settings only when it is not the default
+# (lossless PNG at level 6), so the job ids of outputs written before the option existed do not change.
+IMAGE_SETTINGS = ("image_format", "png_level", "quality")
 # what happens to a prompt holding words the model's domain did not understand ("red dragon" for shapes)
 ON_UNSUPPORTED = ("flag", "reject")
 
@@ -114,6 +119,14 @@ class GenerateConfig:
     seed: int = 0
     shard_size: int = 1000
     format: str = "webdataset"
+    # How each image is encoded (llmgan.io.images.ImageEncoding): png (lossless, zlib level png_level), webp
+    # (lossless, or lossy at `quality`), jpeg (lossy at `quality`, default 95; RGB only).
+    image_format: str = "png"
+    png_level: int = DEFAULT_PNG_LEVEL
+    quality: int | None = None
+    # Encoding runs in its own pool, sized apart from the generator: threads of the local executor, tasks of
+    # the Ray one. None: from the cores (local: every usable core; Ray: the CPUs the actor pools leave, >= 1).
+    encode_workers: int | None = None
     batch_size: int = 64
     s3_endpoint: str | None = None
     expander: StageResources = StageResources()
@@ -158,7 +171,10 @@ class GenerateConfig:
             ("seed", 0, 2**63 - 1),
             ("contact_sheet_size", 0, 10_000),
             ("max_attempts", 1, MAX_ATTEMPTS),
+            ("png_level", 0, 9),
         ]
+        ints += [(name, lo, hi) for name, lo, hi in (("quality", 1, 100), ("encode_workers", 1, MAX_ENCODE_WORKERS))
+                 if getattr(self, name) is not None]
         for name, lo, hi in ints:
             value = getattr(self, name)
             if _not_int(value) or value < lo or (hi is not None and value > hi):
@@ -168,7 +184,7 @@ class GenerateConfig:
             raise UserError(f"--truncation must be in (0, {MAX_TRUNCATION:g}], got {self.truncation!r}")
         check_sampling(self.temperature, self.top_p)  # the caption LM's own rule, so `expand` and this agree
         for name, choices in (("format", FORMATS), ("executor", EXECUTORS), ("input_format", INPUT_FORMATS),
-                              ("on_unsupported", ON_UNSUPPORTED)):
+                              ("on_unsupported", ON_UNSUPPORTED), ("image_format", IMAGE_FORMATS)):
             if getattr(self, name) not in choices:
                 raise UserError(f"{_option(name)} must be one of {', '.join(choices)}, got {getattr(self, name)!r}")
         if not (_number(self.min_consistency) and 0 <= self.min_consistency <= 1):
@@ -193,12 +209,25 @@ class GenerateConfig:
             # checked here: botocore would reject it only when the first s3:// path is touched, mid-job
             # the value is not echoed: an endpoint may carry user:password@
             raise UserError("--s3-endpoint must be an http:// or https:// URL, e.g. http://127.0.0.1:9000")
+        if self.quality is not None and self.image_format == "png":
+            raise UserError("--quality applies to --image-format webp or jpeg; png is lossless (--png-level trades "
+                            "speed for size)")
+        if self.png_level != DEFAULT_PNG_LEVEL and self.image_format != "png":
+            raise UserError(f"--png-level applies to --image-format png, not {self.image_format}")
         self.expander.validate("expander")
         self.generator.validate("generator")
 
+    @property
+    def encoding(self) -> ImageEncoding:
+        """The encoder every executor's encoding stage uses (its settings were checked above)."""
+        return ImageEncoding(self.image_format, self.png_level, self.quality)
+
     def output_settings(self) -> dict:
-        """The settings that decide the output (compared on rerun)."""
-        return {k: getattr(self, k) for k in OUTPUT_DEFINING}
+        """The settings that decide the output (compared on rerun); the image encoding only when not the default."""
+        settings = {k: getattr(self, k) for k in OUTPUT_DEFINING}
+        if self.encoding != ImageEncoding():
+            settings.update({k: getattr(self, k) for k in IMAGE_SETTINGS})
+        return settings
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -207,6 +236,16 @@ class GenerateConfig:
 def _option(name: str) -> str:
     """The command-line spelling of a setting (contact_sheet_size is not on the command line)."""
     return name if name == "contact_sheet_size" else "--" + name.replace("_", "-")
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask, e.g. a container's cpuset), at least 1."""
+    import os
+
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
 
 
 def default_out(prompts: str) -> str:

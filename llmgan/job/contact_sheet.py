@@ -92,7 +92,8 @@ def render(rows: list[tuple[str, list[bytes | None]]]) -> Any:
     over a checkerboard; a None tile leaves a gap."""
     from PIL import Image, ImageDraw
 
-    tiles = [[None if b is None else on_checkerboard(Image.open(io.BytesIO(b))) for b in pngs] for _, pngs in rows]
+    # any format the job wrote (png, webp, jpeg): Pillow reads it from its bytes
+    tiles = [[None if b is None else on_checkerboard(Image.open(io.BytesIO(b))) for b in images] for _, images in rows]
     side = max(max(im.size) for row in tiles for im in row if im is not None)
     scale = -(-CONTACT_TILE // side) if side < CONTACT_TILE else 1  # small images enlarged pixel-exact
     side *= scale
@@ -130,5 +131,5 @@ def write_contact_sheet(storage: Storage, out: str, count: int) -> str | None:
     if not sampled:
         return None
     url = join(out, CONTACT_SHEET)
-    storage.write_bytes(url, png_bytes(render([(prompt, [r.png for r in recs]) for prompt, recs in sampled])))
+    storage.write_bytes(url, png_bytes(render([(prompt, [r.image for r in recs]) for prompt, recs in sampled])))
     return url

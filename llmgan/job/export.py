@@ -1,5 +1,5 @@
-"""`llmgan export`: a job's output (local or s3://) as a plain folder of PNGs, `{prompt_id}/{variant}_{index}.png`,
-plus `manifest.csv` (one row per image), for tools that want files rather than shards (an artist, a game
+"""`llmgan export`: a job's output (local or s3://) as a plain folder of images, `{prompt_id}/{variant}_{index}.{ext}`
+(ext: png, webp or jpg, as the job encoded them; the bytes are copied, never re-encoded), plus `manifest.csv` (one row per image), for tools that want files rather than shards (an artist, a game
 engine's import step). Every check runs before anything is written; the manifest is written last, so a
 folder without one is an export that did not finish.
 """
@@ -118,8 +118,8 @@ class FolderNames:
 def image_path(rec: ImageRecord, folder: str) -> str:
     meta = rec.meta
     if meta.get("variant") is None or meta.get("index") is None:
-        return f"{folder}/{rec.key}.png"  # an image without its (variant, index): named by its unique key
-    return f"{folder}/{int(meta['variant'])}_{int(meta['index'])}.png"
+        return f"{folder}/{rec.key}.{rec.ext}"  # an image without its (variant, index): named by its unique key
+    return f"{folder}/{int(meta['variant'])}_{int(meta['index'])}.{rec.ext}"
 
 
 def _cell(value: Any) -> Any:
@@ -138,7 +138,7 @@ def manifest_header(extras: list[str]) -> list[str]:
 def manifest_row(rec: ImageRecord, path: str, shard: int, extras: list[str]) -> list[Any]:
     # the same defaults as the Parquet columns (attempts: 1 draw), so both shard formats export the same rows
     ours = {**{name: default for name, _, default in FIELDS}, **rec.meta, "path": path, "key": rec.key,
-            "shard": f"{shard:05d}", "caption": rec.caption, "sha256": hashlib.sha256(rec.png).hexdigest()}
+            "shard": f"{shard:05d}", "caption": rec.caption, "sha256": hashlib.sha256(rec.image).hexdigest()}
     return [_cell(ours.get(c)) for c in COLUMNS] + [_cell(rec.meta.get(c)) for c in extras]
 
 
@@ -160,7 +160,7 @@ def run_export(storage: Storage, plan: ExportPlan,
                                   f"it") from None
             paths = [image_path(rec, names(str(rec.meta.get("prompt_id", "")))) for rec in records]
             # list(): wait for this shard's writes (and raise the first failure) before the next shard
-            list(pool.map(lambda a: storage.write_bytes(join(plan.dest, a[0]), a[1].png), zip(paths, records)))
+            list(pool.map(lambda a: storage.write_bytes(join(plan.dest, a[0]), a[1].image), zip(paths, records)))
             writer.writerows(manifest_row(rec, path, index, plan.extra_columns) for rec, path in zip(records, paths))
             done += len(records)
             if on_shard is not None:

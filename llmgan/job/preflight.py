@@ -36,7 +36,8 @@ def check_models(cfg: GenerateConfig, ckpt: str, meta: dict, scorer: tuple[str, 
     hub id: in the cache or served by the hub)."""
     from llmgan.gan.inference import GanModel
 
-    GanModel.load(ckpt, storage=storage, discriminator=cfg.best_of > 1)  # --ckpt: weights load into its config
+    gan = GanModel.load(ckpt, storage=storage, discriminator=cfg.best_of > 1)  # --ckpt: weights load into its config
+    check_image_format(cfg, gan.config.image_channels, ckpt)
     encoders = {meta.get("text_encoder"): "the GAN's text encoder (its config.json)"}
     if scorer is not None and scorer[0] == "matcher":
         from llmgan.gan.matcher import Matcher
@@ -53,6 +54,14 @@ def check_models(cfg: GenerateConfig, ckpt: str, meta: dict, scorer: tuple[str, 
             check_model_dir(local, "--lm: caption LM")
         else:
             check_hub_id(name, "--lm: caption LM", "pass a model directory or an s3:// prefix")
+
+
+def check_image_format(cfg: GenerateConfig, channels: int, ckpt: str) -> None:
+    """JPEG has no alpha channel: a jpeg job of a GAN that draws RGBA would lose its transparency (or fail on
+    every shard), so it is refused here, naming the formats that keep it."""
+    if cfg.image_format == "jpeg" and channels == 4:
+        raise UserError(f"--image-format jpeg has no alpha channel, but the GAN at {ckpt} draws RGBA images; "
+                        f"use --image-format png or webp")
 
 
 def check_text_encoder(spec: str | None, what: str) -> None:

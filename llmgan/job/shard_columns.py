@@ -115,14 +115,16 @@ def extra_names(metas: list[dict[str, Any]]) -> list[str]:
     return list(names)
 
 
-def data_table(keys: list[str], pngs: list[bytes], metas: list[dict[str, Any]]) -> Any:
-    """The Arrow table of a shard's Parquet data file (one row per image)."""
+def data_table(keys: list[str], images: list[bytes], exts: list[str], metas: list[dict[str, Any]]) -> Any:
+    """The Arrow table of a shard's Parquet data file (one row per image). The image struct's `path` ends in the
+    image's extension (`datasets` decodes the bytes whatever the format; the path names the file on export)."""
     import pyarrow as pa
 
     image_type = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
     columns: dict[str, Any] = {
         "key": pa.array(keys, pa.string()),
-        IMAGE_COLUMN: pa.array([{"bytes": png, "path": f"{key}.png"} for key, png in zip(keys, pngs)], image_type),
+        IMAGE_COLUMN: pa.array([{"bytes": b, "path": f"{key}.{ext}"} for key, b, ext in zip(keys, images, exts)],
+                               image_type),
     }
     for name, kind, default in FIELDS:
         coerce = _coerce(kind)

@@ -1,6 +1,7 @@
 """Shard files: write one shard's data, index and stats (stats last = committed), and read them back.
 
-Layout under OUTPUT/: shards/{shard}.tar (WebDataset: {key}.png, {key}.json, {key}.txt) or shards/{shard}.parquet
+Layout under OUTPUT/: shards/{shard}.tar (WebDataset: {key}.{ext}, {key}.json, {key}.txt; ext png, webp or jpg by
+the job's --image-format) or shards/{shard}.parquet
 (typed columns, image as a Hugging Face `datasets` Image feature), shards/{shard}.stats.json, and
 index/{shard}.parquet (one row per image; outside shards/ so a `shards/*.parquet` data glob reads only data).
 Every file is written atomically and deterministically (fixed tar headers, fixed order), so a redone shard
@@ -14,15 +15,20 @@ import io
 import json
 import tarfile
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from llmgan.io.images import EXTENSIONS
 from llmgan.io.storage import Storage, join
+
+if TYPE_CHECKING:
+    import numpy as np
 
 SHARDS_DIR = "shards"
 INDEX_DIR = "index"
 STATS_SUFFIX = ".stats.json"
 LEGACY_INDEX_SUFFIX = ".index.parquet"  # where older outputs kept the index: beside the data, in shards/
 MAX_REJECTED_DETAIL = 1000  # rejected rows listed one by one per shard; all are counted in rejected_counts
+IMAGE_EXTS = frozenset(EXTENSIONS.values()) | {"jpeg"}  # image members of a shard's tar, whatever its format
 
 
 class ShardConflict(Exception):
@@ -31,10 +37,15 @@ class ShardConflict(Exception):
 
 @dataclass
 class ImageRecord:
+    """One image of a shard. The generator stage makes it with `pixels` (uint8 H x W x C) and no bytes yet; the
+    encoding stage (llmgan.job.stages.ShardEncoder) fills `image` and `ext` and drops the pixels."""
+
     key: str
-    png: bytes
+    image: bytes  # the encoded file (png, webp or jpeg)
     caption: str
     meta: dict[str, Any]  # prompt, prompt_id, seed, variant, score, extra columns ...
+    ext: str = "png"  # the file extension of `image`: png, webp or jpg
+    pixels: np.ndarray | None = None
 
 
 @dataclass
@@ -81,7 +92,7 @@ def _tar_bytes(records: list[ImageRecord]) -> bytes:
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
         for rec in records:
             members = (
-                (f"{rec.key}.png", rec.png),
+                (f"{rec.key}.{rec.ext}", rec.image),
                 (f"{rec.key}.json", json.dumps(rec.meta, sort_keys=True, ensure_ascii=False, default=str).encode()),
                 (f"{rec.key}.txt", rec.caption.encode("utf-8")),
             )
@@ -107,7 +118,7 @@ def _images_table(records: list[ImageRecord]) -> Any:
     from llmgan.job.shard_columns import data_table
 
     # the caption is the record's (what the .txt member of a tar holds), whatever the metadata says
-    return data_table([r.key for r in records], [r.png for r in records],
+    return data_table([r.key for r in records], [r.image for r in records], [r.ext for r in records],
                       [dict(r.meta, caption=r.caption) for r in records])
 
 
@@ -128,8 +139,9 @@ def _index_table(records: list[ImageRecord]) -> Any:
         "consistency": pa.array(col("consistency"), pa.float32()),
         "attempts": pa.array(col("attempts", 1), pa.int32()),
         "not_understood": pa.array([list(v or []) for v in col("not_understood")], pa.list_(pa.string())),
-        "sha256": pa.array([hashlib.sha256(r.png).hexdigest() for r in records], pa.string()),
-        "png_bytes": pa.array([len(r.png) for r in records], pa.int64()),
+        "sha256": pa.array([hashlib.sha256(r.image).hexdigest() for r in records], pa.string()),
+        # the encoded image's size (outputs written before --image-format call this column png_bytes)
+        "image_bytes": pa.array([len(r.image) for r in records], pa.int64()),
     })
 
 
@@ -142,6 +154,8 @@ def write_shard(storage: Storage, out: str, result: ShardResult, fmt: str, job_i
     import time
 
     t0 = time.perf_counter()
+    if any(r.pixels is not None for r in result.records):
+        raise ValueError(f"shard {result.name} has images that were never encoded")
     if fmt == "webdataset":
         data_suffix, data = ".tar", _tar_bytes(result.records)
     else:
@@ -240,8 +254,13 @@ def read_shard_records(storage: Storage, out: str, stats: dict[str, Any]) -> lis
             for member in tar:
                 key, _, ext = member.name.rpartition(".")
                 members.setdefault(key, {})[ext] = tar.extractfile(member).read()  # type: ignore[union-attr]
-        return [ImageRecord(key, m["png"], m.get("txt", b"").decode("utf-8"), json.loads(m.get("json", b"{}")))
-                for key, m in sorted(members.items()) if "png" in m]
+        records = []
+        for key, m in sorted(members.items()):
+            ext = next((e for e in m if e in IMAGE_EXTS), None)
+            if ext is not None:
+                records.append(ImageRecord(key, m[ext], m.get("txt", b"").decode("utf-8"),
+                                           json.loads(m.get("json", b"{}")), ext))
+        return records
     import pyarrow.parquet as pq
 
     from llmgan.job.shard_columns import IMAGE_COLUMN, row_meta
@@ -249,5 +268,8 @@ def read_shard_records(storage: Storage, out: str, stats: dict[str, Any]) -> lis
     records = []
     for row in pq.read_table(io.BytesIO(data)).to_pylist():
         meta = row_meta(row)
-        records.append(ImageRecord(row["key"], row[IMAGE_COLUMN]["bytes"], meta.get("caption", ""), meta))
+        image = row[IMAGE_COLUMN]
+        ext = (image.get("path") or "").rpartition(".")[2].lower()
+        records.append(ImageRecord(row["key"], image["bytes"], meta.get("caption", ""), meta,
+                                   ext if ext in IMAGE_EXTS else "png"))
     return records

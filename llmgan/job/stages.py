@@ -1,10 +1,11 @@
-"""The two compute stages of generation, per shard, with no Ray: the Ray executor wraps them in actors and
+"""The compute stages of generation, per shard, with no Ray: the Ray executor wraps them in actors and tasks and
 the local executor calls them directly, so both do exactly the same work and write the same bytes.
 
 ShardExpander: prompt rows of a shard -> validated rows -> K captions per prompt -> one work item per image.
 ShardGenerator: work items -> text embeddings (LRU-cached) -> GAN in fixed batches (best-of-N) -> consistency
-feedback (score against caption and prompt, redraw what scores low; llmgan.job.feedback) -> PNG bytes, one
-ImageRecord (key, png, caption, meta dict) per image.
+feedback (score against caption and prompt, redraw what scores low; llmgan.job.feedback) -> one ImageRecord
+(key, caption, meta dict, uint8 pixels) per image.
+ShardEncoder: pixels -> png / webp / jpeg bytes (--image-format), on a CPU pool sized apart from the generator.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from typing import Any
 import numpy as np
 
 from llmgan.eval.consistency import gan_domain, load_scorer
-from llmgan.io.images import png_bytes
 from llmgan.io.prompts import PromptsFile
 from llmgan.io.storage import Storage
 from llmgan.job.blocklist import BLOCKED, load_blocklist
@@ -131,8 +131,6 @@ class ShardGenerator:
         self.gan: Any = None
         self.encoder: Any = None
         self.feedback: Feedback | None = None
-        # PNG encoding of batch i overlaps the GAN forward of batch i+1 (zlib releases the GIL).
-        self._png_pool = ThreadPoolExecutor(max_workers=1)
         if not lazy:
             self._load()
 
@@ -167,7 +165,6 @@ class ShardGenerator:
         emb = self.encoder.encode([it.caption for it in work.items]) if work.items else None
         t1 = time.perf_counter()
         gan_s = 0.0
-        pending: list[tuple[list[WorkItem], np.ndarray, list[dict[str, Any]], Any]] = []
         feedback_s = 0.0
         for start in range(0, len(work.items), cfg.batch_size):
             batch = work.items[start:start + cfg.batch_size]
@@ -189,12 +186,9 @@ class ShardGenerator:
                                                             d.drawn_from)]
             gan_s += g1 - g0
             feedback_s += time.perf_counter() - g1
-            pending.append((batch, scores, extra, self._png_pool.map(png_bytes, list(images))))
-        p0 = time.perf_counter()
-        for batch, scores, extra, pngs in pending:
-            for it, score, more, png in zip(batch, scores, extra, pngs):
-                result.records.append(self.record(it, float(score), png, more))
-        result.seconds.update(text=t1 - t0, generate=gan_s, png_wait=time.perf_counter() - p0)
+            for it, score, more, pixels in zip(batch, scores, extra, images):
+                result.records.append(self.record(it, float(score), pixels, more))
+        result.seconds.update(text=t1 - t0, generate=gan_s)
         if self.feedback is not None:
             fb = self.feedback
             result.seconds["consistency"] = feedback_s
@@ -214,7 +208,33 @@ class ShardGenerator:
         return self.gan.sample(emb, seeds, best_of=self.cfg.best_of, truncation=self.cfg.truncation)
 
     @staticmethod
-    def record(item: WorkItem, score: float, png: bytes, extra: dict[str, Any]) -> ImageRecord:
-        """The image's metadata; `extra` (consistency, attempts, the kept draw's seed) overrides the item's."""
+    def record(item: WorkItem, score: float, pixels: np.ndarray, extra: dict[str, Any]) -> ImageRecord:
+        """The image, not yet encoded, with its metadata; `extra` (consistency, attempts, the kept draw's seed)
+        overrides the item's."""
         meta = dict(item.meta, key=item.key, score=None if np.isnan(score) else round(score, 5), **extra)
-        return ImageRecord(item.key, png, item.caption, meta)
+        return ImageRecord(item.key, b"", item.caption, meta, pixels=pixels)
+
+
+class ShardEncoder:
+    """Stage 3. Encodes a generated shard's images with the job's ImageEncoding on `workers` threads of its own.
+    Pillow's PNG, WebP and JPEG encoders release the GIL while they compress, so threads scale with cores
+    (docs/generation.md, Image formats). The same pixels always give the same bytes, in record order, so any
+    pool size writes the same shard."""
+
+    def __init__(self, cfg: GenerateConfig, workers: int = 1) -> None:
+        self.encoding = cfg.encoding
+        self.workers = workers
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="encode") if workers > 1 else None
+
+    def __call__(self, result: ShardResult) -> ShardResult:
+        t0 = time.perf_counter()
+        todo = [r for r in result.records if r.pixels is not None]
+        mapper = self._pool.map if self._pool is not None else map
+        for rec, data in zip(todo, mapper(self.encoding.encode, [r.pixels for r in todo])):
+            rec.image, rec.ext, rec.pixels = data, self.encoding.ext, None
+        result.seconds["encode"] = time.perf_counter() - t0
+        return result
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown()
