@@ -283,8 +283,10 @@ def test_binding_stage_is_the_largest_share_and_overlapped_write_binds_only_past
     assert bind == {"stage": "generate", "seconds": 5.0, "share": 0.5}
     # png_wait (the generator's wait for its PNG thread) and encode are one stage, whichever name a shard used
     assert binding_stage({"generate": 3.0, "png_wait": 2.0, "encode": 2.0})["stage"] == "encode"
-    # the write runs beside the compute: it binds only when it takes longer than every other stage together
+    # encode and write run beside the compute: they bind only when together they take longer than the rest
     assert binding_stage({"generate": 3.0, "read": 1.0, "write": 3.5})["stage"] == "generate"
+    assert binding_stage({"generate": 3.0, "read": 1.0, "encode": 2.5, "write": 1.0})["stage"] == "generate"
+    assert binding_stage({"generate": 3.0, "read": 1.0, "encode": 3.5, "write": 1.0})["stage"] == "encode"
     assert binding_stage({"generate": 3.0, "read": 1.0, "write": 4.5}) == {"stage": "write", "seconds": 4.5,
                                                                          "share": 0.529}
 

@@ -93,7 +93,7 @@ class ImageEncoding:
             img.save(buf, format="PNG", compress_level=self.png_level)
         elif self.format == "webp":
             if self.quality is None:
-                img.save(buf, format="WEBP", lossless=True, quality=100, method=4, exact=True)
+                img.save(buf, format="WEBP", lossless=True, quality=25, method=1, exact=True)
             else:
                 img.save(buf, format="WEBP", quality=self.quality, method=4)
         else:

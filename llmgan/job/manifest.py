@@ -142,9 +142,9 @@ def summarize(storage: Storage, out: str, num_shards: int, wall_seconds: float,
     }
 
 
-# Stages that run beside the others rather than in line with them: the local executor writes shard i on a thread
-# while shard i+1 is computed, the Ray executor writes in a task of its own.
-OVERLAPPED_STAGES = ("write",)
+# Stages that run beside the others rather than in line with them: the local executor encodes and writes shard i on
+# threads while shard i+1 is computed, the Ray executor encodes and writes in tasks of their own.
+OVERLAPPED_STAGES = ("encode", "write")
 # the name a stage's seconds are reported under; png_wait was the generator's wait for its PNG thread, now `encode`
 STAGE_ALIASES = {"png_wait": "encode"}
 
@@ -155,8 +155,8 @@ def binding_stage(seconds: dict[str, float]) -> dict[str, Any] | None:
     Stages share the node: in the local executor they run one after another in one process, so the largest share of
     their seconds is the largest share of wall time; in the Ray executor each stage's seconds are its pool's busy time,
     and with the pools sized to the work the stage needing the most seconds per image needs the most of the node.
-    A stage that runs beside the others (OVERLAPPED_STAGES) binds only when it takes longer than all of them
-    together: until then it is hidden.
+    The stages that run beside the others (OVERLAPPED_STAGES) bind only when together they take longer than all
+    the others together (the larger of them is named): until then they are hidden.
     """
     merged: dict[str, float] = {}
     for k, v in seconds.items():
@@ -168,7 +168,6 @@ def binding_stage(seconds: dict[str, float]) -> dict[str, Any] | None:
     inline = {k: v for k, v in merged.items() if k not in OVERLAPPED_STAGES}
     beside = {k: v for k, v in merged.items() if k in OVERLAPPED_STAGES}
     stage, secs = max(inline.items(), key=lambda kv: kv[1], default=("", 0.0))
-    over = max(beside.items(), key=lambda kv: kv[1], default=("", 0.0))
-    if over[1] > sum(inline.values()):
-        stage, secs = over
+    if sum(beside.values()) > sum(inline.values()):
+        stage, secs = max(beside.items(), key=lambda kv: kv[1])
     return {"stage": stage, "seconds": round(secs, 2), "share": round(secs / total, 3)}
