@@ -70,6 +70,10 @@ def test_end_to_end_webdataset(ray_local, tiny_ckpt: str, tmp_path: Path) -> Non
     files = sorted(os.listdir(out))
     assert files == ["_SUCCESS.json", "_job.json", "contact_sheet.png", "index", "shards"]
     assert json.loads(Path(out, "_SUCCESS.json").read_text())["images"] == total
+    startup = summary["startup_seconds"]  # Ray joined in the background of the checks, then the pools
+    assert set(startup) == {"checks", "executor_ready", "first_shard", "ray_connect", "ray_wait"}
+    assert 0 < startup["checks"] <= startup["executor_ready"] <= startup["first_shard"] <= summary["wall_seconds"]
+    assert 0 <= startup["ray_connect"] <= startup["executor_ready"] and startup["ray_wait"] <= startup["executor_ready"]
     tars = sorted(str(p) for p in Path(out, "shards").glob("*.tar"))
     samples = list(wds.WebDataset(tars, shardshuffle=False).decode("pil"))
     assert len(samples) == total

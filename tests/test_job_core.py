@@ -91,6 +91,11 @@ def test_pool_sizing_fills_the_cluster_only_where_left_to_the_job() -> None:
     assert sized(generator=StageResources(max_actors=3)) == (0.25, 1, 1.0, 3)  # explicit settings are kept
     assert sized(cpus=0.2) == (0.25, 1, 1.0, 1)  # nothing left: one whole-core generator waits for room
     assert sized(expander=StageResources(min_actors=2, max_actors=2, num_cpus=1.0), cpus=8) == (1.0, 2, 1.0, 6)
+    # a pool the job sizes starts whole; one the user bounds keeps its minimum and grows as Ray Data sees fit
+    whole = size_pools(GenerateConfig(prompts="p.parquet"), 4, 0).generator
+    assert (whole.min_actors, whole.max_actors) == (4, 4)
+    explicit = StageResources(min_actors=1, max_actors=3)
+    assert size_pools(GenerateConfig(prompts="p.parquet", generator=explicit), 4, 0).generator.min_actors == 1
 
 
 def test_default_out_from_stem() -> None:
@@ -181,6 +186,9 @@ def test_local_executor_records_rejects_and_resumes_one_shard(tmp_path: Path, ti
     summary = _local(tiny_ckpt, prompts, out)
     assert summary["executor"] == "local" and summary["images"] == 12 and summary["shards"] == 4
     assert summary["rejected_reasons"] == {"null prompt": 2, "empty prompt": 1}
+    startup = summary["startup_seconds"]  # the fixed cost, in seconds since the job started, in order
+    assert set(startup) == {"checks", "executor_ready", "first_shard"}
+    assert 0 < startup["checks"] <= startup["executor_ready"] <= startup["first_shard"] <= summary["wall_seconds"]
     stats = json.loads((out / "shards" / "00001.stats.json").read_text())
     assert [(r["id"], r["reason"]) for r in stats["rejected"]] == [("r2", "null prompt"), ("r4", "empty prompt")]
     first = _data_files(out)
@@ -191,7 +199,8 @@ def test_local_executor_records_rejects_and_resumes_one_shard(tmp_path: Path, ti
     again = _local(tiny_ckpt, prompts, out)
     assert again["images_this_run"] == json.loads((out / "shards" / "00001.stats.json").read_text())["images"] == 2
     assert again["images"] == 12 and _data_files(out) == first
-    assert _local(tiny_ckpt, prompts, out)["images_this_run"] == 0  # all committed: nothing runs
+    nothing = _local(tiny_ckpt, prompts, out)
+    assert nothing["images_this_run"] == 0 and set(nothing["startup_seconds"]) == {"checks"}  # all committed: no run
 
 
 def _fail_shard(monkeypatch: pytest.MonkeyPatch, shard: int, times: int) -> list[int]:

@@ -7,13 +7,14 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import time
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import ray
 
-from llmgan.distributed.cluster import connect_ray
+from llmgan.distributed.cluster import BackgroundRay
 from llmgan.io.storage import Storage
 from llmgan.job.config import GenerateConfig, size_pools
 from llmgan.job.outcomes import OnOutcome, ShardCommitted, ShardFailed, ShardOutcome
@@ -21,6 +22,12 @@ from llmgan.job.plan import ShardSpec
 from llmgan.job.shards import ShardResult, write_shard
 
 log = logging.getLogger("llmgan.generate")
+
+# What the stage actors import before their first shard (torch, the LM's and MiniLM's transformers classes, the
+# stage code): a local Ray's worker processes import them as they start, in the background of the driver's
+# checks (llmgan.distributed.cluster.connect_ray, preload).
+ACTOR_MODULES = ("llmgan.distributed.generate", "llmgan.job.stages", "llmgan.gan.inference", "llmgan.text.encoder",
+                 "llmgan.text.expander", "transformers.modeling_utils")
 
 
 def _set_threads(num_cpus: float) -> None:
@@ -100,15 +107,28 @@ def quiet_ray_data() -> None:
 
 
 class RayExecutor:
-    """Runs shards on the Ray cluster (joined or started in `prepare`), one streaming Ray Data pass per call."""
+    """Runs shards on the Ray cluster (joined or started in the background from `warm_up`, else in `prepare`),
+    one streaming Ray Data pass per call."""
 
     name = "ray"
 
     def __init__(self, quiet: bool = False) -> None:
         self.quiet = quiet  # Ray logs errors only
+        self._ray: BackgroundRay | None = None
+        self.startup: dict[str, float] = {}  # seconds: "ray_connect" (in the background), "ray_wait" (prepare's share)
+
+    def warm_up(self, cfg: GenerateConfig) -> None:
+        """Join or start Ray in the background while the driver checks models and writes `_job.json`."""
+        if self._ray is None:
+            self._ray = BackgroundRay(quiet=self.quiet, preload=ACTOR_MODULES)
 
     def prepare(self, cfg: GenerateConfig) -> GenerateConfig:
-        connect_ray(quiet=self.quiet)
+        t0 = time.perf_counter()
+        if self._ray is None:
+            self._ray = BackgroundRay(quiet=self.quiet, preload=ACTOR_MODULES)
+        self._ray.wait()
+        self.startup = {"ray_connect": round(self._ray.seconds or 0.0, 3),
+                        "ray_wait": round(time.perf_counter() - t0, 3)}
         quiet_ray_data()
         resources = ray.cluster_resources()
         cfg = size_pools(cfg, resources.get("CPU", 0.0), resources.get("GPU", 0.0))
@@ -122,7 +142,7 @@ class RayExecutor:
         for actor, res in ((ExpandActor, cfg.expander), (GenerateActor, cfg.generator)):
             ds = ds.map_batches(
                 actor, fn_constructor_args=(cfg,), batch_size=1, batch_format="numpy",
-                compute=ray.data.ActorPoolStrategy(min_size=res.min_actors, max_size=res.max_actors),
+                compute=ray.data.ActorPoolStrategy(min_size=min(res.min_actors, len(todo)), max_size=res.max_actors),
                 num_cpus=res.num_cpus, num_gpus=res.num_gpus, resources=res.resources or None,
             )
         ds = ds.map_batches(_write, fn_kwargs={"out": cfg.out, "fmt": cfg.format, "job_id": job_id,

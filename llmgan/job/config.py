@@ -222,8 +222,13 @@ def size_pools(cfg: GenerateConfig, cluster_cpus: float, cluster_gpus: float) ->
     where it only reads prompt rows) and CPU generators share the rest, one single-threaded actor per core left.
     On 2 cores that is two generators of 0.875 CPU, not one generator beside a core the LM leaves idle; a
     reservation of a whole core for the LM cost about 15 % of the job's throughput (README, Performance).
+
+    A generator pool sized here starts whole (min = max; the executor never starts more actors than shards):
+    Ray Data grows a pool only once its first actor is busy, which on 2 cores brought the second generator up
+    20-30 s into a job.
     """
     exp, gen = cfg.expander, cfg.generator
+    gen_sized_here = gen.max_actors is None
     if exp.num_cpus is None:
         exp = dataclasses.replace(exp, num_cpus=EXPANDER_CPUS if cfg.expand else 0.0)
     if exp.max_actors is None:
@@ -242,4 +247,6 @@ def size_pools(cfg: GenerateConfig, cluster_cpus: float, cluster_gpus: float) ->
         else:
             fit = gen.min_actors
         gen = dataclasses.replace(gen, max_actors=max(gen.min_actors, fit))
+    if gen_sized_here:
+        gen = dataclasses.replace(gen, min_actors=gen.max_actors)
     return dataclasses.replace(cfg, expander=exp, generator=gen)
