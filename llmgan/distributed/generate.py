@@ -9,6 +9,7 @@ import os
 import pickle
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -70,9 +71,20 @@ class GenerateActor:
         from llmgan.job.stages import ShardGenerator
 
         _set_threads(cfg.generator.num_cpus)
-        self.stage = ShardGenerator(cfg, lazy=True)
+        self.cfg, self.stage = cfg, None
+        # The models load in the background while the first shard is still being expanded.
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="load")
+        self._loading: Future[ShardGenerator] = pool.submit(ShardGenerator, cfg)
+        pool.shutdown(wait=False)  # its thread ends once the models are in
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list[bytes]]:
+        if self.stage is None:
+            from llmgan.job.stages import ShardGenerator
+
+            try:
+                self.stage = self._loading.result()
+            except Exception:  # noqa: BLE001 - e.g. storage down: the lazy stage retries the load per shard
+                self.stage = ShardGenerator(self.cfg, lazy=True)  # (a per-shard error, never a dead actor)
         return {"payload": [_guarded(self.stage, "generate", p) for p in batch["payload"]]}
 
 
