@@ -29,7 +29,8 @@ def run_cli(checkout: Path, prompts: str, out: Path, executor: str, shard_size: 
     cmd = [sys.executable, str(checkout / "jobs/generate.py"), prompts, "--out", str(out), "--executor", executor,
            "--shard-size", str(shard_size), "--overwrite", "--quiet"]
     t0 = time.perf_counter()
-    subprocess.run(cmd, check=True, capture_output=True, text=True)
+    # run from the checkout: Ray's workers put the driver's working directory first on their path
+    subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=checkout)
     wall = time.perf_counter() - t0
     summary = json.loads((out / "_SUCCESS.json").read_text())
     images = summary["images_this_run"]
