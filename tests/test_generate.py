@@ -222,6 +222,20 @@ def test_bad_input_one_line_error_nothing_written(tmp_path: Path, tiny_ckpt: str
     assert not out.exists()
 
 
+def test_bad_model_is_one_line_while_ray_starts_in_the_background(tmp_path: Path) -> None:
+    """The executor starts Ray while the driver checks models: a bad --ckpt is still the only line, exit 2."""
+    prompts = tmp_path / "p.parquet"
+    pq.write_table(pa.table({"prompt": ["red star"]}), prompts)
+    out = tmp_path / "out"
+    result = subprocess.run(
+        [sys.executable, str(REPO / "jobs/generate.py"), str(prompts), "--out", str(out), "--ckpt",
+         str(tmp_path / "nope"), "--no-expand"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2, result.stderr
+    missing = f"error: no GAN checkpoint at {tmp_path / 'nope'} (missing config.json)"
+    assert result.stderr.strip().splitlines() == [missing]
+    assert not out.exists()
+
+
 def test_bad_option_is_one_line(tmp_path: Path) -> None:
     result = subprocess.run([sys.executable, "-m", "llmgan", "generate", "x.parquet", "--shard-size", "0"],
                             capture_output=True, text=True, timeout=60)
