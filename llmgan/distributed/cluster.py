@@ -66,7 +66,7 @@ class BackgroundRay:
             # what ray.init does from the main thread (SIGTERM exits, so Ray shuts down at exit); from another
             # thread it only warns that it cannot
             signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(signum))
-            logging.getLogger("ray._private.worker").addFilter(_NoSigtermWarning())
+            logging.getLogger("ray._private.worker").addFilter(_NO_SIGTERM_WARNING)  # added once
         self._error: BaseException | None = None
         self._done = threading.Event()
         args = (address, None, False, quiet, tuple(preload))
@@ -122,6 +122,9 @@ def _consume_actor_args_warning() -> None:
 class _NoSigtermWarning(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         return not record.getMessage().startswith("SIGTERM handler is not set")
+
+
+_NO_SIGTERM_WARNING = _NoSigtermWarning()
 
 
 @ray.remote
