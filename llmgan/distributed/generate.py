@@ -71,7 +71,8 @@ class GenerateActor:
         from llmgan.job.stages import ShardGenerator
 
         _set_threads(cfg.generator.num_cpus)
-        self.cfg, self.stage = cfg, None
+        self.cfg = cfg
+        self.stage: ShardGenerator | None = None
         # The models load in the background while the first shard is still being expanded.
         pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="load")
         self._loading: Future[ShardGenerator] = pool.submit(ShardGenerator, cfg)
