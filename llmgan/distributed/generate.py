@@ -17,7 +17,7 @@ import ray
 
 from llmgan.distributed.cluster import BackgroundRay
 from llmgan.io.storage import Storage
-from llmgan.job.config import GenerateConfig, size_pools
+from llmgan.job.config import GenerateConfig, size_pools, start_whole
 from llmgan.job.outcomes import OnOutcome, ShardCommitted, ShardFailed, ShardOutcome
 from llmgan.job.plan import ShardSpec
 from llmgan.job.shards import ShardResult, write_shard
@@ -144,7 +144,10 @@ class RayExecutor:
                         "ray_wait": round(time.perf_counter() - t0, 3)}
         quiet_ray_data()
         resources = ray.cluster_resources()
+        sized_here = cfg.generator.max_actors is None
         cfg = size_pools(cfg, resources.get("CPU", 0.0), resources.get("GPU", 0.0))
+        if sized_here:
+            cfg = start_whole(cfg, ray.available_resources())
         log.info("actor pools: expander %d-%d x %g CPU, generator %d-%d x %g CPU", cfg.expander.min_actors,
                  cfg.expander.max_actors, cfg.expander.num_cpus, cfg.generator.min_actors, cfg.generator.max_actors,
                  cfg.generator.num_cpus)

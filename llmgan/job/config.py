@@ -222,13 +222,8 @@ def size_pools(cfg: GenerateConfig, cluster_cpus: float, cluster_gpus: float) ->
     where it only reads prompt rows) and CPU generators share the rest, one single-threaded actor per core left.
     On 2 cores that is two generators of 0.875 CPU, not one generator beside a core the LM leaves idle; a
     reservation of a whole core for the LM cost about 15 % of the job's throughput (README, Performance).
-
-    A generator pool sized here starts whole (min = max; the executor never starts more actors than shards):
-    Ray Data grows a pool only once its first actor is busy, which on 2 cores brought the second generator up
-    20-30 s into a job.
     """
     exp, gen = cfg.expander, cfg.generator
-    gen_sized_here = gen.max_actors is None
     if exp.num_cpus is None:
         exp = dataclasses.replace(exp, num_cpus=EXPANDER_CPUS if cfg.expand else 0.0)
     if exp.max_actors is None:
@@ -247,6 +242,22 @@ def size_pools(cfg: GenerateConfig, cluster_cpus: float, cluster_gpus: float) ->
         else:
             fit = gen.min_actors
         gen = dataclasses.replace(gen, max_actors=max(gen.min_actors, fit))
-    if gen_sized_here:
-        gen = dataclasses.replace(gen, min_actors=gen.max_actors)
     return dataclasses.replace(cfg, expander=exp, generator=gen)
+
+
+def start_whole(cfg: GenerateConfig, free: dict[str, float]) -> GenerateConfig:
+    """A generator pool whose size the job chose (see size_pools) starts with as many actors as fit in what the
+    cluster has free now (`free`: resource name -> amount, after the expanders take theirs), up to its max:
+    Ray Data grows a pool only once its first actor is busy, which on 2 cores brought the second generator up
+    20-30 s into a job. Only what fits: a pool that waited for actors the cluster cannot place would never start
+    (a busy shared cluster, or a custom resource fewer nodes offer)."""
+    exp, gen = cfg.expander, cfg.generator
+    assert gen.max_actors is not None and exp.max_actors is not None, "size_pools first"
+    left = dict(free)
+    for name, per in (("CPU", exp.num_cpus or 0.0), ("GPU", exp.num_gpus), *exp.resources.items()):
+        left[name] = left.get(name, 0.0) - per * exp.max_actors
+    fits = gen.max_actors
+    for name, per in (("CPU", gen.num_cpus or 0.0), ("GPU", gen.num_gpus), *gen.resources.items()):
+        if per > 0:
+            fits = min(fits, int(max(0.0, left.get(name, 0.0)) / per + 1e-9))
+    return dataclasses.replace(cfg, generator=dataclasses.replace(gen, min_actors=max(gen.min_actors, fits)))
