@@ -9,13 +9,12 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Sequence
 
 import ray
 
 
 def connect_ray(address: str | None = None, *, num_cpus: int | None = None, normal_priority: bool = False,
-                quiet: bool = False, preload: Sequence[str] = ()) -> None:
+                quiet: bool = False) -> None:
     """Join the cluster at `address` (or RAY_ADDRESS, set by `ray job submit`), else start a local Ray with
     `num_cpus` (default: all). A no-op when Ray is already initialised in this process.
 
@@ -24,27 +23,19 @@ def connect_ray(address: str | None = None, *, num_cpus: int | None = None, norm
 
     Workers' output reaches the terminal only when joining a cluster (where it is the only copy a `ray job
     submit` user sees) and not quiet; a local Ray keeps it in its session logs.
-
-    preload: modules a local Ray's worker processes import as they start (Ray starts one per CPU at once), so
-    the actors that later take those processes find them imported (a cluster's operator sets the same with
-    RAY_preload_python_modules on its nodes).
     """
-    _init_ray(address, num_cpus, normal_priority, quiet, preload)
+    _init_ray(address, num_cpus, normal_priority, quiet)
     _consume_actor_args_warning()
 
 
-def _init_ray(address: str | None, num_cpus: int | None, normal_priority: bool, quiet: bool,
-              preload: Sequence[str]) -> None:
+def _init_ray(address: str | None, num_cpus: int | None, normal_priority: bool, quiet: bool) -> None:
     if not ray.is_initialized():
         joining = bool(address or os.environ.get("RAY_ADDRESS"))
         kwargs: dict = {}
         if not joining:
             kwargs["num_cpus"] = num_cpus
-            system: dict = {"worker_niceness": 0} if normal_priority else {}
-            if preload:
-                system["preload_python_modules"] = list(preload)
-            if system:
-                kwargs["_system_config"] = system
+            if normal_priority:
+                kwargs["_system_config"] = {"worker_niceness": 0}
             # a local Ray warns that token auth is on (or off) unless RAY_AUTH_MODE is set: Ray's default, not news
             logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
         ray.init(address=address, logging_level=logging.ERROR if quiet else logging.WARNING,
@@ -60,7 +51,7 @@ class BackgroundRay:
     PR_SET_PDEATHSIG, which kills them when the *thread* that forked them ends, not the process.
     """
 
-    def __init__(self, address: str | None = None, *, quiet: bool = False, preload: Sequence[str] = ()) -> None:
+    def __init__(self, address: str | None = None, *, quiet: bool = False) -> None:
         self.seconds: float | None = None  # how long joining or starting took, once done
         if not ray.is_initialized() and threading.current_thread() is threading.main_thread():
             # what ray.init does from the main thread (SIGTERM exits, so Ray shuts down at exit); from another
@@ -69,7 +60,7 @@ class BackgroundRay:
             logging.getLogger("ray._private.worker").addFilter(_NO_SIGTERM_WARNING)  # added once
         self._error: BaseException | None = None
         self._done = threading.Event()
-        args = (address, None, False, quiet, tuple(preload))
+        args = (address, None, False, quiet)
         self._thread = threading.Thread(target=self._run, args=args, name="ray-start", daemon=True)
         self._thread.start()
 

@@ -24,13 +24,6 @@ from llmgan.job.shards import ShardResult, write_shard
 
 log = logging.getLogger("llmgan.generate")
 
-# What the stage actors import before their first shard (torch, the LM's and MiniLM's transformers classes, the
-# stage code): a local Ray's worker processes import them as they start, in the background of the driver's
-# checks (llmgan.distributed.cluster.connect_ray, preload).
-ACTOR_MODULES = ("llmgan.distributed.generate", "llmgan.job.stages", "llmgan.gan.inference", "llmgan.text.encoder",
-                 "llmgan.text.expander", "transformers.modeling_utils")
-
-
 def _set_threads(num_cpus: float) -> None:
     import torch
 
@@ -133,12 +126,12 @@ class RayExecutor:
     def warm_up(self, cfg: GenerateConfig) -> None:
         """Join or start Ray in the background while the driver checks models and writes `_job.json`."""
         if self._ray is None:
-            self._ray = BackgroundRay(quiet=self.quiet, preload=ACTOR_MODULES)
+            self._ray = BackgroundRay(quiet=self.quiet)
 
     def prepare(self, cfg: GenerateConfig) -> GenerateConfig:
         t0 = time.perf_counter()
         if self._ray is None:
-            self._ray = BackgroundRay(quiet=self.quiet, preload=ACTOR_MODULES)
+            self._ray = BackgroundRay(quiet=self.quiet)
         self._ray.wait()
         self.startup = {"ray_connect": round(self._ray.seconds or 0.0, 3),
                         "ray_wait": round(time.perf_counter() - t0, 3)}
