@@ -70,10 +70,10 @@ def test_end_to_end_webdataset(ray_local, tiny_ckpt: str, tmp_path: Path) -> Non
     files = sorted(os.listdir(out))
     assert files == ["_SUCCESS.json", "_job.json", "contact_sheet.png", "index", "shards"]
     assert json.loads(Path(out, "_SUCCESS.json").read_text())["images"] == total
-    startup = summary["startup_seconds"]  # Ray joined in the background of the checks, then the pools
-    assert set(startup) == {"checks", "executor_ready", "first_shard", "ray_connect", "ray_wait"}
+    startup = summary["startup_seconds"]  # the fixed cost, in order, and Ray's share of getting ready
+    assert set(startup) == {"checks", "executor_ready", "first_shard", "ray_connect"}
     assert 0 < startup["checks"] <= startup["executor_ready"] <= startup["first_shard"] <= summary["wall_seconds"]
-    assert 0 <= startup["ray_connect"] <= startup["executor_ready"] and startup["ray_wait"] <= startup["executor_ready"]
+    assert 0 <= startup["ray_connect"] <= startup["executor_ready"] - startup["checks"] + 0.02
     tars = sorted(str(p) for p in Path(out, "shards").glob("*.tar"))
     samples = list(wds.WebDataset(tars, shardshuffle=False).decode("pil"))
     assert len(samples) == total
@@ -219,20 +219,6 @@ def test_bad_input_one_line_error_nothing_written(tmp_path: Path, tiny_ckpt: str
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith("error: ")
     assert message in result.stderr and "Traceback" not in result.stderr
-    assert not out.exists()
-
-
-def test_bad_model_is_one_line_while_ray_starts_in_the_background(tmp_path: Path) -> None:
-    """The executor starts Ray while the driver checks models: a bad --ckpt is still the only line, exit 2."""
-    prompts = tmp_path / "p.parquet"
-    pq.write_table(pa.table({"prompt": ["red star"]}), prompts)
-    out = tmp_path / "out"
-    result = subprocess.run(
-        [sys.executable, str(REPO / "jobs/generate.py"), str(prompts), "--out", str(out), "--ckpt",
-         str(tmp_path / "nope"), "--no-expand"], capture_output=True, text=True, timeout=300)
-    assert result.returncode == 2, result.stderr
-    missing = f"error: no GAN checkpoint at {tmp_path / 'nope'} (missing config.json)"
-    assert result.stderr.strip().splitlines() == [missing]
     assert not out.exists()
 
 

@@ -14,7 +14,7 @@ import pytest
 from llmgan.errors import UserError
 from llmgan.io.prompts import open_prompts
 from llmgan.io.storage import Storage
-from llmgan.job.config import GenerateConfig, StageResources, default_out, size_pools, start_whole
+from llmgan.job.config import GenerateConfig, StageResources, default_out, size_pools
 from llmgan.job.manifest import JOB_FILE, build_manifest, prepare_output, redact_url
 from llmgan.job.plan import image_seed, make_plan, prompt_seed
 from llmgan.job.shards import ImageRecord, ShardResult, committed_shards, write_shard
@@ -91,19 +91,6 @@ def test_pool_sizing_fills_the_cluster_only_where_left_to_the_job() -> None:
     assert sized(generator=StageResources(max_actors=3)) == (0.25, 1, 1.0, 3)  # explicit settings are kept
     assert sized(cpus=0.2) == (0.25, 1, 1.0, 1)  # nothing left: one whole-core generator waits for room
     assert sized(expander=StageResources(min_actors=2, max_actors=2, num_cpus=1.0), cpus=8) == (1.0, 2, 1.0, 6)
-
-
-def test_a_pool_the_job_sized_starts_with_what_fits_now() -> None:
-    cfg = size_pools(GenerateConfig(prompts="p.parquet"), 2, 0)  # two generators of 0.875 CPU beside the LM's 0.25
-    assert start_whole(cfg, {"CPU": 2.0}).generator.min_actors == 2
-    assert start_whole(cfg, {"CPU": 1.0}).generator.min_actors == 1  # the cluster is busy: one now, more later
-    assert start_whole(cfg, {"CPU": 0.5}).generator.min_actors == 1  # never below the user's minimum
-    pinned = size_pools(GenerateConfig(prompts="p.parquet", expand=False,
-                                       generator=StageResources(max_actors=None, resources={"gan_gpu": 1})), 2, 0)
-    assert pinned.generator.max_actors == 2  # sized by CPUs, but one node offers gan_gpu: only one can start
-    assert start_whole(pinned, {"CPU": 2.0, "gan_gpu": 1.0}).generator.min_actors == 1
-    explicit = StageResources(min_actors=1, max_actors=3)
-    assert size_pools(GenerateConfig(prompts="p.parquet", generator=explicit), 4, 0).generator.min_actors == 1
 
 
 def test_default_out_from_stem() -> None:

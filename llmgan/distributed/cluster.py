@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import sys
-import threading
-import time
 
 import ray
 
@@ -24,11 +21,6 @@ def connect_ray(address: str | None = None, *, num_cpus: int | None = None, norm
     Workers' output reaches the terminal only when joining a cluster (where it is the only copy a `ray job
     submit` user sees) and not quiet; a local Ray keeps it in its session logs.
     """
-    _init_ray(address, num_cpus, normal_priority, quiet)
-    _consume_actor_args_warning()
-
-
-def _init_ray(address: str | None, num_cpus: int | None, normal_priority: bool, quiet: bool) -> None:
     if not ray.is_initialized():
         joining = bool(address or os.environ.get("RAY_ADDRESS"))
         kwargs: dict = {}
@@ -41,46 +33,7 @@ def _init_ray(address: str | None, num_cpus: int | None, normal_priority: bool, 
         ray.init(address=address, logging_level=logging.ERROR if quiet else logging.WARNING,
                  log_to_driver=joining and not quiet,
                  include_dashboard=False, configure_logging=True, **kwargs)
-
-
-class BackgroundRay:
-    """Joins or starts Ray in a background thread while the caller does other work (the generation driver reads
-    prompts and checks models meanwhile); `wait()` finishes the connection in the calling thread.
-
-    The thread stays alive, parked, after Ray is up: a local Ray's GCS and raylet are started with
-    PR_SET_PDEATHSIG, which kills them when the *thread* that forked them ends, not the process.
-    """
-
-    def __init__(self, address: str | None = None, *, quiet: bool = False) -> None:
-        self.seconds: float | None = None  # how long joining or starting took, once done
-        if not ray.is_initialized() and threading.current_thread() is threading.main_thread():
-            # what ray.init does from the main thread (SIGTERM exits, so Ray shuts down at exit); from another
-            # thread it only warns that it cannot
-            signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(signum))
-            logging.getLogger("ray._private.worker").addFilter(_NO_SIGTERM_WARNING)  # added once
-        self._error: BaseException | None = None
-        self._done = threading.Event()
-        args = (address, None, False, quiet)
-        self._thread = threading.Thread(target=self._run, args=args, name="ray-start", daemon=True)
-        self._thread.start()
-
-    def _run(self, *args: object) -> None:
-        t0 = time.perf_counter()
-        try:
-            _init_ray(*args)  # type: ignore[arg-type]
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread by wait()
-            self._error = exc
-        self.seconds = time.perf_counter() - t0
-        self._done.set()
-        if self._error is None:
-            threading.Event().wait()  # parked for the life of the process (see the class docstring)
-
-    def wait(self) -> None:
-        """Block until Ray is connected; re-raise the connection's error here."""
-        self._done.wait()
-        if self._error is not None:
-            raise self._error
-        _consume_actor_args_warning()  # it points stderr elsewhere for a moment: the main thread's business
+    _consume_actor_args_warning()
 
 
 _ACTOR_ARGS_WARNING_CONSUMED = False
@@ -108,14 +61,6 @@ def _consume_actor_args_warning() -> None:
         os.close(saved)
         os.close(devnull)
     ray.kill(actor)
-
-
-class _NoSigtermWarning(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not record.getMessage().startswith("SIGTERM handler is not set")
-
-
-_NO_SIGTERM_WARNING = _NoSigtermWarning()
 
 
 @ray.remote

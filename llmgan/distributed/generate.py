@@ -9,20 +9,20 @@ import os
 import pickle
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 import ray
 
-from llmgan.distributed.cluster import BackgroundRay
+from llmgan.distributed.cluster import connect_ray
 from llmgan.io.storage import Storage
-from llmgan.job.config import GenerateConfig, size_pools, start_whole
+from llmgan.job.config import GenerateConfig, size_pools
 from llmgan.job.outcomes import OnOutcome, ShardCommitted, ShardFailed, ShardOutcome
 from llmgan.job.plan import ShardSpec
 from llmgan.job.shards import ShardResult, write_shard
 
 log = logging.getLogger("llmgan.generate")
+
 
 def _set_threads(num_cpus: float) -> None:
     import torch
@@ -64,21 +64,9 @@ class GenerateActor:
         from llmgan.job.stages import ShardGenerator
 
         _set_threads(cfg.generator.num_cpus)
-        self.cfg = cfg
-        self.stage: ShardGenerator | None = None
-        # The models load in the background while the first shard is still being expanded.
-        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="load")
-        self._loading: Future[ShardGenerator] = pool.submit(ShardGenerator, cfg)
-        pool.shutdown(wait=False)  # its thread ends once the models are in
+        self.stage = ShardGenerator(cfg, lazy=True)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list[bytes]]:
-        if self.stage is None:
-            from llmgan.job.stages import ShardGenerator
-
-            try:
-                self.stage = self._loading.result()
-            except Exception:  # noqa: BLE001 - e.g. storage down: the lazy stage retries the load per shard
-                self.stage = ShardGenerator(self.cfg, lazy=True)  # (a per-shard error, never a dead actor)
         return {"payload": [_guarded(self.stage, "generate", p) for p in batch["payload"]]}
 
 
@@ -113,34 +101,21 @@ def quiet_ray_data() -> None:
 
 
 class RayExecutor:
-    """Runs shards on the Ray cluster (joined or started in the background from `warm_up`, else in `prepare`),
-    one streaming Ray Data pass per call."""
+    """Runs shards on the Ray cluster (joined or started in `prepare`), one streaming Ray Data pass per call."""
 
     name = "ray"
 
     def __init__(self, quiet: bool = False) -> None:
         self.quiet = quiet  # Ray logs errors only
-        self._ray: BackgroundRay | None = None
-        self.startup: dict[str, float] = {}  # seconds: "ray_connect" (in the background), "ray_wait" (prepare's share)
-
-    def warm_up(self, cfg: GenerateConfig) -> None:
-        """Join or start Ray in the background while the driver checks models and writes `_job.json`."""
-        if self._ray is None:
-            self._ray = BackgroundRay(quiet=self.quiet)
+        self.startup: dict[str, float] = {}  # seconds of its own start-up, for the job's summary
 
     def prepare(self, cfg: GenerateConfig) -> GenerateConfig:
         t0 = time.perf_counter()
-        if self._ray is None:
-            self._ray = BackgroundRay(quiet=self.quiet)
-        self._ray.wait()
-        self.startup = {"ray_connect": round(self._ray.seconds or 0.0, 3),
-                        "ray_wait": round(time.perf_counter() - t0, 3)}
+        connect_ray(quiet=self.quiet)
+        self.startup = {"ray_connect": time.perf_counter() - t0}
         quiet_ray_data()
         resources = ray.cluster_resources()
-        sized_here = cfg.generator.max_actors is None
         cfg = size_pools(cfg, resources.get("CPU", 0.0), resources.get("GPU", 0.0))
-        if sized_here:
-            cfg = start_whole(cfg, ray.available_resources())
         log.info("actor pools: expander %d-%d x %g CPU, generator %d-%d x %g CPU", cfg.expander.min_actors,
                  cfg.expander.max_actors, cfg.expander.num_cpus, cfg.generator.min_actors, cfg.generator.max_actors,
                  cfg.generator.num_cpus)
@@ -151,7 +126,7 @@ class RayExecutor:
         for actor, res in ((ExpandActor, cfg.expander), (GenerateActor, cfg.generator)):
             ds = ds.map_batches(
                 actor, fn_constructor_args=(cfg,), batch_size=1, batch_format="numpy",
-                compute=ray.data.ActorPoolStrategy(min_size=min(res.min_actors, len(todo)), max_size=res.max_actors),
+                compute=ray.data.ActorPoolStrategy(min_size=res.min_actors, max_size=res.max_actors),
                 num_cpus=res.num_cpus, num_gpus=res.num_gpus, resources=res.resources or None,
             )
         ds = ds.map_batches(_write, fn_kwargs={"out": cfg.out, "fmt": cfg.format, "job_id": job_id,

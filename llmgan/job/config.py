@@ -243,21 +243,3 @@ def size_pools(cfg: GenerateConfig, cluster_cpus: float, cluster_gpus: float) ->
             fit = gen.min_actors
         gen = dataclasses.replace(gen, max_actors=max(gen.min_actors, fit))
     return dataclasses.replace(cfg, expander=exp, generator=gen)
-
-
-def start_whole(cfg: GenerateConfig, free: dict[str, float]) -> GenerateConfig:
-    """A generator pool whose size the job chose (see size_pools) starts with as many actors as fit in what the
-    cluster has free now (`free`: resource name -> amount, after the expanders take theirs), up to its max:
-    Ray Data grows a pool only once its first actor is busy, which on 2 cores brought the second generator up
-    20-30 s into a job. Only what fits: a pool that waited for actors the cluster cannot place would never start
-    (a busy shared cluster, or a custom resource fewer nodes offer)."""
-    exp, gen = cfg.expander, cfg.generator
-    assert gen.max_actors is not None and exp.max_actors is not None, "size_pools first"
-    left = dict(free)
-    for name, per in (("CPU", exp.num_cpus or 0.0), ("GPU", exp.num_gpus), *exp.resources.items()):
-        left[name] = left.get(name, 0.0) - per * exp.max_actors
-    fits = gen.max_actors
-    for name, per in (("CPU", gen.num_cpus or 0.0), ("GPU", gen.num_gpus), *gen.resources.items()):
-        if per > 0:
-            fits = min(fits, int(max(0.0, left.get(name, 0.0)) / per + 1e-9))
-    return dataclasses.replace(cfg, generator=dataclasses.replace(gen, min_actors=max(gen.min_actors, fits)))

@@ -42,10 +42,8 @@ OnOutcome = Callable[[ShardOutcome], None]
 class Executor(Protocol):
     """Runs shards through the stages (ShardExpander -> ShardGenerator -> write_shard) somewhere.
 
-    Optional: `warm_up(cfg)`, called once the plan is made and before the models are checked, starts getting
-    ready in the background (the Ray executor starts Ray there); it writes nothing and raises nothing, its
-    errors surface in `prepare`. `startup`, a dict of seconds the executor measured of its own start-up, goes
-    into the summary's `startup_seconds`.
+    Optional: `startup`, a dict of seconds the executor measured of its own start-up, goes into the summary's
+    `startup_seconds`.
     """
 
     name: str

@@ -41,9 +41,6 @@ def run_job(cfg: GenerateConfig, executor: Executor, progress: bool = True) -> d
     check_out(cfg.out)
     prompts = open_prompts(cfg.prompts, storage, cfg.prompt_column, cfg.input_format)  # bad input fails here
     plan = make_plan(prompts, cfg.n_per_prompt, cfg.shard_size)
-    warm_up = getattr(executor, "warm_up", None)  # optional (see Executor): Ray starts while models are checked
-    if warm_up is not None:
-        warm_up(cfg)
     try:
         models = model_identities(cfg, storage)
     except FileNotFoundError as exc:
@@ -130,7 +127,7 @@ def startup_seconds(driver: dict[str, float], executor: dict[str, float] | None)
     """The job's fixed cost, in seconds since it started: `checks` (prompts read, plan, every model checked,
     `_job.json` written), `executor_ready` (Ray joined or started and pools sized), `first_shard` (the first
     shard committed: actors up, models loaded, the pipeline filled); plus what the executor measured of its own
-    (the Ray executor: `ray_connect`, the seconds Ray took to join or start, in the background of the checks)."""
+    (the Ray executor: `ray_connect`, the seconds Ray took to join or start)."""
     return {k: round(v, 2) for k, v in {**driver, **(executor or {})}.items()}
 
 
