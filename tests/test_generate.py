@@ -70,6 +70,10 @@ def test_end_to_end_webdataset(ray_local, tiny_ckpt: str, tmp_path: Path) -> Non
     files = sorted(os.listdir(out))
     assert files == ["_SUCCESS.json", "_job.json", "contact_sheet.png", "index", "shards"]
     assert json.loads(Path(out, "_SUCCESS.json").read_text())["images"] == total
+    startup = summary["startup_seconds"]  # the fixed cost, in order, and Ray's share of getting ready
+    assert set(startup) == {"checks", "executor_ready", "first_shard", "ray_connect"}
+    assert 0 < startup["checks"] <= startup["executor_ready"] <= startup["first_shard"] <= summary["wall_seconds"]
+    assert 0 <= startup["ray_connect"] <= startup["executor_ready"] - startup["checks"] + 0.02
     tars = sorted(str(p) for p in Path(out, "shards").glob("*.tar"))
     samples = list(wds.WebDataset(tars, shardshuffle=False).decode("pil"))
     assert len(samples) == total

@@ -181,6 +181,9 @@ def test_local_executor_records_rejects_and_resumes_one_shard(tmp_path: Path, ti
     summary = _local(tiny_ckpt, prompts, out)
     assert summary["executor"] == "local" and summary["images"] == 12 and summary["shards"] == 4
     assert summary["rejected_reasons"] == {"null prompt": 2, "empty prompt": 1}
+    startup = summary["startup_seconds"]  # the fixed cost, in seconds since the job started, in order
+    assert set(startup) == {"checks", "executor_ready", "first_shard"}
+    assert 0 < startup["checks"] <= startup["executor_ready"] <= startup["first_shard"] <= summary["wall_seconds"]
     stats = json.loads((out / "shards" / "00001.stats.json").read_text())
     assert [(r["id"], r["reason"]) for r in stats["rejected"]] == [("r2", "null prompt"), ("r4", "empty prompt")]
     first = _data_files(out)
@@ -191,7 +194,8 @@ def test_local_executor_records_rejects_and_resumes_one_shard(tmp_path: Path, ti
     again = _local(tiny_ckpt, prompts, out)
     assert again["images_this_run"] == json.loads((out / "shards" / "00001.stats.json").read_text())["images"] == 2
     assert again["images"] == 12 and _data_files(out) == first
-    assert _local(tiny_ckpt, prompts, out)["images_this_run"] == 0  # all committed: nothing runs
+    nothing = _local(tiny_ckpt, prompts, out)
+    assert nothing["images_this_run"] == 0 and set(nothing["startup_seconds"]) == {"checks"}  # all committed: no run
 
 
 def _fail_shard(monkeypatch: pytest.MonkeyPatch, shard: int, times: int) -> list[int]:

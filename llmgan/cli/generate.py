@@ -185,7 +185,7 @@ def _print_summary(summary: dict) -> None:
     typer.echo(
         f"{summary['images']} images in {summary['shards']} shards -> {summary['output']} "
         f"({summary['images_this_run']} this run, {summary['wall_seconds']:.1f}s, "
-        f"{summary['images_per_second'] or 0:.1f} img/s; {rejected} rejected row(s)"
+        f"{summary['images_per_second'] or 0:.1f} img/s{_first_shard(summary)}; {rejected} rejected row(s)"
         + (f": {json.dumps(summary['rejected_reasons'])}" if rejected else "") + ")"
         + (f"; consistency {cons['mean']:.3f} mean, {cons['share_below_threshold']:.1%} below "
            f"{cons['threshold']:g} ({cons['share_below_threshold_first_draw']:.1%} before redraws, "
@@ -201,6 +201,12 @@ def _print_summary(summary: dict) -> None:
                    f"(no quality gate: see --drop-below, --fail-below-share)")
     if unsupported:
         typer.echo(unsupported)
+
+
+def _first_shard(summary: dict) -> str:
+    """The job's fixed cost in the summary line: when its first shard was in (absent when none ran)."""
+    first = summary.get("startup_seconds", {}).get("first_shard")
+    return "" if first is None else f", first shard in at {first:.1f}s"
 
 
 def make_executor(name: str, quiet: bool = False) -> Any:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -127,9 +128,12 @@ class RayExecutor:
 
     def __init__(self, quiet: bool = False) -> None:
         self.quiet = quiet  # Ray logs errors only
+        self.startup: dict[str, float] = {}  # seconds of its own start-up, for the job's summary
 
     def prepare(self, cfg: GenerateConfig) -> GenerateConfig:
+        t0 = time.perf_counter()
         connect_ray(quiet=self.quiet)
+        self.startup = {"ray_connect": time.perf_counter() - t0}
         quiet_ray_data()
         resources = ray.cluster_resources()
         cfg = size_pools(cfg, resources.get("CPU", 0.0), resources.get("GPU", 0.0))

@@ -40,7 +40,11 @@ OnOutcome = Callable[[ShardOutcome], None]
 
 
 class Executor(Protocol):
-    """Runs shards through the stages (ShardExpander -> ShardGenerator -> write_shard) somewhere."""
+    """Runs shards through the stages (ShardExpander -> ShardGenerator -> write_shard) somewhere.
+
+    Optional: `startup`, a dict of seconds the executor measured of its own start-up, goes into the summary's
+    `startup_seconds`.
+    """
 
     name: str
 

@@ -66,9 +66,11 @@ def run_job(cfg: GenerateConfig, executor: Executor, progress: bool = True) -> d
     log.info("%s: %d shards planned, %d already committed, %d to run (%d images)",
              "resuming" if resuming else "starting", len(plan), len(done), len(todo), planned)
     images_done = 0
+    startup: dict[str, float] = {"checks": time.perf_counter() - t_start}  # seconds from the job's start
     if todo:
         storage.delete(join(cfg.out, SUCCESS_FILE))  # the folder is incomplete until this run commits the rest
         cfg = executor.prepare(cfg)
+        startup["executor_ready"] = time.perf_counter() - t_start
         reporter = Progress(planned, enabled=progress)
         t_run = time.perf_counter()
         failures: list[ShardFailed] = []
@@ -80,6 +82,7 @@ def run_job(cfg: GenerateConfig, executor: Executor, progress: bool = True) -> d
                 raise TypeError(f"executor reported {type(outcome).__name__}, not a shard outcome")
             outcomes[outcome.shard] = outcome
             if isinstance(outcome, ShardCommitted):
+                startup.setdefault("first_shard", time.perf_counter() - t_start)
                 images_done += outcome.stats["images"]
                 reporter.update(outcome.stats, time.perf_counter() - t_run)
             else:
@@ -104,6 +107,7 @@ def run_job(cfg: GenerateConfig, executor: Executor, progress: bool = True) -> d
     summary = summarize(storage, cfg.out, len(plan), time.perf_counter() - t_start, images_done)
     summary["job_id"] = job_id
     summary["executor"] = executor.name
+    summary["startup_seconds"] = startup_seconds(startup, getattr(executor, "startup", None))
     summary["driver_peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     summary["output"] = redact_url(cfg.out)
     summary["contact_sheet"] = write_contact_sheet(storage, cfg.out, cfg.contact_sheet_size)
@@ -117,6 +121,14 @@ def run_job(cfg: GenerateConfig, executor: Executor, progress: bool = True) -> d
             f"--min-consistency {cfg.min_consistency:g} after redraws (--fail-below-share {cfg.fail_below_share:g}); "
             f"the images are written, see {redact_url(cfg.out)}/_SUCCESS.json", summary)
     return summary
+
+
+def startup_seconds(driver: dict[str, float], executor: dict[str, float] | None) -> dict[str, float]:
+    """The job's fixed cost, in seconds since it started: `checks` (prompts read, plan, every model checked,
+    `_job.json` written), `executor_ready` (Ray joined or started and pools sized), `first_shard` (the first
+    shard committed: actors up, models loaded, the pipeline filled); plus what the executor measured of its own
+    (the Ray executor: `ray_connect`, the seconds Ray took to join or start)."""
+    return {k: round(v, 2) for k, v in {**driver, **(executor or {})}.items()}
 
 
 def quality_gate(cfg: GenerateConfig, cons: dict[str, Any] | None) -> dict[str, Any] | None:
