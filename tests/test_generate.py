@@ -86,6 +86,9 @@ def test_end_to_end_webdataset(ray_local, tiny_ckpt: str, tmp_path: Path) -> Non
     assert Image.open(Path(out, "contact_sheet.png")).size[0] > 32
 
 
+# test_image_formats runs the documented `datasets` line on every format (local executor, whose bytes are Ray's:
+# test_local_executor_writes_the_ray_executors_bytes_without_ray)
+@pytest.mark.slow
 def test_parquet_format_loads_with_hf_datasets(ray_local, tiny_ckpt: str, tmp_path: Path) -> None:
     import datasets
 

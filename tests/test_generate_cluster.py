@@ -55,6 +55,8 @@ cluster.shutdown()
 """
 
 
+# test_cluster_config's submit-script test places the two stages on two nodes (by custom resources) by default
+@pytest.mark.slow
 def test_multi_node_spreads_stages_over_nodes(tmp_path: Path, tiny_ckpt: str) -> None:
     prompts = small_prompts(tmp_path / "p.parquet")
     out = tmp_path / "out"

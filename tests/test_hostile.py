@@ -30,17 +30,21 @@ KEY = re.compile(r"^\d{5}_\d{6}\.(png|json|txt)$")
 
 
 def generate(**kw) -> dict:
-    from llmgan.distributed.generate import RayExecutor
+    """A job on the one-process executor: damaged folders and hostile rows are the driver's and the stages' rules,
+    the same code whatever executes the shards (the Ray path is covered by the secrets test below, test_generate,
+    test_faults and test_crash_matrix)."""
+    from llmgan.job.local_executor import LocalExecutor
     from llmgan.job.run import run_job
 
-    return run_job(GenerateConfig(**kw), RayExecutor(), progress=False)
+    return run_job(GenerateConfig(**kw, executor="local"), LocalExecutor(), progress=False)
 
 
 # ---- damaged output folders ---------------------------------------------------------------------------------
-def test_damaged_shards_are_detected_and_redone_identically(ray_local, tiny_ckpt: str, tmp_path: Path) -> None:
+def test_damaged_shards_are_detected_and_redone_identically(tiny_ckpt: str, tmp_path: Path) -> None:
     prompts = write_prompts(tmp_path / "prompts.parquet", 20)
     out = tmp_path / "out"
-    kw = dict(prompts=prompts, out=str(out), ckpt=tiny_ckpt, expand=False, shard_size=6, batch_size=8)
+    kw = dict(prompts=prompts, out=str(out), ckpt=tiny_ckpt, expand=False, shard_size=6, batch_size=8,
+              consistency="none")
     first = generate(**kw)
     shards = out / "shards"
     original = {p.name: p.read_bytes() for p in shards.iterdir()}
@@ -98,7 +102,7 @@ def hostile_table() -> pa.Table:
                      "n": pa.array([2] * len(ids), pa.int32()), "note": extra})
 
 
-def test_hostile_prompts_are_rejected_per_row_and_keys_stay_inside(ray_local, tiny_ckpt: str, tmp_path: Path) -> None:
+def test_hostile_prompts_are_rejected_per_row_and_keys_stay_inside(tiny_ckpt: str, tmp_path: Path) -> None:
     prompts = tmp_path / "hostile.parquet"
     pq.write_table(hostile_table(), prompts)
     blocklist = tmp_path / "blocklist.txt"
