@@ -48,7 +48,7 @@ import numpy as np
 
 from llmgan.errors import UserError
 from llmgan.io.images import ImageEncoding
-from llmgan.job.config import GenerateConfig, StageResources
+from llmgan.job.config import GenerateConfig, StageResources, usable_cores
 
 ENCODINGS: dict[str, ImageEncoding] = {
     "png level 1": ImageEncoding("png", png_level=1),
@@ -106,7 +106,7 @@ def this_node() -> tuple[int, int]:
     """(cores, GPUs) of this machine."""
     import torch
 
-    return os.cpu_count() or 1, torch.cuda.device_count() if torch.cuda.is_available() else 0
+    return usable_cores(), torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
 def check_node(gpus: int | None, cores: int | None) -> tuple[int, int]:
@@ -354,13 +354,16 @@ def predict(rates: dict[str, dict[str, float]], shape: JobShape, cores: int, gpu
                      "ms_per_image": round(1000 * c, 3), "allotted": round(allot, 3),
                      "share": round(c / (gpu_cost if where == "gpu" else cpu_cost), 3)}
     pools = {}
-    for pool, members in POOLS.items():
+    if not on_gpu:  # the Ray executor's fused layout (auto on CPUs): every stage in one single-threaded actor per core
+        pools["shard"] = {"actors": cores, "cpus_per_actor": 1.0, "gpus_per_actor": 0.0}
+    for pool, members in POOLS.items() if on_gpu else ():
         cpu = sum(stages[s]["allotted"] for s in members if s in stages and stages[s]["on"] == "cpu")
         gpu = sum(stages[s]["allotted"] for s in members if s in stages and stages[s]["on"] == "gpu")
         actors = gpus if gpu > 0 else max(1, round(cpu))
         pools[pool] = {"actors": actors, "cpus_per_actor": round(cpu / actors, 3),
                        "gpus_per_actor": round(gpu / actors, 3)}
-    return {"cores": cores, "gpus": gpus, "images_per_s": round(rate, 1), "binding_stage": binding,
+    return {"cores": cores, "gpus": gpus, "layout": "split" if on_gpu else "fused",
+            "images_per_s": round(rate, 1), "binding_stage": binding,
             "binding_resource": binding_on, "cpu_images_per_s": round(cpu_rate, 1),
             "gpu_images_per_s": None if math.isinf(gpu_rate) else round(gpu_rate, 1),
             "extra_draws_per_image": round(extra_draws, 4), "stages": stages, "pools": pools}
@@ -582,7 +585,7 @@ def table(fig: dict[str, Any]) -> str:
         for s, v in p["stages"].items():
             lines.append(f"| {s} | {v['on']} | {v['units_per_image']} | {v['rate_per_unit']:,} | {v['ms_per_image']} | "
                          f"{v['share']:.0%} | {v['allotted']} |")
-        lines.append("pools: " + "; ".join(f"{k} {v['actors']} x ({v['cpus_per_actor']} CPU"
+        lines.append(f"{p['layout']} layout, pools: " + "; ".join(f"{k} {v['actors']} x ({v['cpus_per_actor']} CPU"
                                            + (f", {v['gpus_per_actor']} GPU" if v["gpus_per_actor"] else "") + ")"
                                            for k, v in p["pools"].items()))
     for v in fig.get("validation", []):

@@ -166,13 +166,15 @@ def test_budget_model_prices_each_stage_and_names_the_binding_one() -> None:
     assert p["images_per_s"] == round(4 / 0.06625, 1) and p["binding_stage"] == "generate"
     assert p["stages"]["expand"]["units_per_image"] == 0.25  # one caption serves the prompt's 4 images
     assert math.isclose(sum(s["allotted"] for s in p["stages"].values()), 4, abs_tol=0.01)
-    assert p["pools"]["generator"]["actors"] == 3 and p["pools"]["expander"]["actors"] == 1
+    # CPUs only: the Ray executor's fused layout, one single-threaded whole-shard actor per core
+    assert p["layout"] == "fused" and p["pools"] == {"shard": {"actors": 4, "cpus_per_actor": 1.0, "gpus_per_actor": 0.0}}
     # one GPU much faster at the model stages: the CPU stages (read, encode, write) now bind, on 3 free cores
     gpu = {"expand": 5000.0, "text": 10_000.0, "generate": 50_000.0, "consistency": 100_000.0}
     g = predict({"cpu": cpu, "cuda": gpu}, shape, cores=4, gpus=1, extra_draws=0.0)
     assert g["binding_resource"] == "cpu" and g["binding_stage"] == "encode"
     assert g["images_per_s"] == round(2 / (0.25 / 1000 + 1 / 400 + 1 / 1000), 1)  # 4 cores less 2 GPU feeders
     assert g["stages"]["generate"]["on"] == "gpu" and g["pools"]["generator"]["gpus_per_actor"] > 0
+    assert g["layout"] == "split" and g["pools"]["expander"]["actors"] == 1  # pools sized per stage around the GPU
     no_expand = predict({"cpu": cpu}, JobShape(n_per_prompt=1, expand=False), cores=1, gpus=0, extra_draws=0.0)
     assert "expand" not in no_expand["stages"] and no_expand["stages"]["text"]["units_per_image"] == 1.0
 
@@ -192,7 +194,7 @@ def test_budget_quick_measures_every_stage_and_checks_its_prediction(tmp_path: P
     assert _positive(fig["write_images_per_s"]) and all(_positive(v) for v in fig["emoji_generator"]["images_per_s"].values())
     p = fig["prediction"]
     assert _positive(p["images_per_s"]) and p["binding_stage"] in p["stages"]
-    assert set(p["pools"]) == {"expander", "generator", "encoder"}
+    assert set(p["pools"]) == ({"shard"} if p["layout"] == "fused" else {"expander", "generator", "encoder"})
     [v] = fig["validation"]
     assert v["executor"] == "local" and v["images"] == 48 and _positive(v["measured_images_per_s"])
     assert _positive(fig["ratio"]) and fig["ratio"] == v["predicted_over_measured"]

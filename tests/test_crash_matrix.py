@@ -88,7 +88,9 @@ def actor_pids(title: str) -> list[int]:
 
 
 ACTOR_CASES = [
-    # an actor restarted by Ray Data: test_generate.py kills the generator by default; these are the other points
+    # an actor restarted by Ray Data: test_generate.py kills the default (fused) layout's actor once a shard is
+    # committed; these are the other points. Expand/GenerateActor exist in the split layout, ShardActor in fused.
+    pytest.param("ShardActor", 0, False, id="fused-at-start", marks=pytest.mark.slow),
     pytest.param("ExpandActor", 0, False, id="expander-at-start", marks=pytest.mark.slow),
     # with caption expansion on, the expander dies while its LM is expanding the first shards
     pytest.param("ExpandActor", 0, True, id="expander-while-expanding", marks=pytest.mark.slow),
@@ -120,7 +122,8 @@ def test_killed_actor(request: pytest.FixtureRequest, tiny_ckpt: str, tmp_path: 
 
     thread = threading.Thread(target=killer, daemon=True)
     thread.start()
-    summary = generate(prompts=base["prompts"], out=out, ckpt=tiny_ckpt, expand=expand, shard_size=SHARD_SIZE)
+    summary = generate(prompts=base["prompts"], out=out, ckpt=tiny_ckpt, expand=expand, shard_size=SHARD_SIZE,
+                       stage_layout="fused" if actor == "ShardActor" else "split")
     thread.join(timeout=60)
     if not killed and commits:
         pytest.skip(f"the {actor} had finished its work before {commits} shard(s) were committed")

@@ -46,6 +46,7 @@ BAD = [
     ("--image-format", "gif"), ("--image-format", ""), ("--png-level", "-1"), ("--png-level", "10"),
     ("--png-level", "fast"), ("--quality", "0"), ("--quality", "101"), ("--quality", "90"),  # png is lossless
     ("--encode-workers", "0"), ("--encode-workers", "1025"), ("--encode-workers", "two"),
+    ("--stage-layout", "merged"), ("--stage-layout", ""),
 ]
 # Options whose every value is a valid setting (flags), or whose bad values need files and models: the latter
 # are swept by test_bad_path_or_model_is_refused_before_anything_is_written below.

@@ -204,14 +204,16 @@ def test_encoder_pool_size_does_not_change_a_byte_and_reruns_are_exactly_once(ti
     assert (tmp_path / "four" / "shards" / "00000.tar").stat().st_mtime_ns == kept
 
 
-def test_ray_encoding_tasks_write_the_local_executors_bytes(ray_local, tiny_ckpt: str, tmp_path: Path) -> None:
+def test_ray_encoding_actors_write_the_local_executors_bytes(ray_local, tiny_ckpt: str, tmp_path: Path) -> None:
+    """The split layout's encode-and-write pool (the fused layout encodes in its whole-shard actors, which
+    test_generate compares with the local executor)."""
     from llmgan.distributed.generate import RayExecutor
     from llmgan.job.run import run_job
 
     prompts = _prompts(tmp_path / "p.parquet")
     kw = {"image_format": "jpeg", "quality": 90, "format": "parquet"}
-    summary = run_job(_cfg(prompts, tmp_path / "ray", tiny_ckpt, executor="ray", encode_workers=2, **kw),
-                      RayExecutor(), progress=False)
+    summary = run_job(_cfg(prompts, tmp_path / "ray", tiny_ckpt, executor="ray", encode_workers=2,
+                           stage_layout="split", **kw), RayExecutor(), progress=False)
     _local(_cfg(prompts, tmp_path / "local", tiny_ckpt, **kw))
     assert summary["images"] == IMAGES and "encode" in summary["stage_seconds"]
     assert _data_shas(tmp_path / "ray") == _data_shas(tmp_path / "local")
@@ -221,7 +223,7 @@ def test_encode_pool_takes_the_cpus_the_actor_pools_leave() -> None:
     from llmgan.distributed.generate import encode_pool
     from llmgan.job.config import StageResources, size_pools
 
-    cfg = GenerateConfig(prompts="p.parquet", out="o")
+    cfg = GenerateConfig(prompts="p.parquet", out="o", stage_layout="split")
     assert encode_pool(size_pools(cfg, 2, 0), 2) == (1, 0.0)  # CPU generators fill 2 cores: share them
     gpu = size_pools(GenerateConfig(prompts="p.parquet", out="o", generator=StageResources(num_gpus=1)), 16, 1)
     assert encode_pool(gpu, 16) == (14, 1.0)  # 16 - 0.25 (LM) - 1 (the GPU generator's core)

@@ -78,8 +78,9 @@ def test_truncation_bound_is_the_gans() -> None:
 
 
 def test_pool_sizing_fills_the_cluster_only_where_left_to_the_job() -> None:
-    def sized(cpus: float = 2, **kw) -> tuple:
-        cfg = size_pools(GenerateConfig(prompts="p.parquet", **kw), cluster_cpus=cpus, cluster_gpus=4)
+    def sized(cpus: float = 2, layout: str = "split", **kw) -> tuple:
+        cfg = size_pools(GenerateConfig(prompts="p.parquet", stage_layout=layout, **kw), cluster_cpus=cpus,
+                         cluster_gpus=4)
         e, g = cfg.expander, cfg.generator
         return e.num_cpus, e.max_actors, g.num_cpus, g.max_actors
 
@@ -91,6 +92,28 @@ def test_pool_sizing_fills_the_cluster_only_where_left_to_the_job() -> None:
     assert sized(generator=StageResources(max_actors=3)) == (0.25, 1, 1.0, 3)  # explicit settings are kept
     assert sized(cpus=0.2) == (0.25, 1, 1.0, 1)  # nothing left: one whole-core generator waits for room
     assert sized(expander=StageResources(min_actors=2, max_actors=2, num_cpus=1.0), cpus=8) == (1.0, 2, 1.0, 6)
+    # fused: no LM pool; one whole-shard actor per core, each with both models on the generator's GPU share
+    assert sized(layout="fused") == (0.0, 1, 1.0, 2)
+    assert sized(layout="fused", cpus=16) == (0.0, 1, 1.0, 16)
+    assert sized(layout="fused", generator=StageResources(max_actors=None, num_gpus=1.0)) == (0.0, 1, 1.0, 4)
+
+
+@pytest.mark.parametrize(("kw", "layout"), [
+    ({}, "fused"),  # CPUs only: the stages share the same cores, so one process per shard
+    ({"expand": False}, "fused"),
+    ({"generator": StageResources(max_actors=None, num_gpus=1.0)}, "split"),
+    ({"expander": StageResources(num_gpus=0.5)}, "split"),
+    ({"generator": StageResources(max_actors=None, resources={"gan_node": 1})}, "split"),
+    ({"expander": StageResources(num_cpus=1.0)}, "split"),  # the user sized the LM pool
+    ({"stage_layout": "split"}, "split"),
+    ({"stage_layout": "fused", "generator": StageResources(max_actors=None, num_gpus=1.0)}, "fused"),
+])
+def test_stage_layout_auto_splits_only_for_gpus_resources_or_a_set_lm_pool(kw: dict, layout: str) -> None:
+    from llmgan.job.config import resolve_layout
+
+    cfg = GenerateConfig(prompts="p.parquet", **kw)
+    assert resolve_layout(cfg) == layout
+    assert size_pools(cfg, 2, 4).stage_layout == layout  # the executor runs the resolved layout
 
 
 def test_default_out_from_stem() -> None:

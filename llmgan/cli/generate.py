@@ -108,14 +108,19 @@ def generate(
         "--quality", help="1-100: lossy webp at this quality, or the jpeg quality [default: 95 for jpeg; webp "
         "lossless].", show_default=False)] = GenerateConfig.quality,
     encode_workers: Annotated[int | None, typer.Option(
-        "--encode-workers", help="Image encoders running at once (threads with --executor local, Ray tasks "
-        "otherwise) [default: local: one per core; Ray: one per core the actor pools leave, at least 1].",
+        "--encode-workers", help="Image encoders running at once (threads with --executor local; with Ray, "
+        "encode-and-write actors in the split layout) [default: local: one per core; Ray: one per core the actor "
+        "pools leave, at least 1].",
         show_default=False)] = GenerateConfig.encode_workers,
     batch_size: Annotated[int, typer.Option("--batch-size", help="GAN batch size.")] = GenerateConfig.batch_size,
     s3_endpoint: S3Endpoint = GenerateConfig.s3_endpoint,
     executor: Annotated[str, typer.Option(
         "--executor", help="ray: actor pools on the Ray cluster (RAY_ADDRESS, else a local Ray); local: one "
         "process, no Ray needed (same shards, byte for byte).")] = GenerateConfig.executor,
+    stage_layout: Annotated[str, typer.Option(
+        "--stage-layout", help="Ray: fused (one pool of actors taking each shard through every stage), split (a "
+        "pool per stage: LM, GAN, encode-and-write) or auto (split when a stage asks for a GPU or a custom "
+        "resource or the expander pool is set, else fused).")] = GenerateConfig.stage_layout,
     expander_min: Annotated[int, typer.Option("--expander-min-actors")] = _EXP.min_actors,
     expander_max: Annotated[int, typer.Option("--expander-max-actors")] = _EXP.max_actors,
     expander_cpus: Annotated[float | None, typer.Option(
@@ -157,7 +162,7 @@ def generate(
         batch_size=batch_size, s3_endpoint=s3_endpoint, max_retries=max_retries, overwrite=overwrite,
         blocklist=blocklist, executor=executor, consistency=consistency, min_consistency=min_consistency,
         max_attempts=max_attempts, on_unsupported=on_unsupported, drop_below=drop_below,
-        fail_below_share=fail_below_share,
+        fail_below_share=fail_below_share, stage_layout=stage_layout,
         expander=StageResources(expander_min, expander_max, expander_cpus, expander_gpus,
                                 parse_resources(expander_resources, "--expander-resources")),
         generator=StageResources(generator_min, generator_max, generator_cpus, generator_gpus,

@@ -1,7 +1,13 @@
-"""The Ray executor of the generation job: shards stream through expander and generator actor pools
-(Ray Data map_batches), are encoded by a pool of CPU tasks sized apart from the generators, and are written by a
-task; each shard yields a typed outcome for the driver (llmgan.job.run), which owns planning, resume, retries
-and the summary."""
+"""The Ray executor of the generation job, in one of two stage layouts (llmgan.job.config.resolve_layout):
+
+- fused (CPU clusters): one actor pool, each actor taking a whole shard through read, caption LM, GAN, feedback,
+  encoding and the shard write in its own process, as the local executor does;
+- split (GPUs or custom resources): expander actors -> generator actors -> encode-and-write actors on the CPUs
+  the other pools leave, each pool sized and placed on its own; shards stream between them (Ray Data
+  map_batches) with Ray Data's back-pressure.
+
+Every stage runs long-lived actors: no task processes start and stop per shard. Each shard yields a typed
+outcome for the driver (llmgan.job.run), which owns planning, resume, retries and the summary."""
 
 from __future__ import annotations
 
@@ -9,6 +15,7 @@ import logging
 import os
 import pickle
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -17,10 +24,10 @@ import ray
 
 from llmgan.distributed.cluster import connect_ray
 from llmgan.io.storage import Storage
-from llmgan.job.config import GenerateConfig, size_pools
-from llmgan.job.outcomes import OnOutcome, ShardCommitted, ShardFailed, ShardOutcome
+from llmgan.job.config import GenerateConfig, StageResources, size_pools
+from llmgan.job.outcomes import OnOutcome, ShardFailed, ShardOutcome, write_outcome
 from llmgan.job.plan import ShardSpec
-from llmgan.job.shards import ShardResult, write_shard
+from llmgan.job.shards import ShardResult
 
 log = logging.getLogger("llmgan.generate")
 
@@ -35,18 +42,26 @@ def _shard_index(obj: ShardSpec | Any) -> int:
     return obj.index if isinstance(obj, (ShardSpec, ShardResult)) else obj.spec.index
 
 
-def _guarded(stage: Callable[[Any], Any], name: str, payload: bytes) -> bytes:
-    """Run a stage on one pickled shard. A failure becomes a ShardFailed that the later stages pass along, so
-    one bad shard cannot sink the whole dataset and the driver can retry it."""
-    obj = pickle.loads(payload)
+def _worker() -> dict[str, Any]:
+    return {"node": ray.get_runtime_context().get_node_id(), "pid": os.getpid()}
+
+
+def _in_stage(stage: Callable[[Any], Any], name: str, obj: Any) -> Any:
+    """Run a stage on one shard. A failure becomes a ShardFailed that the later stages pass along, so one bad
+    shard cannot sink the whole dataset and the driver can retry it."""
     if isinstance(obj, ShardFailed):
-        return payload
+        return obj
     try:
         out = stage(obj)
-        out.workers[name] = {"node": ray.get_runtime_context().get_node_id(), "pid": os.getpid()}
+        out.workers[name] = _worker()
     except Exception as exc:  # noqa: BLE001 - reported per shard, retried by the driver
         out = ShardFailed.of(_shard_index(obj), exc)
-    return pickle.dumps(out)
+    return out
+
+
+def _guarded(stage: Callable[[Any], Any], name: str, payload: bytes) -> bytes:
+    """_in_stage on a pickled shard, between two pools of the split layout."""
+    return pickle.dumps(_in_stage(stage, name, pickle.loads(payload)))
 
 
 class ExpandActor:
@@ -71,39 +86,111 @@ class GenerateActor:
         return {"payload": [_guarded(self.stage, "generate", p) for p in batch["payload"]]}
 
 
-def _encode(batch: dict[str, np.ndarray], cfg: GenerateConfig) -> dict[str, list[bytes]]:
-    """The encoding stage on one generated shard (its pixels -> png / webp / jpeg bytes), one thread per task."""
-    from llmgan.job.stages import ShardEncoder
+class _Finisher:
+    """The end of every layout: a ShardFailed passes through, a generated and encoded shard is written."""
 
-    stage = ShardEncoder(cfg)
-    return {"payload": [_guarded(stage, "encode", p) for p in batch["payload"]]}
+    def __init__(self, cfg: GenerateConfig, job_id: str) -> None:
+        self.cfg, self.job_id, self.storage = cfg, job_id, Storage(cfg.s3_endpoint)
+
+    def finish(self, obj: ShardResult | ShardFailed) -> ShardOutcome:
+        return obj if isinstance(obj, ShardFailed) else write_outcome(self.storage, self.cfg, obj, self.job_id)
+
+
+class EncodeWriteActor(_Finisher):
+    """Split layout, last stage: encodes a generated shard's pixels (png / webp / jpeg) on one thread and writes
+    the shard, on the CPUs the expander and generator pools leave (encode_pool)."""
+
+    def __init__(self, cfg: GenerateConfig, job_id: str) -> None:
+        from llmgan.job.stages import ShardEncoder
+
+        super().__init__(cfg, job_id)
+        self.stage = ShardEncoder(cfg)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list[bytes]]:
+        return {"outcome": [pickle.dumps(self.finish(_in_stage(self.stage, "encode", pickle.loads(p))))
+                            for p in batch["payload"]]}
+
+
+class ShardActor(_Finisher):
+    """Fused layout: one shard through every stage in this process (the local executor's path, one thread).
+    A plain Ray actor (FusedPool), not a Ray Data stage: with one stage there is nothing to stream between."""
+
+    def __init__(self, cfg: GenerateConfig, job_id: str) -> None:
+        from llmgan.job.stages import ShardEncoder, ShardExpander, ShardGenerator
+
+        _set_threads(cfg.generator.num_cpus)
+        super().__init__(cfg, job_id)
+        self.stages = (ShardExpander(cfg), ShardGenerator(cfg, lazy=True), ShardEncoder(cfg))
+
+    def _shard(self, spec: ShardSpec) -> ShardResult:
+        expand, generate, encode = self.stages
+        result = encode(generate(expand(spec)))
+        result.workers["expand"] = result.workers["generate"] = _worker()
+        return result
+
+    def run(self, spec: ShardSpec) -> ShardOutcome:
+        return self.finish(_in_stage(self._shard, "encode", spec))
+
+
+class FusedPool:
+    """The fused layout's actors, kept across the driver's retry passes (models stay loaded) and killed by
+    `close`. Each ready actor holds one shard at a time, so memory stays one shard per actor and a slow actor
+    takes fewer shards. An actor that dies is restarted by Ray, which runs the shard it held once more on the
+    new process (the shard writer makes a rerun safe); a shard that also kills the second process is reported
+    failed and left to the driver's bounded retries. An actor that waits for room on the cluster takes shards
+    once it starts; the others do not wait for it."""
+
+    def __init__(self, cfg: GenerateConfig, job_id: str) -> None:
+        gen = cfg.generator
+        remote = ray.remote(ShardActor).options(
+            num_cpus=gen.num_cpus, num_gpus=gen.num_gpus, resources=gen.resources or None, max_restarts=-1,
+            max_task_retries=1)
+        self.key = (cfg, job_id)
+        self.actors = [remote.remote(cfg, job_id) for _ in range(gen.max_actors or 1)]
+        self._starting = {a.__ray_ready__.remote(): a for a in self.actors}
+        self._idle: list[Any] = []
+
+    def run(self, todo: list[ShardSpec], on_outcome: OnOutcome) -> None:
+        queue = deque(todo)
+        busy: dict[Any, tuple[Any, ShardSpec]] = {}
+        while queue or busy:
+            while self._idle and queue:
+                actor, spec = self._idle.pop(), queue.popleft()
+                busy[actor.run.remote(spec)] = (actor, spec)
+            [ref], _ = ray.wait([*busy, *self._starting], num_returns=1)
+            if ref in self._starting:  # started (or failed to: its shards then fail with the reason)
+                self._idle.append(self._starting.pop(ref))
+                continue
+            actor, spec = busy.pop(ref)
+            try:
+                outcome = ray.get(ref)
+            except Exception as exc:  # noqa: BLE001 - e.g. the actor's process died: retried by the driver
+                outcome = ShardFailed.of(spec.index, exc)
+            self._idle.append(actor)
+            on_outcome(outcome)
+
+    def close(self) -> None:
+        for actor in self.actors:
+            ray.kill(actor)
+
+
+def _pool(res: StageResources) -> ray.data.ActorPoolStrategy:
+    """A stage's actor pool, all of its actors started at once: Ray Data otherwise adds one only when the
+    others are busy, and the second of 2 CPU generators started seconds after the first. The minimum stays
+    the user's, so a pool that does not fit whole still runs on the actors that do."""
+    return ray.data.ActorPoolStrategy(min_size=res.min_actors, max_size=res.max_actors, initial_size=res.max_actors)
 
 
 def encode_pool(cfg: GenerateConfig, cluster_cpus: float) -> tuple[int, float]:
-    """(tasks at once, CPUs reserved by each) of the encoding stage: the CPUs the actor pools leave, one task per
-    whole core left (at least one) unless --encode-workers says how many. Where the pools leave no CPU (CPU
-    generators fill the cluster) the tasks reserve none and share the generators' cores, as encoding inside
-    the generator did; Ray Data's streaming back-pressure bounds how many generated shards wait for them."""
+    """(actors, CPUs reserved by each) of the split layout's encode-and-write stage: the CPUs the actor pools
+    leave, one actor per whole core left (at least one) unless --encode-workers says how many. Where the pools
+    leave no CPU (CPU generators fill the cluster) the actors reserve none and share the generators' cores;
+    Ray Data's streaming back-pressure bounds how many generated shards wait for them."""
     exp, gen = cfg.expander, cfg.generator
     free = cluster_cpus - (exp.num_cpus or 0.0) * (exp.max_actors or 1) - (gen.num_cpus or 0.0) * (gen.max_actors or 1)
     free = max(0.0, round(free, 6))  # 2 - 0.25 - 2 x 0.875 is not exactly 0 in floating point
     workers = cfg.encode_workers or max(1, int(free))
     return workers, min(1.0, free / workers)
-
-
-def _write(batch: dict[str, np.ndarray], out: str, fmt: str, job_id: str, endpoint: str | None) -> dict[str, list[bytes]]:
-    storage = Storage(endpoint)
-    outcomes: list[ShardOutcome] = []
-    for payload in batch["payload"]:
-        obj = pickle.loads(payload)
-        if isinstance(obj, ShardFailed):
-            outcomes.append(obj)
-            continue
-        try:
-            outcomes.append(ShardCommitted(write_shard(storage, out, obj, fmt, job_id)))
-        except Exception as exc:  # noqa: BLE001 - a failed write is retried by the driver
-            outcomes.append(ShardFailed.of(obj.index, exc))
-    return {"outcome": [pickle.dumps(o) for o in outcomes]}
 
 
 def quiet_ray_data() -> None:
@@ -129,6 +216,7 @@ class RayExecutor:
     def __init__(self, quiet: bool = False) -> None:
         self.quiet = quiet  # Ray logs errors only
         self.startup: dict[str, float] = {}  # seconds of its own start-up, for the job's summary
+        self._fused: FusedPool | None = None
 
     def prepare(self, cfg: GenerateConfig) -> GenerateConfig:
         t0 = time.perf_counter()
@@ -137,25 +225,31 @@ class RayExecutor:
         quiet_ray_data()
         resources = ray.cluster_resources()
         cfg = size_pools(cfg, resources.get("CPU", 0.0), resources.get("GPU", 0.0))
-        log.info("actor pools: expander %d-%d x %g CPU, generator %d-%d x %g CPU", cfg.expander.min_actors,
-                 cfg.expander.max_actors, cfg.expander.num_cpus, cfg.generator.min_actors, cfg.generator.max_actors,
-                 cfg.generator.num_cpus)
+        if cfg.stage_layout == "fused":
+            log.info("fused stages: %d-%d whole-shard actors x %g CPU", cfg.generator.min_actors,
+                     cfg.generator.max_actors, cfg.generator.num_cpus)
+        else:
+            log.info("actor pools: expander %d-%d x %g CPU, generator %d-%d x %g CPU", cfg.expander.min_actors,
+                     cfg.expander.max_actors, cfg.expander.num_cpus, cfg.generator.min_actors,
+                     cfg.generator.max_actors, cfg.generator.num_cpus)
         return cfg
 
     def run(self, cfg: GenerateConfig, todo: list[ShardSpec], job_id: str, on_outcome: OnOutcome) -> None:
+        if cfg.stage_layout == "fused":
+            if self._fused is None or self._fused.key != (cfg, job_id):
+                self.close()
+                self._fused = FusedPool(cfg, job_id)
+            self._fused.run(todo, on_outcome)
+            return
         ds = ray.data.from_items([{"payload": pickle.dumps(s)} for s in todo], override_num_blocks=len(todo))
         for actor, res in ((ExpandActor, cfg.expander), (GenerateActor, cfg.generator)):
             ds = ds.map_batches(
-                actor, fn_constructor_args=(cfg,), batch_size=1, batch_format="numpy",
-                compute=ray.data.ActorPoolStrategy(min_size=res.min_actors, max_size=res.max_actors),
+                actor, fn_constructor_args=(cfg,), batch_size=1, batch_format="numpy", compute=_pool(res),
                 num_cpus=res.num_cpus, num_gpus=res.num_gpus, resources=res.resources or None,
             )
         workers, cpus = encode_pool(cfg, ray.cluster_resources().get("CPU", 0.0))
-        ds = ds.map_batches(_encode, fn_kwargs={"cfg": cfg}, batch_size=1, batch_format="numpy",
-                            compute=ray.data.TaskPoolStrategy(size=workers), num_cpus=cpus)
-        ds = ds.map_batches(_write, fn_kwargs={"out": cfg.out, "fmt": cfg.format, "job_id": job_id,
-                                               "endpoint": cfg.s3_endpoint},
-                            batch_size=1, batch_format="numpy", num_cpus=0)
+        ds = ds.map_batches(EncodeWriteActor, fn_constructor_args=(cfg, job_id), batch_size=1, batch_format="numpy",
+                            compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=cpus)
         reported: set[int] = set()
         try:
             for row in ds.iter_rows():
@@ -169,3 +263,8 @@ class RayExecutor:
             for s in todo:
                 if s.index not in reported:
                     on_outcome(ShardFailed(s.index, error))
+
+    def close(self) -> None:
+        if self._fused is not None:
+            self._fused.close()
+            self._fused = None

@@ -37,6 +37,8 @@ OUTPUT_DEFINING = (
 # The image encoding is output-defining too, but enters the job's settings only when it is not the default
 # (lossless PNG at level 6), so the job ids of outputs written before the option existed do not change.
 IMAGE_SETTINGS = ("image_format", "png_level", "quality")
+# How the Ray executor lays the stages out (see resolve_layout): one pool of whole-shard actors, or a pool per stage.
+STAGE_LAYOUTS = ("auto", "fused", "split")
 # what happens to a prompt holding words the model's domain did not understand ("red dragon" for shapes)
 ON_UNSUPPORTED = ("flag", "reject")
 
@@ -131,6 +133,7 @@ class GenerateConfig:
     s3_endpoint: str | None = None
     expander: StageResources = StageResources()
     generator: StageResources = StageResources(max_actors=None)
+    stage_layout: str = "auto"  # Ray executor only; not output-defining (every layout writes the same bytes)
     max_retries: int = 2
     overwrite: bool = False
     contact_sheet_size: int = 64
@@ -184,7 +187,8 @@ class GenerateConfig:
             raise UserError(f"--truncation must be in (0, {MAX_TRUNCATION:g}], got {self.truncation!r}")
         check_sampling(self.temperature, self.top_p)  # the caption LM's own rule, so `expand` and this agree
         for name, choices in (("format", FORMATS), ("executor", EXECUTORS), ("input_format", INPUT_FORMATS),
-                              ("on_unsupported", ON_UNSUPPORTED), ("image_format", IMAGE_FORMATS)):
+                              ("on_unsupported", ON_UNSUPPORTED), ("image_format", IMAGE_FORMATS),
+                              ("stage_layout", STAGE_LAYOUTS)):
             if getattr(self, name) not in choices:
                 raise UserError(f"{_option(name)} must be one of {', '.join(choices)}, got {getattr(self, name)!r}")
         if not (_number(self.min_consistency) and 0 <= self.min_consistency <= 1):
@@ -253,6 +257,21 @@ def default_out(prompts: str) -> str:
     return str(Path("outputs") / (stem.rsplit(".", 1)[0] or "prompts"))
 
 
+def resolve_layout(cfg: GenerateConfig) -> str:
+    """The Ray executor's stage layout. "fused": one pool of actors, each taking a shard through every stage
+    (read, caption LM, GAN, feedback, encode, write) in its own process, as the local executor does; nothing
+    is pickled between stages and no short-lived task processes start. "split": a pool per stage (LM actors ->
+    GAN actors -> CPU encode-and-write actors), so that each stage can have its own GPUs, resources and pool
+    size. Auto takes fused unless a stage asks for a GPU or a custom resource, or the expander's pool is set:
+    on CPUs the stages share the same cores anyway, and splitting them cost about a third of the throughput on
+    2 cores (docs/performance.md, A job's fixed cost)."""
+    if cfg.stage_layout != "auto":
+        return cfg.stage_layout
+    exp, gen = cfg.expander, cfg.generator
+    wants_split = exp.num_gpus > 0 or gen.num_gpus > 0 or exp.resources or gen.resources or exp != StageResources()
+    return "split" if wants_split else "fused"
+
+
 def size_pools(cfg: GenerateConfig, cluster_cpus: float, cluster_gpus: float) -> GenerateConfig:
     """Fill in the pool settings left to the job.
 
@@ -261,8 +280,12 @@ def size_pools(cfg: GenerateConfig, cluster_cpus: float, cluster_gpus: float) ->
     where it only reads prompt rows) and CPU generators share the rest, one single-threaded actor per core left.
     On 2 cores that is two generators of 0.875 CPU, not one generator beside a core the LM leaves idle; a
     reservation of a whole core for the LM cost about 15 % of the job's throughput (README, Performance).
+    In the fused layout there is no expander pool: the whole-shard actors are sized as generators on every core.
     """
     exp, gen = cfg.expander, cfg.generator
+    layout = resolve_layout(cfg)
+    if layout == "fused":  # no LM pool: each actor holds both models, on the generator's reservation and device
+        exp = dataclasses.replace(exp, num_cpus=0.0, num_gpus=gen.num_gpus, max_actors=exp.min_actors, resources={})
     if exp.num_cpus is None:
         exp = dataclasses.replace(exp, num_cpus=EXPANDER_CPUS if cfg.expand else 0.0)
     if exp.max_actors is None:
@@ -275,10 +298,11 @@ def size_pools(cfg: GenerateConfig, cluster_cpus: float, cluster_gpus: float) ->
         gen = dataclasses.replace(gen, num_cpus=1.0)
     if gen.max_actors is None:
         if gen.num_gpus > 0:
-            fit = int((cluster_gpus - exp.num_gpus * exp.max_actors) // gen.num_gpus)
+            lm_gpus = 0.0 if layout == "fused" else exp.num_gpus * exp.max_actors
+            fit = int((cluster_gpus - lm_gpus) // gen.num_gpus)
         elif gen.num_cpus > 0:
             fit = int(left_cpus // gen.num_cpus)
         else:
             fit = gen.min_actors
         gen = dataclasses.replace(gen, max_actors=max(gen.min_actors, fit))
-    return dataclasses.replace(cfg, expander=exp, generator=gen)
+    return dataclasses.replace(cfg, expander=exp, generator=gen, stage_layout=layout)

@@ -11,9 +11,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 from llmgan.io.storage import Storage
 from llmgan.job.config import GenerateConfig, usable_cores
-from llmgan.job.outcomes import OnOutcome, ShardCommitted, ShardFailed, ShardOutcome
+from llmgan.job.outcomes import OnOutcome, ShardFailed, ShardOutcome, write_outcome
 from llmgan.job.plan import ShardSpec
-from llmgan.job.shards import ShardResult, write_shard
+from llmgan.job.shards import ShardResult
 from llmgan.job.stages import ShardEncoder, ShardExpander, ShardGenerator
 
 
@@ -75,11 +75,4 @@ class LocalExecutor:
             result.workers["encode"] = self._worker
         except Exception as exc:  # noqa: BLE001 - reported per shard, retried by the driver
             return ShardFailed.of(result.index, exc)
-        return _write(storage, cfg, result, job_id)
-
-
-def _write(storage: Storage, cfg: GenerateConfig, result: ShardResult, job_id: str) -> ShardOutcome:
-    try:
-        return ShardCommitted(write_shard(storage, cfg.out, result, cfg.format, job_id))
-    except Exception as exc:  # noqa: BLE001 - a failed write (storage outage, conflict) is retried by the driver
-        return ShardFailed.of(result.index, exc)
+        return write_outcome(storage, cfg, result, job_id)

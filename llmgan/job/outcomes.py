@@ -6,8 +6,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from llmgan.io.storage import Storage
 from llmgan.job.config import GenerateConfig
 from llmgan.job.plan import ShardSpec
+from llmgan.job.shards import ShardResult, write_shard
 
 MAX_ERROR_CHARS = 500
 
@@ -39,11 +41,21 @@ ShardOutcome = ShardCommitted | ShardFailed
 OnOutcome = Callable[[ShardOutcome], None]
 
 
+def write_outcome(storage: Storage, cfg: GenerateConfig, result: ShardResult, job_id: str) -> ShardOutcome:
+    """Write an encoded shard, every executor's last step; a failed write (storage outage, conflict) is a
+    ShardFailed the driver retries."""
+    try:
+        return ShardCommitted(write_shard(storage, cfg.out, result, cfg.format, job_id))
+    except Exception as exc:  # noqa: BLE001 - reported per shard, retried by the driver
+        return ShardFailed.of(result.index, exc)
+
+
 class Executor(Protocol):
     """Runs shards through the stages (ShardExpander -> ShardGenerator -> write_shard) somewhere.
 
     Optional: `startup`, a dict of seconds the executor measured of its own start-up, goes into the summary's
-    `startup_seconds`.
+    `startup_seconds`; `close()`, called once after the job's last pass, releases what the passes shared (the
+    Ray executor's actors: a retry pass reuses the loaded models).
     """
 
     name: str

@@ -88,18 +88,22 @@ def run_job(cfg: GenerateConfig, executor: Executor, progress: bool = True) -> d
             else:
                 log.warning("shard %05d failed: %s", outcome.shard, outcome.error)
 
-        for attempt in range(cfg.max_retries + 1):
-            outcomes.clear()
-            executor.run(cfg, todo, job_id, on_outcome)
-            failures = [o if isinstance(o, ShardFailed) else ShardFailed(s.index, "no outcome reported")
-                        for s in todo if not isinstance(o := outcomes.get(s.index), ShardCommitted)]
-            if not failures:
-                break
-            failed = {f.shard for f in failures}
-            todo = [s for s in todo if s.index in failed]
-            if attempt < cfg.max_retries:
-                log.warning("retrying %d failed shard(s) (attempt %d of %d)", len(todo), attempt + 2,
-                            cfg.max_retries + 1)
+        try:
+            for attempt in range(cfg.max_retries + 1):
+                outcomes.clear()
+                executor.run(cfg, todo, job_id, on_outcome)
+                failures = [o if isinstance(o, ShardFailed) else ShardFailed(s.index, "no outcome reported")
+                            for s in todo if not isinstance(o := outcomes.get(s.index), ShardCommitted)]
+                if not failures:
+                    break
+                failed = {f.shard for f in failures}
+                todo = [s for s in todo if s.index in failed]
+                if attempt < cfg.max_retries:
+                    log.warning("retrying %d failed shard(s) (attempt %d of %d)", len(todo), attempt + 2,
+                                cfg.max_retries + 1)
+        finally:
+            if (close := getattr(executor, "close", None)) is not None:
+                close()  # the executor's pools, kept across the passes above, free the cluster
         if failures:
             names = ", ".join(f"{f.shard:05d}" for f in failures[:5]) + (", ..." if len(failures) > 5 else "")
             raise JobFailed(f"{len(failures)} shard(s) failed after {cfg.max_retries} retries (shards {names}: "

@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from llmgan.errors import UserError
+from llmgan.io.identity import is_model_file
 from llmgan.io.seeds import derive_seed
 from llmgan.text.options import DEFAULT_INSTRUCTION, ExpanderConfig, Faithfulness, keeps_words  # noqa: F401 - re-exported
 from llmgan.text.sampling import sample_tokens, sample_tokens_fast  # noqa: F401 - re-exported
@@ -66,7 +67,7 @@ def clean_caption(text: str, max_chars: int) -> str:
 
 def _fingerprint_dir(path: Path) -> str:
     h = hashlib.sha256()
-    for file in sorted(p for p in path.rglob("*") if p.is_file()):
+    for file in sorted(p for p in path.rglob("*") if p.is_file() and is_model_file(p.relative_to(path).as_posix())):
         rel = file.relative_to(path).as_posix()
         size = file.stat().st_size
         h.update(f"{rel}\x00{size}\x00".encode())
@@ -88,7 +89,7 @@ def _fetch_s3_dir(url: str) -> Path:
     from llmgan.io.storage import Storage, join
 
     storage = Storage()
-    names = storage.list(url)
+    names = [n for n in storage.list(url) if is_model_file(n)]
     if "config.json" not in names:
         raise UserError(f"caption LM {url!r}: no config.json under that prefix")
     local = Path(tempfile.gettempdir()) / "llmgan-lm" / hashlib.sha256(url.encode()).hexdigest()[:16]
