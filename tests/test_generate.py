@@ -180,6 +180,49 @@ def test_killed_generator_actor_loses_nothing(ray_local, tiny_ckpt: str, tmp_pat
     assert sha_set(Storage(), out) == sha_set(Storage(), str(tmp_path / "base"))
 
 
+def test_fused_actors_serve_every_retry_pass_and_stop_with_the_job(ray_local, tiny_ckpt: str, tmp_path: Path) -> None:
+    """The fused layout's actors are made once per job: a retry pass reuses them (models stay loaded) and the
+    job's end stops them, so the next job finds the cluster's CPUs free. The first pass here hands Ray only half
+    of the shards, so the driver retries the rest as it would failed ones."""
+    import ray
+
+    from llmgan.distributed.generate import RayExecutor
+    from llmgan.job.run import run_job
+
+    class HalfFirstPass(RayExecutor):
+        def __init__(self) -> None:
+            super().__init__()
+            self.passes: list[list[int]] = []
+
+        def run(self, cfg, todo, job_id, on_outcome):  # type: ignore[no-untyped-def]
+            self.passes.append([s.index for s in todo])
+            super().run(cfg, todo[: len(todo) // 2] if len(self.passes) == 1 else todo, job_id, on_outcome)
+            self.pool = self._fused
+
+    prompts = write_prompts(tmp_path / "prompts.parquet", 16)
+    out = tmp_path / "out"
+    executor = HalfFirstPass()
+    summary = run_job(GenerateConfig(prompts=prompts, out=str(out), ckpt=tiny_ckpt, expand=False, shard_size=4,
+                                     consistency="none"), executor, progress=False)
+    assert summary["images"] == expected_images(prompts) and len(executor.passes) == 2
+    first, second = executor.passes
+    assert set(second) == set(first[len(first) // 2:])  # the shards the first pass left
+    pids = {i: json.loads((out / "shards" / f"{i:05d}.stats.json").read_text())["workers"]["generate"]["pid"]
+            for i in first}
+    assert {pids[i] for i in second} <= {pids[i] for i in first[: len(first) // 2]}  # the same processes
+    assert executor._fused is None  # closed by the job
+    alive = [a for a in executor.pool.actors if _alive(ray, a)]
+    assert not alive, "the job's actors outlived it"
+
+
+def _alive(ray, actor) -> bool:  # type: ignore[no-untyped-def]
+    try:
+        ray.get(actor.__ray_ready__.remote(), timeout=30)
+    except ray.exceptions.RayActorError:
+        return False
+    return True
+
+
 @pytest.mark.slow  # test_crash_matrix kills the driver after _job.json by default (this is its driver-half point)
 def test_killed_driver_then_rerun_gives_same_images(ray_local, tiny_ckpt: str, tmp_path: Path) -> None:
     prompts = write_prompts(tmp_path / "prompts.parquet", 30)

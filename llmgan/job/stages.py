@@ -79,10 +79,10 @@ class ShardExpander:
 
     def __call__(self, spec: ShardSpec) -> ShardWork:
         cfg = self.cfg
-        t0 = time.perf_counter()
-        if self.prompts is None:
+        if self.prompts is None:  # a one-off model load: a fixed cost (startup_seconds), not the read stage's
             self._load(Storage(cfg.s3_endpoint))
         assert self.prompts is not None
+        t0 = time.perf_counter()
         rows, rejected = self.prompts.read_range(spec.row_start, spec.row_stop)
         work = ShardWork(spec=spec, rejected=[vars(r) for r in rejected])
         grounded = {r.prompt: self.domain.ground(r.prompt) for r in rows}
