@@ -76,11 +76,14 @@ class JobShape:
     batch_size: int = 64
 
     def config(self, prompts: str, out: str, gpus: float = 0.0) -> GenerateConfig:
+        """With GPUs, the caption LM's actor takes a quarter of one and each generator the rest of one, so both
+        fit a single-GPU node (the local executor only reads "> 0": both models on the GPU)."""
+        lm_gpus = 0.25 if gpus and self.expand else 0.0
         return GenerateConfig(prompts=prompts, out=out, n_per_prompt=self.n_per_prompt, variants=self.variants,
                               expand=self.expand, shard_size=self.shard_size, batch_size=self.batch_size,
                               executor="local", overwrite=True, contact_sheet_size=64,
-                              expander=StageResources(num_gpus=gpus if self.expand else 0.0),
-                              generator=StageResources(max_actors=None, num_gpus=gpus))
+                              expander=StageResources(num_gpus=lm_gpus),
+                              generator=StageResources(max_actors=None, num_gpus=1.0 - lm_gpus if gpus else 0.0))
 
     def demand(self) -> dict[str, float]:
         """Units per image: a prompt row feeds n_per_prompt images and its captions are shared by them."""
@@ -293,7 +296,7 @@ def measure_write(results: list, work: Path) -> float:
     return images / total_s
 
 
-def fixed_cost(shape: JobShape, work: Path, executor: str, rate: float) -> tuple[float, float, int]:
+def fixed_cost(shape: JobShape, work: Path, executor: str, rate: float, gpus: int = 0) -> tuple[float, float, int]:
     """Seconds a job costs whatever its size (the driver's plan and model checks, model loads, first batches, the
     contact sheet): the wall time of a one-prompt job less its few images at the steady `rate`; beside it the CPU
     seconds that job used and its images."""
@@ -301,7 +304,7 @@ def fixed_cost(shape: JobShape, work: Path, executor: str, rate: float) -> tuple
 
     small = work / "fixed-prompts.parquet"
     make_prompts(small, 1, shape, seed=99)
-    cfg = replace(shape.config(str(small), str(work / f"fixed-{executor}")), executor=executor)
+    cfg = replace(shape.config(str(small), str(work / f"fixed-{executor}"), gpus), executor=executor)
     meter = CpuMeter()
     t0 = time.perf_counter()
     summary = run_job(cfg, _executor(executor), progress=False)
@@ -456,7 +459,10 @@ def run(quick: bool = False, gpus: int | None = None, cores: int | None = None, 
 
 def validate_job(executor: str, rate: float, shape: JobShape, work: Path, quick: bool,
                  log: Callable[[str], None]) -> dict[str, Any]:
-    """A real job through run_job: measured end-to-end images/s beside the prediction N / (fixed + N / rate)."""
+    """A real job through run_job: measured end-to-end images/s beside the prediction N / (fixed + N / rate).
+    On a GPU machine the job's models go on the GPU (one GPU per generator), as the prediction assumes; GPU
+    utilisation is sampled while it runs, and the generator's busy share is its stage seconds over the wall time
+    of its processes (goal on a GPU: >= 50 %)."""
     from llmgan.job.run import run_job
 
     if executor == "ray":
@@ -464,18 +470,22 @@ def validate_job(executor: str, rate: float, shape: JobShape, work: Path, quick:
 
         connect_ray(quiet=True)  # a running cluster is the production situation: its start is not the job's cost
     log(f"fixed cost ({executor}: a one-shard job) ...")
-    fixed, fixed_cpu, fixed_images = fixed_cost(shape, work, executor, rate)
+    cores, gpus = this_node()
+    fixed, fixed_cpu, fixed_images = fixed_cost(shape, work, executor, rate, gpus)
     # ~30 s of steady work at the predicted rate (the busier the machine, the smaller), 4 to 20 whole shards
     per_shard = shape.shard_size
     images = 48 if quick else int(min(20 * per_shard, max(4 * per_shard, 30 * rate)) // per_shard * per_shard)
     prompts = make_prompts(work / f"validate-{executor}.parquet", images // shape.n_per_prompt, shape, seed=7)
-    cfg = replace(shape.config(prompts, str(work / f"validate-{executor}")), executor=executor)
+    cfg = replace(shape.config(prompts, str(work / f"validate-{executor}"), gpus), executor=executor)
     log(f"end-to-end job ({executor}, {images} images) ...")
-    load0, meter = os.getloadavg()[0], CpuMeter()
+    load0, meter, gpu_meter = os.getloadavg()[0], CpuMeter(), GpuMeter() if gpus else None
     t0 = time.perf_counter()
     summary = run_job(cfg, _executor(executor), progress=False)
     wall = time.perf_counter() - t0
     cpu = meter.stop()
+    gpu_use = gpu_meter.stop() if gpu_meter is not None else None
+    # generator processes: one per GPU, else the fused actors (one per core) or the local executor's one
+    generators = gpus or (cores if executor == "ray" else 1)
     measured = summary["images_this_run"] / wall
     predicted = summary["images_this_run"] / (fixed + summary["images_this_run"] / rate)
     return {"executor": executor, "images": summary["images_this_run"], "wall_s": round(wall, 1),
@@ -490,7 +500,9 @@ def validate_job(executor: str, rate: float, shape: JobShape, work: Path, quick:
             # less the one-prompt job's CPU (start-up, model loads): what each further image cost
             "job_cpu_ms_per_image_past_fixed": round(1000 * (cpu - fixed_cpu) / max(1, summary["images_this_run"]
                                                                                     - fixed_images), 2),
-            "load_average_before": round(load0, 2), "load_average_after": round(os.getloadavg()[0], 2)}
+            "load_average_before": round(load0, 2), "load_average_after": round(os.getloadavg()[0], 2),
+            "generator_busy_share": round(summary["stage_seconds"].get("generate", 0.0) / (wall * generators), 3),
+            "gpu_utilisation": gpu_use}
 
 
 class CpuMeter:
@@ -541,6 +553,39 @@ class CpuMeter:
         self._last.update(self._children())
         children = sum(v - self._start.get(p, 0.0) for p, v in self._last.items())
         return _process_cpu() - self._self0 + children
+
+
+class GpuMeter:
+    """Mean GPU utilisation (nvidia-smi's percentage of time a kernel ran, every GPU) sampled every half second
+    while a job runs; None where nvidia-smi is missing or fails."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self._samples: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        import subprocess
+
+        cmd = ["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits"]
+        while not self._stop.wait(0.5):
+            try:
+                out = subprocess.run(cmd, capture_output=True, text=True, timeout=5, check=True).stdout
+                self._samples += [float(v) for v in out.split()]
+            except (OSError, subprocess.SubprocessError, ValueError):
+                return
+
+    def stop(self) -> dict[str, float] | None:
+        self._stop.set()
+        self._thread.join()
+        if not self._samples:
+            return None
+        busy = [v for v in self._samples if v > 0]
+        return {"mean_percent": round(statistics.fmean(self._samples), 1),
+                "share_of_samples_busy": round(len(busy) / len(self._samples), 3), "samples": len(self._samples)}
 
 
 def _process_cpu() -> float:
@@ -597,6 +642,8 @@ def table(fig: dict[str, Any]) -> str:
                   f"{v['load_average_before']} -> {v['load_average_after']}), {v['job_cpu_ms_per_image']} CPU-ms per "
                   f"image, {v['job_cpu_ms_per_image_past_fixed']} past the one-prompt job's, against the model's "
                   f"{v['model_core_ms_per_image']} core-ms",
+                  f"generator busy {v['generator_busy_share']:.0%} of its processes' wall time; GPU utilisation: "
+                  + (f"{v['gpu_utilisation']['mean_percent']} % mean" if v.get("gpu_utilisation") else "no GPU"),
                   "job stage seconds: " + ", ".join(f"{k}={s}" for k, s in v["stage_seconds"].items())]
     return "\n".join(lines)
 
