@@ -1,4 +1,4 @@
-"""`llmgan data shapes|digits|prompt-pairs|emoji`: write the built-in datasets as Parquet (local path or s3://)."""
+"""`llmgan data shapes|digits|prompt-pairs|emoji|game-icons`: the built-in datasets as Parquet (local path or s3://)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from llmgan.cli.common import OutFile, S3Endpoint, Seed, handle_errors, setup_logging
-from llmgan.data.config import DigitsConfig, ParquetOut, PromptPairsConfig, ShapesConfig
+from llmgan.data.config import DigitsConfig, GameIconsConfig, ParquetOut, PromptPairsConfig, ShapesConfig
 from llmgan.errors import UserError
 
 if TYPE_CHECKING:
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 Size = Annotated[int, typer.Option("--size", help="Image side in pixels.")]
 
 data_app = typer.Typer(
-    help="Build the built-in captioned training datasets (shapes, digits, emoji) as Parquet.",
+    help="Build the built-in captioned training datasets (shapes, digits, emoji, game icons) as Parquet.",
     no_args_is_help=True,
 )
 
@@ -173,6 +173,13 @@ def _styles(styles: str) -> list[str]:
     return chosen
 
 
+# the options of the commands that fetch a pinned npm package
+PackageCache = Annotated[str | None, typer.Option("--cache-dir", help="Cache folder for the fetched packages (default: "
+                                                  "$LLMGAN_CACHE_DIR, else ~/.cache/llmgan).")]
+Registry = Annotated[str | None, typer.Option("--registry", help="npm registry URL (default: $LLMGAN_NPM_REGISTRY, "
+                                              "else https://registry.npmjs.org).")]
+
+
 @data_app.command("emoji")
 @handle_errors
 def emoji_command(
@@ -182,10 +189,8 @@ def emoji_command(
                                         "Apache-2.0), twitter (Twemoji, CC-BY-4.0).")] = "google,twitter",
     split: Annotated[str, typer.Option("--split", help="train (no held-out concept x style pairs), heldout, or "
                                        "all.")] = "train",
-    cache_dir: Annotated[str | None, typer.Option("--cache-dir", help="Cache folder for the fetched packages "
-                                                  "(default: $LLMGAN_CACHE_DIR, else ~/.cache/llmgan).")] = None,
-    registry: Annotated[str | None, typer.Option("--registry", help="npm registry URL (default: "
-                                                 "$LLMGAN_NPM_REGISTRY, else https://registry.npmjs.org).")] = None,
+    cache_dir: PackageCache = None,
+    registry: Registry = None,
     s3_endpoint: S3Endpoint = None,
 ) -> None:
     """Real emoji (64 px RGBA, from the pinned emoji-datasource npm packages, fetched once into the cache folder
@@ -222,6 +227,52 @@ def emoji_command(
     why = f"; skipped {dropped} ({', '.join(f'{k}: {v}' for k, v in sorted(skipped.items()))})" if dropped else ""
     typer.echo(_summary("emoji", table, out, size, time.perf_counter() - start,
                         f" RGBA, styles {'+'.join(chosen)}, split {split}") + f"; licences {licences}{why}")
+
+
+@data_app.command("game-icons")
+@handle_errors
+def game_icons_command(
+    out: OutFile,
+    size: Size = GameIconsConfig.size,
+    split: Annotated[str, typer.Option("--split", help="train (no held-out pairings or combinations), heldout, or "
+                                       "all.")] = GameIconsConfig.split,
+    pairings: Annotated[int, typer.Option("--pairings", help="Training rows per icon, each in another (colour, "
+                                          "background) pairing.")] = GameIconsConfig.pairings,
+    heldout_rows: Annotated[int, typer.Option("--heldout-rows", help="Held-out rows per icon: 0, 1 (an unseen pairing "
+                                              "or an unseen icon x pairing combination) or 2 (both).")]
+    = GameIconsConfig.heldout_rows,
+    cache_dir: PackageCache = None,
+    registry: Registry = None,
+    s3_endpoint: S3Endpoint = None,
+) -> None:
+    """Real game icons (game-icons.net, CC BY 3.0, from the pinned @iconify-json/game-icons npm package, fetched once
+    into the cache folder and integrity-checked): SVG silhouettes rasterised RGBA and recoloured in (colour,
+    background) pairings, captioned from their names ("crossed swords icon, red on a black background")."""
+    setup_logging()
+    cfg, target = GameIconsConfig(size=size, split=split, pairings=pairings, heldout_rows=heldout_rows), ParquetOut(out)
+    from llmgan.data.game_icons import build_game_icons_dataset, check_config
+    from llmgan.data.tables import write_dataset
+    from llmgan.io.packages import GAME_ICONS_PACKAGE as pin
+    from llmgan.io.packages import fetch_package, registry_url
+    from llmgan.io.storage import Storage
+
+    check_config(cfg)
+    storage = Storage(s3_endpoint)
+    storage.check_bucket(target.url)  # fail before the download, not after it
+    registry = registry_url(registry)
+    start = time.perf_counter()
+    with _bar(f"{pin.name}@{pin.version}", download=True) as progress:
+        folder = fetch_package(pin, cache_dir, registry, progress)
+    with _progress("game icons", None) as progress:
+        table, skipped = build_game_icons_dataset(folder, cfg, f"{pin.name}@{pin.version}", pin.license,
+                                                  pin.attribution, progress)
+    write_dataset(table, target.url, storage)
+    icons = len(set(table.column("label").to_pylist()))
+    dropped = sum(skipped.values())
+    reasons = ", ".join(f"{k}: {v}" for k, v in sorted(skipped.items()))
+    why = f"; skipped {dropped} icon{'s' * (dropped != 1)} ({reasons})" if dropped else ""
+    typer.echo(_summary("game-icons", table, out, cfg.size, time.perf_counter() - start,
+                        f" RGBA, {icons} icons, split {cfg.split}") + f"; licence {pin.license}{why}")
 
 
 def register(app: typer.Typer) -> None:

@@ -1,5 +1,6 @@
-"""Settings of the built-in datasets (shapes, prompt pairs, digits) and of their Parquet output, each validated
-once in `__post_init__` with messages that name the option as typed; light to import (the CLI reads defaults)."""
+"""Settings of the built-in datasets (shapes, prompt pairs, digits, game icons) and of their Parquet output, each
+validated once in `__post_init__` with messages that name the option as typed; light to import (the CLI reads
+defaults)."""
 
 from __future__ import annotations
 
@@ -93,3 +94,23 @@ class ParquetOut:
         elif Path(self.url).is_dir():
             raise UserError(f"--out {self.url} is a directory; give a file path such as "
                             f"{Path(self.url) / 'data.parquet'}")
+
+
+@dataclass(frozen=True)
+class GameIconsConfig:
+    """`llmgan data game-icons`: every icon drawn at `size` px in `pairings` (colour, background) pairings for training
+    and `heldout_rows` held-out rows (0, 1 or 2: an unseen pairing and/or an unseen icon x pairing combination)."""
+
+    size: int = 64
+    split: str = "train"
+    pairings: int = 3
+    heldout_rows: int = 1
+
+    def __post_init__(self) -> None:
+        if not MIN_SIZE <= self.size <= 256:  # 256 px x 8 samples a side is the rasteriser's comfortable limit
+            raise UserError(f"--size must be between {MIN_SIZE} and 256 pixels, got {self.size}")
+        _check_split(self.split)
+        if self.pairings < 1:
+            raise UserError(f"--pairings must be at least 1, got {self.pairings}")
+        if self.heldout_rows not in (0, 1, 2):
+            raise UserError(f"--heldout-rows must be 0, 1 or 2, got {self.heldout_rows}")

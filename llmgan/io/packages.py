@@ -1,5 +1,5 @@
-"""Public packages fetched by name from an npm registry (images and their metadata, e.g. the emoji sets), pinned
-by version and sha512 integrity, verified before anything is unpacked and unpacked once into the cache folder.
+"""Public packages fetched by name from an npm registry (images and their metadata: the emoji sets, the game icons),
+pinned by version and sha512 integrity, verified before anything is unpacked and unpacked once into the cache folder.
 
 `fetch_package(pin)` returns `<cache>/packages/<name>@<version>/`, the tarball's `package/` root. The folder
 appears only by an atomic rename after a verified download and a safe extraction (regular files and folders only;
@@ -114,6 +114,14 @@ EMOJI_PACKAGES: dict[str, PinnedPackage] = {
         attribution="Twemoji by Twitter, Inc and other contributors, CC-BY 4.0, via emoji-datasource-twitter "
                     "16.0.0 (emoji-data by Cal Henderson, MIT)"),
 }
+
+# one-colour game icons as SVG path bodies; info.json names the author "GameIcons" (the game-icons.net contributors)
+GAME_ICONS_PACKAGE = PinnedPackage(
+    "@iconify-json/game-icons", "1.2.4",
+    "sha512-/HDDZxowXgDJcOEwPspUCq5RuDdl25OyZKdtxqqiPJQNTrWIym7r4StLzIVs77DyNzOWWhH5wDqwYR3WHeDfkg==",
+    license="CC-BY-3.0",
+    attribution="Game icons by GameIcons, the game-icons.net contributors (https://github.com/game-icons/icons), "
+                "CC BY 3.0, via @iconify-json/game-icons 1.2.4; recoloured and rasterised by llmgan")
 
 
 def registry_url(registry: str | None = None) -> str:
