@@ -243,6 +243,11 @@ class EmojiData:
         n = len(self.labels)
         self.styles = [str(s) for s in table.column("style").to_pylist()] if "style" in cols else [""] * n
         self.splits = [str(s) for s in table.column("split").to_pylist()] if "split" in cols else ["train"] * n
+        # stated colour and background (the game icons): judged by pixel statistics where the data has them
+        self.stated = ({k: [str(v) for v in table.column(k).to_pylist()] for k in ("color", "background")}
+                       if {"color", "background"} <= set(cols) else None)
+        self.heldout_kinds = ([str(v) for v in table.column("heldout_kind").to_pylist()] if "heldout_kind" in cols
+                              else [""] * n)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -426,6 +431,28 @@ class Judges:
         return figures, feats
 
 
+def stated_accuracy(images: np.ndarray, rows: np.ndarray, data: EmojiData) -> dict[str, Any]:
+    """Share of images whose colour and background, named by the pixel-statistics judge (no learned weights), are the
+    ones their rows state; held-out rows also apart by why they are held out (an unseen pairing, an unseen icon x
+    pairing combination)."""
+    from llmgan.eval.color_judge import judge_accuracy, judge_images
+
+    assert data.stated is not None
+    verdicts = judge_images(images)
+
+    def share(keep: np.ndarray) -> dict[str, float]:
+        picked = [v for v, k in zip(verdicts, keep) if k]
+        return {k: round(v, 4) for k, v in judge_accuracy(
+            picked, [data.stated["color"][r] for r in rows[keep]],
+            [data.stated["background"][r] for r in rows[keep]]).items()}
+
+    out: dict[str, Any] = share(np.ones(len(rows), bool))
+    kinds = np.array([data.heldout_kinds[r] for r in rows])
+    for kind in sorted(set(kinds.tolist()) - {""}):
+        out[kind] = share(kinds == kind)
+    return out
+
+
 def generate(gan: Any, encoder: Any, captions: Sequence[str], seeds: int, tag: str) -> tuple[np.ndarray, np.ndarray]:
     """(images (N*seeds, H, W, C), caption index of each): seed s of caption i is derive_seed('assets', tag, i, s)."""
     emb = encoder.encode(list(captions))
@@ -540,12 +567,13 @@ def job_feedback(ckpt: str, scorer: str, judges: Judges, data: EmojiData, rows: 
     return results
 
 
-def run(ckpt: str, data_url: str, out: str, scorer: str | None, classifier: str | Path = CONCEPT_JUDGE,
-        matcher: str | Path = MATCHER_JUDGE, n_train_prompts: int = 800, seeds: int = 4, job_train_prompts: int = 100,
+def run(ckpt: str, data_url: str, out: str, scorer: str | None, classifier: str | Path | None = CONCEPT_JUDGE,
+        matcher: str | Path | None = MATCHER_JUDGE, n_train_prompts: int = 800, seeds: int = 4, job_train_prompts: int = 100,
         job_seeds: int = 2, job_text: Sequence[str] = ("caption",), seed: int = 0, threads: int | None = 1,
         log: Callable[[str], None] = print, lm: str | None = None, job_repeats: int = 2) -> dict[str, Any]:
     """Every figure for the GAN at `ckpt` (a checkpoint or a run folder: its newest checkpoint); writes OUT/assets.json
-    and OUT/assets.md and returns the report."""
+    and OUT/assets.md and returns the report. classifier None (a domain with no judges trained yet): the figures
+    that need none (stated colour and background, memorisation and diversity in pixels) and no scorer or job part."""
     import torch
 
     from llmgan.gan.checkpoint import read_meta, resolve_checkpoint
@@ -563,7 +591,7 @@ def run(ckpt: str, data_url: str, out: str, scorer: str | None, classifier: str 
     gan = GanModel.load(ckpt_dir)
     size = gan.image_size
     data = EmojiData(data_url, size)
-    judges = Judges(classifier, matcher)
+    judges = Judges(classifier, matcher) if classifier and matcher else None
     encoder = TextEncoder(model=gan.text_encoder)
     seconds: dict[str, float] = {}
 
@@ -585,67 +613,75 @@ def run(ckpt: str, data_url: str, out: str, scorer: str | None, classifier: str 
                 "channels": gan.config.image_channels},
         "data": {"path": data_url, "rows": len(data), "heldout_rows": int(len(held)),
                  "train_rows": int(len(train_rows))},
-        "judges": {"concepts": len(judges.classes), "classifier": str(classifier),
-                   "classifier_info": {k: judges.classifier.info.get(k)
-                                       for k in ("seed", "steps", "val_augmented", "val_other_style")},
-                   "matcher": str(matcher), "matcher_val": (judges.matcher.info or {}).get("val"),
-                   "matcher_seed": (judges.matcher.info or {}).get("seed")},
+        "judges": None if judges is None else {
+            "concepts": len(judges.classes), "classifier": str(classifier),
+            "classifier_info": {k: judges.classifier.info.get(k)
+                                for k in ("seed", "steps", "val_augmented", "val_other_style")},
+            "matcher": str(matcher), "matcher_val": (judges.matcher.info or {}).get("val"),
+            "matcher_seed": (judges.matcher.info or {}).get("seed")},
         "settings": {"seeds": seeds, "train_prompts": int(len(sample)), "heldout_prompts": int(len(held)),
                      "pixel_space": f"RMS over RGB of images alpha-composited onto white at {PIXEL_SIZE} px, in [0, 1]",
                      "feature_space": "L2/sqrt(128) in the concept classifier's 128-d features"},
     }
     feats: dict[str, np.ndarray] = {}
-    splits: dict[str, Any] = {}
-    for kind, (images, rows) in gen.items():
-        fig, feats[kind] = judges.judge(images, [data.labels[r] for r in rows], [data.prompts[r] for r in rows],
-                                        [data.captions[r] for r in rows])
-        splits[kind] = fig
-    # the real images of the held-out rows through the same judges: both judges trained on them (a sanity ceiling)
-    real_fig, _ = judges.judge(data.images[held], [data.labels[r] for r in held], [data.prompts[r] for r in held],
-                               [data.captions[r] for r in held])
-    splits["heldout_real_images"] = real_fig
-    report["accuracy"] = splits
+    if data.stated is not None:  # the real held-out images through the same judge: its ceiling on this data
+        report["stated"] = {kind: stated_accuracy(images, rows, data) for kind, (images, rows) in gen.items()}
+        report["stated"]["heldout_real_images"] = stated_accuracy(data.images[held], held, data)
+    if judges is not None:
+        splits: dict[str, Any] = {}
+        for kind, (images, rows) in gen.items():
+            splits[kind], feats[kind] = judges.judge(images, [data.labels[r] for r in rows],
+                                                     [data.prompts[r] for r in rows], [data.captions[r] for r in rows])
+        # the real images of the held-out rows through the same judges: both judges trained on them (a sanity ceiling)
+        splits["heldout_real_images"], _ = judges.judge(data.images[held], [data.labels[r] for r in held],
+                                                        [data.prompts[r] for r in held],
+                                                        [data.captions[r] for r in held])
+        report["accuracy"] = splits
     seconds["judge"] = round(time.perf_counter() - t0, 1)
 
-    # FD in the judge's feature space: generated (first seed of each caption) vs the real images of the same rows,
-    # over the real images of those rows vs a disjoint random set of real rows
     t0 = time.perf_counter()
-    real_feats = judges.classifier.features(_as_rgba(data.images))
-    fd_rows, fd_gen = [], []
-    for kind, (_images, rows) in gen.items():
-        first = np.arange(0, len(rows), seeds)
-        fd_rows.append(rows[first])
-        fd_gen.append(feats[kind][first])
-    same = np.concatenate(fd_rows)
-    rest = np.setdiff1d(np.arange(len(data)), same)
-    other = np.random.default_rng(derive_seed("assets-fd-other", seed)).permutation(rest)
-    report["fd"] = fd_ratio(np.concatenate(fd_gen), real_feats[same], real_feats[other], seed)
-    all_gen = np.concatenate([feats[k] for k in gen])
-    report["fd_all_seeds"] = fd_ratio(all_gen, real_feats[np.concatenate([gen[k][1] for k in gen])], real_feats[other],
-                                      seed)
-    # what the ratio means in this space: the same real images, spoiled in known ways, through the same figure
-    report["fd_references"] = {name: fd_ratio(judges.classifier.features(_as_rgba(spoiled)), real_feats[same],
-                                              real_feats[other], seed)["ratio"]
-                               for name, spoiled in degraded(data.images[same]).items()}
+    if judges is not None:
+        # FD in the judge's feature space: generated (first seed of each caption) vs the real images of the same
+        # rows, over the real images of those rows vs a disjoint random set of real rows
+        real_feats = judges.classifier.features(_as_rgba(data.images))
+        fd_rows, fd_gen = [], []
+        for kind, (_images, rows) in gen.items():
+            first = np.arange(0, len(rows), seeds)
+            fd_rows.append(rows[first])
+            fd_gen.append(feats[kind][first])
+        same = np.concatenate(fd_rows)
+        rest = np.setdiff1d(np.arange(len(data)), same)
+        other = np.random.default_rng(derive_seed("assets-fd-other", seed)).permutation(rest)
+        report["fd"] = fd_ratio(np.concatenate(fd_gen), real_feats[same], real_feats[other], seed)
+        all_gen = np.concatenate([feats[k] for k in gen])
+        report["fd_all_seeds"] = fd_ratio(all_gen, real_feats[np.concatenate([gen[k][1] for k in gen])],
+                                          real_feats[other], seed)
+        # what the ratio means in this space: the same real images, spoiled in known ways, through the same figure
+        report["fd_references"] = {name: fd_ratio(judges.classifier.features(_as_rgba(spoiled)), real_feats[same],
+                                                  real_feats[other], seed)["ratio"]
+                                   for name, spoiled in degraded(data.images[same]).items()}
+        train_f = real_feats[train_rows] / math.sqrt(real_feats.shape[1])
+        train_nn_f, _ = nearest(train_f, train_f, exclude_self=True)
 
-    # memorisation and diversity
+    # memorisation and diversity (in the judge's feature space too where there is a judge)
     train_px = pixel_vectors(data.images[train_rows])
     train_nn_px, _ = nearest(train_px, train_px, exclude_self=True)
-    train_f = real_feats[train_rows] / math.sqrt(real_feats.shape[1])
-    train_nn_f, _ = nearest(train_f, train_f, exclude_self=True)
     mem: dict[str, Any] = {}
     div: dict[str, Any] = {}
     for kind, (images, rows) in gen.items():
         px = pixel_vectors(images)
         m_px = memorisation(px, train_px, train_nn_px)
-        m_f = memorisation(feats[kind] / math.sqrt(feats[kind].shape[1]), train_f, train_nn_f)
         nearest_rows = train_rows[m_px.pop("nearest_train_rows")]
-        m_f.pop("nearest_train_rows")
         # a generated image whose nearest training image is its own caption's other drawing is expected; count it
         m_px["nearest_is_same_concept"] = round(float(np.mean(
             [data.labels[a] == data.labels[b] for a, b in zip(nearest_rows, rows)])), 4)
-        mem[kind] = {"pixel": m_px, "feature": m_f}
-        div[kind] = {"pixel": diversity(px, rows), "feature": diversity(feats[kind], rows)}
+        mem[kind] = {"pixel": m_px}
+        div[kind] = {"pixel": diversity(px, rows)}
+        if judges is not None:
+            m_f = memorisation(feats[kind] / math.sqrt(feats[kind].shape[1]), train_f, train_nn_f)
+            m_f.pop("nearest_train_rows")
+            mem[kind]["feature"] = m_f
+            div[kind]["feature"] = diversity(feats[kind], rows)
     real_px = pixel_vectors(data.images[held])
     mem["heldout_real_images"] = {"pixel": {k: v for k, v in memorisation(real_px, train_px, train_nn_px).items()
                                             if k != "nearest_train_rows"}}
@@ -653,8 +689,8 @@ def run(ckpt: str, data_url: str, out: str, scorer: str | None, classifier: str 
     report["diversity"] = div
     seconds["memorisation"] = round(time.perf_counter() - t0, 1)
 
-    # the feedback scorer on the held-out real images
-    if scorer:
+    # the feedback scorer on the held-out real images (its figures and the job's are read by the judges)
+    if scorer and judges is not None:
         from llmgan.gan.matcher import Matcher
 
         t0 = time.perf_counter()
@@ -707,26 +743,37 @@ def _num(v: Any, digits: int = 3) -> str:
 
 def table(report: dict[str, Any]) -> str:
     """The report as markdown tables (what the docs quote)."""
-    acc, mem, div = report["accuracy"], report["memorisation"], report["diversity"]
+    acc, mem, div = report.get("accuracy"), report["memorisation"], report["diversity"]
     g = report["gan"]
     lines = [f"GAN {g['path']} (step {g['step']}, {g['image_size']} px, {g['channels']} channels); "
              f"{report['settings']['heldout_prompts']} held-out and {report['settings']['train_prompts']} training "
              f"captions x {report['settings']['seeds']} seeds", "",
              "| figure | held-out captions | training captions | goal |", "| --- | --- | --- | --- |"]
-    h, t = acc["heldout"], acc["train"]
-    chance = 5 / max(1, report["judges"].get("concepts") or 1)
-    lines += [
-        f"| concept top-1 (judge classifier) | {_pct(h['top1'])} | {_pct(t['top1'])} | |",
-        f"| concept top-5 (judge classifier; chance {_pct(chance)}) | {_pct(h['top5'])} | {_pct(t['top5'])} "
-        "| >= 60 % |",
-        f"| judge matcher P > 0.5, short prompt | {_pct(h['matcher_prompt_p>0.5'])} | "
-        f"{_pct(t['matcher_prompt_p>0.5'])} | |",
-        f"| judge matcher P > 0.5, caption | {_pct(h.get('matcher_caption_p>0.5'))} | "
-        f"{_pct(t.get('matcher_caption_p>0.5'))} | |",
-        f"| judge matcher P > 0.5, another concept's prompt (chance) | {_pct(h.get('matcher_wrong_prompt_p>0.5'))} | "
-        f"{_pct(t.get('matcher_wrong_prompt_p>0.5'))} | |",
-    ]
-    for space in ("pixel", "feature"):
+    if acc:
+        h, t = acc["heldout"], acc["train"]
+        chance = 5 / max(1, report["judges"].get("concepts") or 1)
+        lines += [
+            f"| concept top-1 (judge classifier) | {_pct(h['top1'])} | {_pct(t['top1'])} | |",
+            f"| concept top-5 (judge classifier; chance {_pct(chance)}) | {_pct(h['top5'])} | {_pct(t['top5'])} "
+            "| >= 60 % |",
+            f"| judge matcher P > 0.5, short prompt | {_pct(h['matcher_prompt_p>0.5'])} | "
+            f"{_pct(t['matcher_prompt_p>0.5'])} | |",
+            f"| judge matcher P > 0.5, caption | {_pct(h.get('matcher_caption_p>0.5'))} | "
+            f"{_pct(t.get('matcher_caption_p>0.5'))} | |",
+            f"| judge matcher P > 0.5, another concept's prompt (chance) | "
+            f"{_pct(h.get('matcher_wrong_prompt_p>0.5'))} | {_pct(t.get('matcher_wrong_prompt_p>0.5'))} | |",
+        ]
+    stated = report.get("stated")
+    if stated:
+        sh, st = stated["heldout"], stated["train"]
+        lines += [f"| stated {k} right (pixel-statistics judge) | {_pct(sh[k])} | {_pct(st[k])} | >= 95 % |"
+                  for k in ("color", "background", "both")]
+        lines += [f"| stated colour and background right, held out as an unseen {kind} | {_pct(sh[kind]['both'])} "
+                  f"({int(sh[kind]['n'])} images) | | |" for kind in sh if isinstance(sh[kind], dict)]
+        lines.append(f"| real held-out images, colour and background right (the judge's ceiling) | "
+                     f"{_pct(stated['heldout_real_images']['both'])} | | |")
+    spaces = [sp for sp in ("pixel", "feature") if sp in mem["heldout"]]
+    for space in spaces:
         mh, mt = mem["heldout"][space], mem["train"][space]
         lines += [
             f"| NN distance to train / train-train NN ({space}) | {_num(mh['nn_ratio'])} | {_num(mt['nn_ratio'])} | |",
@@ -735,12 +782,12 @@ def table(report: dict[str, Any]) -> str:
             f"| near copies, < train 5th percentile ({space}) | {_pct(mh['near_copy_share'])} | "
             f"{_pct(mt['near_copy_share'])} | < 25 % |",
         ]
-    for space in ("pixel", "feature"):
+    for space in spaces:
         dh, dt = div["heldout"][space], div["train"][space]
         lines.append(f"| diversity across seeds / across captions ({space}) | {_num(dh['ratio'])} "
                      f"({_num(dh['within'])} / {_num(dh['across'])}) | {_num(dt['ratio'])} ({_num(dt['within'])} / "
                      f"{_num(dt['across'])}) | |")
-    real = acc.get("heldout_real_images")
+    real = (acc or {}).get("heldout_real_images")
     if real:
         lines.append(f"| real held-out images (judges trained on them) | top-5 {_pct(real['top5'])}, matcher "
                      f"{_pct(real['matcher_prompt_p>0.5'])} (wrong prompt {_pct(real['matcher_wrong_prompt_p>0.5'])}) "
@@ -749,12 +796,13 @@ def table(report: dict[str, Any]) -> str:
     if rm:
         lines.append(f"| real held-out images: NN ratio, near copies (pixel) | {_num(rm['nn_ratio'])}, "
                      f"{_pct(rm['near_copy_share'])} | | |")
-    fd = report["fd"]
-    fa = report["fd_all_seeds"]
-    refs = ", ".join(f"{k} {_num(v, 2)}x" for k, v in (report.get("fd_references") or {}).items())
-    lines += ["", f"FD in the judge's feature space: {_num(fd['fd'], 2)} vs real-vs-real floor {_num(fd['floor'], 2)} "
-              f"-> **{_num(fd['ratio'], 2)}x** (n = {fd['n']} a side, first seed of each caption; goal <= 2.5); every "
-              f"seed: {_num(fa['ratio'], 2)}x (n = {fa['n']}). The real images of the same rows, spoiled: {refs}."]
+    fd, fa = report.get("fd"), report.get("fd_all_seeds")
+    if fd and fa:
+        refs = ", ".join(f"{k} {_num(v, 2)}x" for k, v in (report.get("fd_references") or {}).items())
+        lines += ["", f"FD in the judge's feature space: {_num(fd['fd'], 2)} vs real-vs-real floor "
+                  f"{_num(fd['floor'], 2)} -> **{_num(fd['ratio'], 2)}x** (n = {fd['n']} a side, first seed of each "
+                  f"caption; goal <= 2.5); every seed: {_num(fa['ratio'], 2)}x (n = {fa['n']}). The real images of the "
+                  f"same rows, spoiled: {refs}."]
     if report.get("job"):
         lines += ["", "| job text | feedback | images | images/s | judge top-5 held-out / train | judge top-1 "
                   "held-out / train | judge matcher P > 0.5 held-out / train | scorer mean | extra draws / image |",
@@ -935,7 +983,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--ckpt", help="GAN checkpoint or run folder (its newest checkpoint)")
     ap.add_argument("--data", help="every real emoji, both splits (llmgan data emoji --split all)")
     ap.add_argument("--scorer", help="the feedback scorer: a folder holding matcher.json")
-    ap.add_argument("--classifier", default=str(CONCEPT_JUDGE))
+    ap.add_argument("--classifier", default=str(CONCEPT_JUDGE),
+                    help="concept classifier judge; 'none': no judges (stated colour/background and pixel figures)")
     ap.add_argument("--matcher", default=str(MATCHER_JUDGE))
     ap.add_argument("--out", default="assets-bench")
     ap.add_argument("--train-prompts", type=int, default=800)
@@ -954,7 +1003,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         if not (args.ckpt and args.data):
             ap.error("--ckpt and --data are required (or --quick)")
-        report = run(args.ckpt, args.data, args.out, args.scorer, args.classifier, args.matcher, args.train_prompts,
+        classifier = None if args.classifier == "none" else args.classifier
+        report = run(args.ckpt, args.data, args.out, args.scorer, classifier, args.matcher, args.train_prompts,
                      args.seeds, args.job_train_prompts, args.job_seeds, [t for t in args.job_text.split(",") if t],
                      threads=args.threads, log=log, lm=args.job_lm, job_repeats=args.job_repeats)
     print(table(report), end="")

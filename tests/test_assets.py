@@ -142,3 +142,63 @@ def test_quick_benchmark_runs_every_figure(tmp_path: Path) -> None:
     assert info["val_augmented"]["top5"] >= info["val_augmented"]["top1"] and info["val_other_style"]["n"] > 0
     assert saved["gan"]["channels"] == 4
     assert bench["ratio"] == bench["FD/floor"] == saved["fd"]["ratio"] and "target" in bench
+
+
+def _icon_layout(path: Path) -> str:
+    """Made-up sprites in the game-icons layout: stated colour and background, held out by pairing or combination."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from llmgan.data.game_icons import BACKGROUNDS, COLORS
+    from llmgan.io.images import png_bytes
+
+    cols: dict[str, list[object]] = {k: [] for k in ("image", "caption", "short_prompt", "label", "color",
+                                                     "background", "split", "heldout_kind")}
+    pairings = [("red", "transparent"), ("green", "black"), ("blue", "white"), ("yellow", "navy")]
+    for shape in assets.TINY_SHAPES:
+        for color, bg in pairings:
+            img = assets._tiny_sprite(shape, COLORS[color], "google")
+            if BACKGROUNDS[bg] is not None:  # composite onto the stated background
+                img[img[..., 3] == 0] = (*BACKGROUNDS[bg], 255)  # type: ignore[misc]
+            kind = "pairing" if (color, bg) == ("yellow", "navy") else \
+                "combination" if (shape, color) in {("disc", "red"), ("square", "green")} else ""
+            cols["image"].append(png_bytes(img))
+            cols["caption"].append(f"{shape} icon, {color} on a {bg} background")
+            cols["short_prompt"].append(f"{color} {shape}")
+            cols["label"].append(shape)
+            cols["color"].append(color)
+            cols["background"].append(bg)
+            cols["split"].append("heldout" if kind else "train")
+            cols["heldout_kind"].append(kind)
+    pq.write_table(pa.table(cols), path)
+    return str(path)
+
+
+def test_stated_colour_and_background_figures_need_no_judges(tmp_path: Path) -> None:
+    from llmgan.domains.generic import caption_words
+    from llmgan.gan.checkpoint import save_checkpoint
+    from llmgan.gan.config import GanConfig
+    from llmgan.gan.step import make_train_state
+
+    data_url = _icon_layout(tmp_path / "icons.parquet")
+    data = assets.EmojiData(data_url, 32)
+    train_rows, held = data.rows("train"), data.rows("heldout")
+    # the judge reads the real images right, and reads them wrong once their red and blue channels are swapped
+    right = assets.stated_accuracy(data.images[train_rows], train_rows, data)
+    assert right["both"] == 1.0 and right["n"] == len(train_rows)
+    swapped = data.images[train_rows][..., [2, 1, 0, 3]]
+    assert assets.stated_accuracy(swapped, train_rows, data)["color"] < 0.75
+
+    gan = tmp_path / "gan"
+    save_checkpoint(str(gan), make_train_state(GanConfig(image_size=32, g_width=4, d_width=4, channels=4)),
+                    training_state=False, extra={"domain": "captioned", "caption_words": caption_words(data.captions)})
+    report = assets.run(str(gan), data_url, str(tmp_path / "out"), scorer=None, classifier=None, matcher=None,
+                        n_train_prompts=6, seeds=2, log=lambda m: None)
+    assert "accuracy" not in report and "fd" not in report and report["judges"] is None
+    held_fig = report["stated"]["heldout"]
+    assert held_fig["n"] == 2 * len(held) and {"pairing", "combination"} <= set(held_fig)
+    assert held_fig["pairing"]["n"] + held_fig["combination"]["n"] == held_fig["n"]
+    assert report["stated"]["heldout_real_images"]["both"] == 1.0
+    assert set(report["memorisation"]["train"]) == {"pixel"} and report["diversity"]["train"]["pixel"]["captions"] == 6
+    md = (tmp_path / "out" / "assets.md").read_text()
+    assert "| stated color right (pixel-statistics judge) |" in md and "FD in the judge's" not in md
