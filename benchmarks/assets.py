@@ -387,14 +387,15 @@ def _as_rgba(images: np.ndarray) -> np.ndarray:
 
 
 class Judges:
-    """The concept classifier and the judge matcher, with the text encoder the matcher reads."""
+    """The concept classifier and the judge matcher (None: none trained for this domain yet), with the text encoder
+    the matcher reads."""
 
-    def __init__(self, classifier: str | Path, matcher: str | Path) -> None:
+    def __init__(self, classifier: str | Path, matcher: str | Path | None) -> None:
         from llmgan.eval.classifier import load_classifier
         from llmgan.gan.matcher import Matcher
 
         self.classifier = load_classifier(str(classifier))
-        self.matcher = Matcher.load(str(matcher))
+        self.matcher = Matcher.load(str(matcher)) if matcher else None
         self.classes = self.classifier.classes["label"]
         self.index = {c: i for i, c in enumerate(self.classes)}
         self._encoders: dict[str | None, Any] = {}
@@ -417,6 +418,8 @@ class Judges:
         feats, probs = self.classifier.run(images)
         figures: dict[str, Any] = {"images": int(len(images)), **topk_accuracy(probs["label"], self.truth(labels))}
         m = self.matcher
+        if m is None:
+            return figures, feats
         emb = self.encode(prompts, m.text_encoder)
         p = m.probability(images, emb, text="prompt")
         figures["matcher_prompt_p>0.5"] = round(float((p > 0.5).mean()), 4)
@@ -591,7 +594,7 @@ def run(ckpt: str, data_url: str, out: str, scorer: str | None, classifier: str 
     gan = GanModel.load(ckpt_dir)
     size = gan.image_size
     data = EmojiData(data_url, size)
-    judges = Judges(classifier, matcher) if classifier and matcher else None
+    judges = Judges(classifier, matcher) if classifier else None
     encoder = TextEncoder(model=gan.text_encoder)
     seconds: dict[str, float] = {}
 
@@ -617,8 +620,9 @@ def run(ckpt: str, data_url: str, out: str, scorer: str | None, classifier: str 
             "concepts": len(judges.classes), "classifier": str(classifier),
             "classifier_info": {k: judges.classifier.info.get(k)
                                 for k in ("seed", "steps", "val_augmented", "val_other_style")},
-            "matcher": str(matcher), "matcher_val": (judges.matcher.info or {}).get("val"),
-            "matcher_seed": (judges.matcher.info or {}).get("seed")},
+            "matcher": str(matcher) if judges.matcher else None,
+            "matcher_val": ((judges.matcher and judges.matcher.info) or {}).get("val"),
+            "matcher_seed": ((judges.matcher and judges.matcher.info) or {}).get("seed")},
         "settings": {"seeds": seeds, "train_prompts": int(len(sample)), "heldout_prompts": int(len(held)),
                      "pixel_space": f"RMS over RGB of images alpha-composited onto white at {PIXEL_SIZE} px, in [0, 1]",
                      "feature_space": "L2/sqrt(128) in the concept classifier's 128-d features"},
@@ -756,8 +760,8 @@ def table(report: dict[str, Any]) -> str:
             f"| concept top-1 (judge classifier) | {_pct(h['top1'])} | {_pct(t['top1'])} | |",
             f"| concept top-5 (judge classifier; chance {_pct(chance)}) | {_pct(h['top5'])} | {_pct(t['top5'])} "
             "| >= 60 % |",
-            f"| judge matcher P > 0.5, short prompt | {_pct(h['matcher_prompt_p>0.5'])} | "
-            f"{_pct(t['matcher_prompt_p>0.5'])} | |",
+            f"| judge matcher P > 0.5, short prompt | {_pct(h.get('matcher_prompt_p>0.5'))} | "
+            f"{_pct(t.get('matcher_prompt_p>0.5'))} | |",
             f"| judge matcher P > 0.5, caption | {_pct(h.get('matcher_caption_p>0.5'))} | "
             f"{_pct(t.get('matcher_caption_p>0.5'))} | |",
             f"| judge matcher P > 0.5, another concept's prompt (chance) | "
@@ -790,8 +794,8 @@ def table(report: dict[str, Any]) -> str:
     real = (acc or {}).get("heldout_real_images")
     if real:
         lines.append(f"| real held-out images (judges trained on them) | top-5 {_pct(real['top5'])}, matcher "
-                     f"{_pct(real['matcher_prompt_p>0.5'])} (wrong prompt {_pct(real['matcher_wrong_prompt_p>0.5'])}) "
-                     "| | |")
+                     f"{_pct(real.get('matcher_prompt_p>0.5'))} (wrong prompt "
+                     f"{_pct(real.get('matcher_wrong_prompt_p>0.5'))}) | | |")
     rm = mem.get("heldout_real_images", {}).get("pixel")
     if rm:
         lines.append(f"| real held-out images: NN ratio, near copies (pixel) | {_num(rm['nn_ratio'])}, "
@@ -985,7 +989,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--scorer", help="the feedback scorer: a folder holding matcher.json")
     ap.add_argument("--classifier", default=str(CONCEPT_JUDGE),
                     help="concept classifier judge; 'none': no judges (stated colour/background and pixel figures)")
-    ap.add_argument("--matcher", default=str(MATCHER_JUDGE))
+    ap.add_argument("--matcher", default=str(MATCHER_JUDGE), help="judge matcher; 'none': the classifier alone")
     ap.add_argument("--out", default="assets-bench")
     ap.add_argument("--train-prompts", type=int, default=800)
     ap.add_argument("--seeds", type=int, default=4)
@@ -1003,8 +1007,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         if not (args.ckpt and args.data):
             ap.error("--ckpt and --data are required (or --quick)")
-        classifier = None if args.classifier == "none" else args.classifier
-        report = run(args.ckpt, args.data, args.out, args.scorer, classifier, args.matcher, args.train_prompts,
+        classifier, matcher = (None if x == "none" else x for x in (args.classifier, args.matcher))
+        report = run(args.ckpt, args.data, args.out, args.scorer, classifier, matcher, args.train_prompts,
                      args.seeds, args.job_train_prompts, args.job_seeds, [t for t in args.job_text.split(",") if t],
                      threads=args.threads, log=log, lm=args.job_lm, job_repeats=args.job_repeats)
     print(table(report), end="")

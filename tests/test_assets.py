@@ -154,7 +154,7 @@ def _icon_layout(path: Path) -> str:
 
     cols: dict[str, list[object]] = {k: [] for k in ("image", "caption", "short_prompt", "label", "color",
                                                      "background", "split", "heldout_kind")}
-    pairings = [("red", "transparent"), ("green", "black"), ("blue", "white"), ("yellow", "navy")]
+    pairings = [("red", "transparent"), ("green", "black"), ("blue", "white"), ("yellow", "navy"), ("purple", "gray")]
     for shape in assets.TINY_SHAPES:
         for color, bg in pairings:
             img = assets._tiny_sprite(shape, COLORS[color], "google")
@@ -202,3 +202,11 @@ def test_stated_colour_and_background_figures_need_no_judges(tmp_path: Path) -> 
     assert set(report["memorisation"]["train"]) == {"pixel"} and report["diversity"]["train"]["pixel"]["captions"] == 6
     md = (tmp_path / "out" / "assets.md").read_text()
     assert "| stated color right (pixel-statistics judge) |" in md and "FD in the judge's" not in md
+    # a concept classifier without a judge matcher: concept and FD figures, no matcher figures
+    clf = tmp_path / "clf"
+    assets.train_concept_judge(data_url, str(clf), steps=20, width=8, check_share=0.0, log=lambda m: None)
+    report = assets.run(str(gan), data_url, str(tmp_path / "out2"), scorer=None, classifier=str(clf), matcher=None,
+                        n_train_prompts=6, seeds=2, log=lambda m: None)
+    assert 0 <= report["accuracy"]["heldout"]["top5"] <= 1 and "matcher_prompt_p>0.5" not in report["accuracy"]["train"]
+    assert report["fd"]["ratio"] > 0 and report["judges"]["matcher"] is None and "stated" in report
+    assert "| concept top-5 (judge classifier; chance" in (tmp_path / "out2" / "assets.md").read_text()
