@@ -694,6 +694,8 @@ def run(ckpt: str, data_url: str, out: str, scorer: str | None, classifier: str 
     seconds["memorisation"] = round(time.perf_counter() - t0, 1)
 
     # the feedback scorer on the held-out real images (its figures and the job's are read by the judges)
+    if scorer and judges is None:
+        log("no concept judge: the scorer and job figures are left out")
     if scorer and judges is not None:
         from llmgan.gan.matcher import Matcher
 
