@@ -22,6 +22,8 @@ sample of training captions, several seeds each. Figures (DIR/assets.json, DIR/a
 - memorisation: each generated image's distance to its nearest training image (RMS over pixels of the images
   alpha-composited onto white at 32 px, and L2 in the judge's feature space) against the training images' own
   nearest-neighbour distances; and per-caption diversity across seeds against the distance across captions;
+- stated colour and background right, where the data states them (the game icons), by the pixel-statistics judge
+  `llmgan.eval.color_judge` (no learned weights; `--classifier none` gives these and the pixel figures alone);
 - consistency feedback off vs on through the real job (`run_job`, local executor): judged accuracy and images/s;
 - the feedback scorer's own quality on the held-out real images (AUC of the right prompt against a wrong one).
 """
