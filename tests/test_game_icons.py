@@ -8,6 +8,8 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 from PIL import Image
@@ -183,6 +185,31 @@ def test_build_errors(tmp_path: Path, folder: Path) -> None:
         gi.build_game_icons_dataset(folder, GameIconsConfig(pairings=gi.max_pairings() + 1))
 
 
+def test_an_icon_subset_holds_out_exactly_the_full_builds_rows(folder: Path) -> None:
+    full, _ = gi.build_game_icons_dataset(folder, GameIconsConfig(size=16, split="all", heldout_rows=2))
+    subset = ("round-shield", "crossed-swords")
+    part, skipped = gi.build_game_icons_dataset(folder, GameIconsConfig(size=16, split="all", heldout_rows=2,
+                                                                        icons=subset))
+    assert skipped == {} and part.schema.metadata[b"llmgan.icons"] == b"round-shield,crossed-swords"
+    want = full.filter(pc.is_in(full.column("label"), pa.array(subset)))
+    assert part.num_rows == 10 and part.replace_schema_metadata(None).sort_by("caption").equals(
+        want.replace_schema_metadata(None).sort_by("caption"))
+    with pytest.raises(UserError, match=r"--icons: 2 names not in the package: no-such-icon, zzz"):
+        gi.build_game_icons_dataset(folder, GameIconsConfig(icons=("zzz", "crossed-swords", "no-such-icon")))
+
+
+def test_parse_icons_reads_a_named_set_a_list_or_a_file(tmp_path: Path) -> None:
+    assert gi.parse_icons(None) is None
+    items = gi.parse_icons("items")
+    assert items is not None and len(items) == len(set(items)) == 75 and "crossed-swords" in items
+    assert gi.parse_icons(" key, crown ,,key") == ("key", "crown")
+    listing = tmp_path / "mine.txt"
+    listing.write_text("# my set\nkey\n\ncrown  # the king's\n")
+    assert gi.parse_icons(f"@{listing}") == ("key", "crown")
+    with pytest.raises(UserError, match=r"--icons @.*missing.txt: cannot read the file \(FileNotFoundError\)"):
+        gi.parse_icons(f"@{tmp_path / 'missing.txt'}")
+
+
 def test_rows_round_trip_through_the_training_reader(folder: Path, tmp_path: Path) -> None:
     from llmgan.data.readers import load_captioned
     from llmgan.data.tables import write_dataset
@@ -264,6 +291,10 @@ def test_cli_writes_rgba_parquet_then_reuses_the_cache(sandbox: Path, icons_regi
     assert result.exit_code == 0, result.output
     assert "wrote 6 game-icons images" in result.stdout and "split train" in result.stdout
     assert set(pq.read_table(out).column("split").to_pylist()) == {"train"}
+    result = run_icons("--out", str(out), "--size", "16", "--icons", "round-shield", "--registry", closed_port_url())
+    assert result.exit_code == 0 and "wrote 3 game-icons images (16x16 RGBA, 1 icon," in result.stdout, result.output
+    result = run_icons("--out", str(out), "--icons", "round-shield,nope", "--registry", closed_port_url())
+    assert result.exit_code == 2 and result.stderr.strip() == "error: --icons: 1 name not in the package: nope"
 
 
 def test_cli_unreachable_registry_fails_cleanly(sandbox: Path, tmp_path: Path) -> None:  # noqa: F811
@@ -294,7 +325,9 @@ def test_cli_integrity_mismatch_fails_cleanly(sandbox: Path, icons_registry: Reg
     (["--pairings", "99"], "--pairings must be at most"),
     (["--heldout-rows", "3"], "--heldout-rows must be 0, 1 or 2"),
     (["--registry", "ftp://mirror"], "npm registry must be an http(s) URL"),
-], ids=["split", "size", "pairings-low", "pairings-high", "heldout", "registry"])
+    (["--icons", " , "], "--icons names no icon"),
+    (["--icons", "@no-such-list.txt"], "cannot read the file"),
+], ids=["split", "size", "pairings-low", "pairings-high", "heldout", "registry", "icons-empty", "icons-file"])
 def test_cli_bad_options_fail_before_any_download(sandbox: Path, registry: Registry, tmp_path: Path,  # noqa: F811
                                                   args: list[str], message: str) -> None:
     out = tmp_path / "out" / "icons.parquet"

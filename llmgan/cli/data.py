@@ -241,6 +241,9 @@ def game_icons_command(
     heldout_rows: Annotated[int, typer.Option("--heldout-rows", help="Held-out rows per icon: 0, 1 (an unseen pairing "
                                               "or an unseen icon x pairing combination) or 2 (both).")]
     = GameIconsConfig.heldout_rows,
+    icons: Annotated[str | None, typer.Option("--icons", help="Only these icons: a named set (items: 75 classic "
+                                              "inventory items), comma-separated names, or @FILE (one name a line). "
+                                              "Default: all.")] = None,
     cache_dir: PackageCache = None,
     registry: Registry = None,
     s3_endpoint: S3Endpoint = None,
@@ -249,8 +252,10 @@ def game_icons_command(
     into the cache folder and integrity-checked): SVG silhouettes rasterised RGBA and recoloured in (colour,
     background) pairings, captioned from their names ("crossed swords icon, red on a black background")."""
     setup_logging()
-    cfg, target = GameIconsConfig(size=size, split=split, pairings=pairings, heldout_rows=heldout_rows), ParquetOut(out)
-    from llmgan.data.game_icons import build_game_icons_dataset, check_config
+    from llmgan.data.game_icons import build_game_icons_dataset, check_config, parse_icons
+    cfg = GameIconsConfig(size=size, split=split, pairings=pairings, heldout_rows=heldout_rows,
+                          icons=parse_icons(icons))
+    target = ParquetOut(out)
     from llmgan.data.tables import write_dataset
     from llmgan.io.packages import GAME_ICONS_PACKAGE as pin
     from llmgan.io.packages import fetch_package, registry_url
@@ -272,7 +277,7 @@ def game_icons_command(
     reasons = ", ".join(f"{k}: {v}" for k, v in sorted(skipped.items()))
     why = f"; skipped {dropped} icon{'s' * (dropped != 1)} ({reasons})" if dropped else ""
     typer.echo(_summary("game-icons", table, out, cfg.size, time.perf_counter() - start,
-                        f" RGBA, {icons} icons, split {cfg.split}") + f"; licence {pin.license}{why}")
+                        f" RGBA, {icons} icon{'s' * (icons != 1)}, split {cfg.split}") + f"; licence {pin.license}{why}")
 
 
 def register(app: typer.Typer) -> None:

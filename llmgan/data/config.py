@@ -99,12 +99,15 @@ class ParquetOut:
 @dataclass(frozen=True)
 class GameIconsConfig:
     """`llmgan data game-icons`: every icon drawn at `size` px in `pairings` (colour, background) pairings for training
-    and `heldout_rows` held-out rows (0, 1 or 2: an unseen pairing and/or an unseen icon x pairing combination)."""
+    and `heldout_rows` held-out rows (0, 1 or 2: an unseen pairing and/or an unseen icon x pairing combination);
+    `icons`, when given, keeps only those icon names (a studio's own set: the held-out rule is per name, so a subset
+    holds out exactly the full build's rows of those icons)."""
 
     size: int = 64
     split: str = "train"
     pairings: int = 3
     heldout_rows: int = 1
+    icons: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if not MIN_SIZE <= self.size <= 256:  # 256 px x 8 samples a side is the rasteriser's comfortable limit
@@ -114,3 +117,5 @@ class GameIconsConfig:
             raise UserError(f"--pairings must be at least 1, got {self.pairings}")
         if self.heldout_rows not in (0, 1, 2):
             raise UserError(f"--heldout-rows must be 0, 1 or 2, got {self.heldout_rows}")
+        if self.icons is not None and not self.icons:
+            raise UserError("--icons names no icon")
