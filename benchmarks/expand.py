@@ -8,7 +8,9 @@ their captions differ (the fast loop is meant to differ in none).
 `--captioned DATA`: instead, a caption LM for a captioned dataset with name / style / subcategory columns (the emoji
 dataset): on its held-out rows' prompts (name + style pairs kept out of training) and a sample of its train rows'
 prompts, how many expansions keep the name and the style and are well-formed captions, at what speed, and what the
-expander's domain check made of them."""
+expander's domain check made of them. On the game-icons dataset (label / color / background columns) the same
+for icons: held-out rows (unseen pairings and icon x pairing combinations) stating colour and background, the same
+rows by name alone, and a train sample; kept are the name, the stated colour and the stated background."""
 
 from __future__ import annotations
 
@@ -363,6 +365,70 @@ def caption_figures(items: Sequence[dict], captions: Sequence[Sequence[str]], su
             "subcategory_right": share(sub_ok, n)}
 
 
+# "crossed swords icon, red on a black background" (categories may follow the name): llmgan.data.game_icons.caption_of
+ICON_CAPTION = re.compile(r"^(?P<name>[^,]+) icon(?:, [^,]+)?, (?P<color>[\w ]+?) on a (?P<background>[\w ]+) background$")
+
+
+def icon_prompt_sets(rows: Sequence[dict[str, Any]], n_train: int, seed: int = 0) -> dict[str, list[dict]]:
+    """Every held-out game-icons row as "<color> <name> on <background>" (the dataset's own fullest short-prompt form),
+    once more by its name alone, and n_train
+    train rows in the forms `llmgan data prompt-pairs --from` draws (a different seed than training's)."""
+    from llmgan.data.game_icons import TRANSPARENT, background_words, icon_words
+    from llmgan.data.prompt_pairs import draw_prompt
+
+    items: dict[str, list[dict]] = {"held-out colour + background": [], "held-out name only": [], "train sample": []}
+    for r in (r for r in rows if r.get("split") == "heldout"):
+        name, color, bg = icon_words(r["label"]), r["color"], r["background"]
+        items["held-out colour + background"].append(
+            {"prompt": f"{color} {name} on {background_words(bg) if bg == TRANSPARENT else bg}", "name": name,
+             "color": color, "background": bg})
+        items["held-out name only"].append({"prompt": name, "name": name, "color": None, "background": None})
+    train = [r for r in rows if r.get("split") == "train"]
+    pick = np.random.default_rng([seed, 32]).choice(len(train), size=min(n_train, len(train)), replace=False)
+    for j, k in enumerate(pick):
+        r = train[int(k)]
+        text = draw_prompt(r, np.random.default_rng([seed, 33, j]))
+        stated = {a: r[a] if re.search(rf"(?<![\w-]){re.escape(r[a])}(?![\w-])", text) else None
+                  for a in ("color", "background")}
+        items["train sample"].append({"prompt": text, "name": icon_words(r["label"]), **stated})
+    return items
+
+
+def icon_caption_figures(items: Sequence[dict], captions: Sequence[Sequence[str]], colors: set[str],
+                         backgrounds: set[str]) -> dict[str, Any]:
+    """Shares of captions that name exactly the asked-for icon, keep the stated colour and background (of the prompts
+    stating them), and are well-formed ("<name> icon, <known colour> on a <known background> background")."""
+    n = exact = formed = 0
+    stated = {"color": [0, 0], "background": [0, 0]}
+    for item, caps in zip(items, captions):
+        for cap in caps:
+            n += 1
+            m = ICON_CAPTION.match(cap)
+            exact += bool(m) and m["name"] == item["name"]
+            formed += bool(m) and m["color"] in colors and m["background"] in backgrounds
+            for attr, count in stated.items():
+                if item[attr]:
+                    count[0] += 1
+                    count[1] += bool(m) and m[attr] == item[attr]
+    share = lambda k, d: round(k / max(d, 1), 4)  # noqa: E731
+    return {"captions": n, "name_exact": share(exact, n), "color_prompts": stated["color"][0],
+            "color_kept": share(stated["color"][1], stated["color"][0]),
+            "background_prompts": stated["background"][0],
+            "background_kept": share(stated["background"][1], stated["background"][0]), "well_formed": share(formed, n)}
+
+
+def _emoji_line(f: dict[str, Any]) -> str:
+    return (f"name kept {100 * f['name_kept']:.1f}% (exact {100 * f['name_exact']:.1f}%), style kept "
+            f"{100 * f['style_kept']:.1f}% of {f['style_prompts']}, well-formed {100 * f['well_formed']:.1f}%, own "
+            f"subcategory {100 * f['subcategory_right']:.1f}%")
+
+
+def _icon_line(f: dict[str, Any]) -> str:
+    return (f"name exact {100 * f['name_exact']:.1f}%, colour kept {100 * f['color_kept']:.1f}% of "
+            f"{f['color_prompts']}, background kept {100 * f['background_kept']:.1f}% of {f['background_prompts']}, "
+            f"well-formed {100 * f['well_formed']:.1f}%")
+
+
 def captioned(data: str, lm: str | None = None, n_train: int = 300, variants: int = 4, batch_size: int = 64,
               seed: int = 0, ckpt: str | None = None, device: str = "cpu", out=sys.stdout) -> dict:
     """The caption LM on a captioned dataset's prompt sets (`captioned_prompt_sets`): its own drafts (no check:
@@ -374,7 +440,9 @@ def captioned(data: str, lm: str | None = None, n_train: int = 300, variants: in
     from llmgan.domains import detect_domain
     from llmgan.io.storage import Storage
 
-    cols = ["caption", "name", "style", "subcategory", "split"]
+    icons = "color" in pq.read_schema(data).names
+    cols = ["caption", "short_prompt", "label", "color", "background", "split"] if icons else [
+        "caption", "name", "style", "subcategory", "split"]
     rows = pq.read_table(data, columns=cols).to_pylist()
     train_caps = [r["caption"] for r in rows if r["split"] == "train"]
     if ckpt is not None:
@@ -383,9 +451,14 @@ def captioned(data: str, lm: str | None = None, n_train: int = 300, variants: in
         domain = gan_domain(ckpt, Storage())
     else:
         domain = detect_domain(train_caps)
-    sets = captioned_prompt_sets(rows, n_train, seed)
-    subcategories = {_sub(r) for r in rows}
-    styles = {str(r["style"]) for r in rows}
+    if icons:
+        sets = icon_prompt_sets(rows, n_train, seed)
+        known = ({str(r["color"]) for r in rows}, {str(r["background"]) for r in rows})
+        figures, line = icon_caption_figures, _icon_line
+    else:
+        sets = captioned_prompt_sets(rows, n_train, seed)
+        known = ({_sub(r) for r in rows}, {str(r["style"]) for r in rows})
+        figures, line = caption_figures, _emoji_line
     base = ExpanderConfig(lm=lm, batch_size=batch_size, device=device, cache_size=0)
     raw = CaptionExpander(replace(base, max_resamples=0), check=None)
     guarded = CaptionExpander(base, check=domain.faithfulness())
@@ -404,8 +477,7 @@ def captioned(data: str, lm: str | None = None, n_train: int = 300, variants: in
         t0 = time.perf_counter()
         job = guarded.expand(prompts, keys, variants, seed=seed)
         job_s = time.perf_counter() - t0
-        own = caption_figures(items, drafts.captions, subcategories, styles)
-        final = caption_figures(items, job.captions, subcategories, styles)
+        own, final = figures(items, drafts.captions, *known), figures(items, job.captions, *known)
         outcomes = {k: job.stats[k] for k in ("generated", "pinned", "faithful", "resampled", "fallback",
                                                 "unchecked", "not_understood")}
         result["sets"][name] = {
@@ -414,10 +486,7 @@ def captioned(data: str, lm: str | None = None, n_train: int = 300, variants: in
             "examples": [[p, c[0], j[0]] for p, c, j in list(zip(prompts, drafts.captions, job.captions))[:5]],
         }
         for label, f in (("LM drafts", own), ("job (check)", final)):
-            rows_out.append((f"{name}, {label}", f"{f['captions']} captions",
-                             f"name kept {100 * f['name_kept']:.1f}% (exact {100 * f['name_exact']:.1f}%), style kept "
-                             f"{100 * f['style_kept']:.1f}% of {f['style_prompts']}, well-formed "
-                             f"{100 * f['well_formed']:.1f}%, own subcategory {100 * f['subcategory_right']:.1f}%"))
+            rows_out.append((f"{name}, {label}", f"{f['captions']} captions", line(f)))
         rows_out.append((f"  {name} speed / outcomes", f"{own['captions'] / raw_s:.1f} LM captions/s",
                          ", ".join(f"{k} {v}" for k, v in outcomes.items())))
     print(f"caption LM {raw.identity} on {data} ({domain.name} check, {result['domain_words']} words), {device} "
@@ -441,7 +510,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                         help="instead: how the shipped GAN draws each synonym (evaluation classifier, ~1 min)")
     parser.add_argument("--captioned", default=None, metavar="DATA",
                         help="instead: the LM on a captioned Parquet with name, style, subcategory and split columns "
-                             "(llmgan data emoji --split all): its held-out rows and a sample of its train rows")
+                             "(llmgan data emoji --split all) or label, color, background and split columns (llmgan "
+                             "data game-icons --split all): its held-out rows and a sample of its train rows")
     parser.add_argument("--n-train", type=int, default=300, help="--captioned: train rows sampled")
     parser.add_argument("--per-prompt", type=int, default=4, help="--captioned: captions per prompt")
     parser.add_argument("--ckpt", default=None, help="--captioned: GAN whose domain check applies (default: the "

@@ -344,3 +344,30 @@ def test_cli_writes_to_s3(sandbox: Path, icons_registry: Registry, s3_server: st
     assert result.exit_code == 0, result.output
     table = pq.read_table(io.BytesIO(Storage(s3_server).read_bytes(url)))
     assert table.num_rows == 9 and set(table.column("split").to_pylist()) == {"train"}
+
+
+def test_benchmark_figures_of_icon_captions(folder: Path) -> None:
+    """benchmarks.expand --captioned on game icons: its prompt sets and how it scores captions."""
+    from benchmarks.expand import icon_caption_figures, icon_prompt_sets
+
+    table, _ = gi.build_game_icons_dataset(folder, GameIconsConfig(size=16, split="all", heldout_rows=2))
+    rows = table.drop_columns(["image"]).to_pylist()
+    sets = icon_prompt_sets(rows, n_train=4, seed=0)
+    held = [r for r in rows if r["split"] == "heldout"]
+    full = sets["held-out colour + background"]
+    assert len(full) == len(sets["held-out name only"]) == len(held) == 6 and len(sets["train sample"]) == 4
+    assert all(it["color"] in it["prompt"] and it["name"] in it["prompt"] for it in full)
+    assert {it["prompt"] for it in sets["held-out name only"]} == {"crossed swords", "framed hole", "round shield"}
+    for it in sets["train sample"]:  # what a drawn prompt states is what the figures hold it to
+        assert it["color"] is None or it["color"] in it["prompt"]
+    item = {"name": "crossed swords", "color": "red", "background": "transparent"}
+    caps = ["crossed swords icon, red on a transparent background",
+            "crossed swords icon, weapons, red on a black background",
+            "crossed icon, red on a transparent background", "crossed swords icon, mauve on a transparent background",
+            "red crossed swords"]
+    f = icon_caption_figures([item], [caps], {"red", "black"}, {"transparent", "black"})
+    assert f == {"captions": 5, "name_exact": 0.6, "color_prompts": 5, "color_kept": 0.6, "background_prompts": 5,
+                 "background_kept": 0.6, "well_formed": 0.6}
+    unstated = icon_caption_figures([{**item, "color": None, "background": None}], [caps[:1]], {"red"},
+                                    {"transparent"})
+    assert unstated["color_prompts"] == unstated["background_prompts"] == 0 and unstated["well_formed"] == 1.0
