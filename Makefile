@@ -12,7 +12,7 @@ TORCH ?= cpu
 TORCH_VERSION := 2.13.0
 TORCH_CPU_INDEX := https://download.pytorch.org/whl/cpu
 
-.PHONY: demo demo-emoji test test-slow lint clean-venv torch
+.PHONY: demo demo-emoji demo-icons test test-slow lint clean-venv torch
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -48,6 +48,16 @@ data/emoji.parquet: $(STAMP)
 demo-emoji: data/emoji.parquet
 	$(BIN)/python jobs/generate.py jobs/examples/emoji_prompts.csv --model emoji --out outputs/emoji --n-per-prompt 4 --overwrite
 	$(BIN)/python -m llmgan compare outputs/emoji --data data/emoji.parquet --out outputs/emoji/compare.png --rows 16
+
+# the game-icons demo: fetches the pinned @iconify-json/game-icons package (6 MB unpacked, once), builds the 75 items in
+# their training pairings, generates the prompts (pairings no icon of the set trained in) with the shipped icons
+# bundle, and puts the results beside the training images nearest each prompt (outputs/icons/compare.png)
+data/icons-items-train.parquet: $(STAMP)
+	$(BIN)/python -m llmgan data game-icons --icons items --pairings 45 --heldout-rows 0 --out $@
+
+demo-icons: data/icons-items-train.parquet
+	$(BIN)/python jobs/generate.py jobs/examples/icons_prompts.csv --model icons --out outputs/icons --n-per-prompt 4 --overwrite
+	$(BIN)/python -m llmgan compare outputs/icons --data data/icons-items-train.parquet --out outputs/icons/compare.png --rows 25
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -254,6 +254,22 @@ def test_train_local_cli_end_to_end_with_resume_and_sample(tiny_data: str, tmp_p
     assert all(0 <= r["consistency_mean"] <= 1 and "matcher_loss" in r for r in rows)
     assert json.loads((out / "final" / "config.json").read_text())["domain"] == "shapes"
     assert GanModel.load(str(tmp_path / "exported")).identity == GanModel.load(str(out)).identity
+    # a float16 export: half the weight bytes, the same images but for the rounding, the same matcher scores nearly
+    export_checkpoint(str(out), str(tmp_path / "half"), half=True)
+    for name in ("generator.safetensors", "discriminator.safetensors", "matcher.safetensors"):
+        full_size, half_size = (exported / name).stat().st_size, (tmp_path / "half" / name).stat().st_size
+        assert half_size < 0.6 * full_size, (name, half_size, full_size)
+    full_gan, half_gan = GanModel.load(str(exported)), GanModel.load(str(tmp_path / "half"))
+    cond = torch.randn(4, full_gan.config.text_dim)
+    a, b = (g.generate(cond, g.noise(list(range(4)))) for g in (full_gan, half_gan))
+    diff = np.abs(a.astype(int) - b.astype(int))
+    assert diff.mean() < 1.0 and half_gan.identity != full_gan.identity
+    from llmgan.gan.matcher import Matcher
+
+    m_full, m_half = Matcher.load(str(exported)), Matcher.load(str(tmp_path / "half"))
+    assert next(m_half.net.parameters()).dtype == torch.float32
+    assert {k: v.shape for k, v in m_half.net.state_dict().items()} == {
+        k: v.shape for k, v in m_full.net.state_dict().items()}
 
     changed = runner.invoke(app, [*args, "--image-size", "64", "--steps", "6"])
     assert changed.exit_code == 2 and "different configuration" in changed.output

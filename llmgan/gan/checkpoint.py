@@ -37,8 +37,10 @@ TRAINING_STATE = "training_state.pt"
 MATCHER_CONFIG = "matcher.json"  # llmgan.gan.matcher's files, present when a matcher was trained alongside
 
 
-def _state_bytes(module: nn.Module) -> bytes:
-    return st_save({k: v.detach().cpu().contiguous() for k, v in unwrap(module).state_dict().items()})
+def _state_bytes(module: nn.Module, half: bool = False) -> bytes:
+    """safetensors bytes of a module's state; `half` stores floating tensors as float16 (loading casts them back)."""
+    return st_save({k: (v.half() if half and v.is_floating_point() else v).detach().cpu().contiguous()
+                    for k, v in unwrap(module).state_dict().items()})
 
 
 def save_checkpoint(
@@ -177,9 +179,10 @@ def resolve_checkpoint(path: str, storage: Storage) -> str:
     return max(candidates)[1] if candidates else path  # read_meta reports what is missing
 
 
-def export_checkpoint(src: str, dst: str, storage: Storage | None = None) -> dict[str, Any]:
+def export_checkpoint(src: str, dst: str, storage: Storage | None = None, half: bool = False) -> dict[str, Any]:
     """Copy the inference part (config.json + safetensors, and the matcher if any) of a checkpoint or run
-    directory to `dst`.
+    directory to `dst`; `half` stores the weights as float16 (half the bytes, for a shipped bundle; they load into
+    float32 networks, so images differ from the checkpoint's by the rounding only).
 
     The weights are loaded into fresh networks first, so a broken checkpoint is never exported.
     """
@@ -189,14 +192,14 @@ def export_checkpoint(src: str, dst: str, storage: Storage | None = None) -> dic
     src = resolve_checkpoint(src, storage)
     meta = read_meta(src, storage)
     config = GanConfig.from_dict(meta["model"])
-    weights = {name: load_weights(src, name, net, storage)
-               for name, net in ((GENERATOR, Generator(config)), (DISCRIMINATOR, Discriminator(config)))}
+    nets: dict[str, nn.Module] = {GENERATOR: Generator(config), DISCRIMINATOR: Discriminator(config)}
+    weights = {name: load_weights(src, name, net, storage) for name, net in nets.items()}
     for name, data in weights.items():
-        storage.write_bytes(join(dst, name), data)
+        storage.write_bytes(join(dst, name), _state_bytes(nets[name], half=True) if half else data)
     if storage.exists(join(src, MATCHER_CONFIG)):  # the matcher trained alongside scores this GAN's consistency
         from llmgan.gan.matcher import Matcher
 
-        Matcher.load(src, storage).save(dst, storage)  # loaded first: a broken matcher is not exported either
+        Matcher.load(src, storage).save(dst, storage, half=half)  # loaded first: a broken one is not exported either
     storage.write_text(join(dst, CONFIG), json.dumps(meta, indent=2, sort_keys=True) + "\n")
     return meta
 

@@ -244,11 +244,13 @@ class Matcher:
         """(N,) calibrated P(image matches text) in [0, 1]; `text` as in `calibrate`."""
         return self.calibrate(self.cosine(images, emb), text)
 
-    def save(self, url: str, storage: Storage | None = None) -> None:
+    def save(self, url: str, storage: Storage | None = None, half: bool = False) -> None:
+        """`half`: floating weights stored as float16 (loading casts them back to the network's float32)."""
         from safetensors.torch import save as save_tensors
 
         storage = storage or Storage()
-        state = {k: v.detach().cpu().contiguous() for k, v in self.net.state_dict().items()}
+        state = {k: (v.half() if half and v.is_floating_point() else v).detach().cpu().contiguous()
+                 for k, v in self.net.state_dict().items()}
         storage.write_bytes(join(url, WEIGHTS_FILE), save_tensors(state))
         meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "config": self.config.to_dict(),
                 "calibration": {"a": self.calibration[0], "b": self.calibration[1]},
