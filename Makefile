@@ -57,7 +57,7 @@ data/icons-items-train.parquet: $(STAMP)
 
 demo-icons: data/icons-items-train.parquet
 	$(BIN)/python jobs/generate.py jobs/examples/icons_prompts.csv --model icons --out outputs/icons --n-per-prompt 4 --overwrite
-	$(BIN)/python -m llmgan compare outputs/icons --data data/icons-items-train.parquet --out outputs/icons/compare.png --rows 25
+	$(BIN)/python -m llmgan compare outputs/icons --data data/icons-items-train.parquet --out outputs/icons/compare.png --rows 24
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -122,16 +122,22 @@ def test_checkerboard_shows_through_transparent_tiles() -> None:
     assert (np.asarray(on_checkerboard(solid)) == [255, 0, 0]).all()
 
 
-def test_the_shipped_emoji_bundle_expands_generates_rgba_and_scores(tmp_path: Path) -> None:
-    """`--model emoji`: the shipped 64 px RGBA GAN, its matcher scorer and its caption LM, through the real job."""
+@pytest.mark.parametrize("model,prompts,word", [
+    ("emoji", "doughnut\nred apple, twitter style\n", "emoji"),
+    ("icons", "crossed swords\nred key on black\n", "icon"),
+])
+def test_a_shipped_real_asset_bundle_expands_generates_rgba_and_scores(tmp_path: Path, model: str, prompts: str,
+                                                                       word: str) -> None:
+    """`--model emoji|icons`: the shipped 64 px RGBA GAN, its matcher scorer and its caption LM, through the real
+    job."""
     from typer.testing import CliRunner
 
     from llmgan.cli.app import app
 
-    prompts = tmp_path / "prompts.txt"
-    prompts.write_text("doughnut\nred apple, twitter style\n")
-    out = tmp_path / "emoji"
-    result = CliRunner().invoke(app, ["generate", str(prompts), "--model", "emoji", "--executor", "local",
+    prompt_file = tmp_path / "prompts.txt"
+    prompt_file.write_text(prompts)
+    out = tmp_path / model
+    result = CliRunner().invoke(app, ["generate", str(prompt_file), "--model", model, "--executor", "local",
                                       "--n-per-prompt", "2", "--out", str(out), "--quiet"])
     assert result.exit_code == 0, result.output
     done = json.loads((out / "_SUCCESS.json").read_text())
@@ -141,5 +147,5 @@ def test_the_shipped_emoji_bundle_expands_generates_rgba_and_scores(tmp_path: Pa
         pngs = [tar.extractfile(m).read() for m in tar.getmembers() if m.name.endswith(".png")]
     assert {Image.open(io.BytesIO(p)).size for p in pngs} == {(64, 64)}
     assert {Image.open(io.BytesIO(p)).mode for p in pngs} == {"RGBA"}
-    assert all("emoji" in m["caption"] for m in metas)  # expanded by the emoji captioner, not the shapes one
+    assert all(word in m["caption"] for m in metas)  # expanded by the bundle's captioner, not the shapes one
     assert all(m["consistency"] is not None for m in metas)  # scored by the bundle's matcher

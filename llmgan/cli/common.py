@@ -24,7 +24,7 @@ Ckpt = Annotated[str | None, typer.Option(
 Lm = Annotated[str | None, typer.Option(
     "--lm", help="Caption LM: HF directory, s3:// or hub id (default: the bundled shapes captioner).")]
 Model = Annotated[str | None, typer.Option(
-    "--model", help="A shipped model bundle: shapes (32 px) or emoji (64 px RGBA): its GAN, scorer and caption LM; "
+    "--model", help="A shipped model bundle: shapes (32 px), emoji or icons (64 px RGBA): its GAN, scorer and caption LM; "
     "--ckpt / --lm replace a part.")]
 OutDir = Annotated[str, typer.Option("--out", help="Output folder (local path or s3://bucket/prefix).")]
 OutFile = Annotated[str, typer.Option("--out", help="Output file (local path or s3://bucket/key).")]

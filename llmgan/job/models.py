@@ -12,6 +12,7 @@ ASSETS = Path(__file__).resolve().parents[1] / "assets"
 BUNDLES: dict[str, tuple[str, str]] = {
     "shapes": ("gan/shapes32", "lm/shapes-captioner"),
     "emoji": ("gan/emoji64", "lm/emoji-captioner"),
+    "icons": ("gan/icons64", "lm/icons-captioner"),
 }
 
 
