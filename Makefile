@@ -50,7 +50,7 @@ demo-emoji: data/emoji.parquet
 	$(BIN)/python -m llmgan compare outputs/emoji --data data/emoji.parquet --out outputs/emoji/compare.png --rows 16
 
 # the game-icons demo: fetches the pinned @iconify-json/game-icons package (6 MB unpacked, once), builds the 75 items in
-# their training pairings, generates the prompts (pairings no icon of the set trained in) with the shipped icons
+# their training pairings, generates the prompts (most in a pairing the icon never trained in) with the shipped icons
 # bundle, and puts the results beside the training images nearest each prompt (outputs/icons/compare.png)
 data/icons-items-train.parquet: $(STAMP)
 	$(BIN)/python -m llmgan data game-icons --icons items --pairings 45 --heldout-rows 0 --out $@
