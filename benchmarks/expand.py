@@ -371,8 +371,8 @@ ICON_CAPTION = re.compile(r"^(?P<name>[^,]+) icon(?:, [^,]+)?, (?P<color>[\w ]+?
 
 def icon_prompt_sets(rows: Sequence[dict[str, Any]], n_train: int, seed: int = 0) -> dict[str, list[dict]]:
     """Every held-out game-icons row as "<color> <name> on <background>" (the dataset's own fullest short-prompt form),
-    once more by its name alone, and n_train
-    train rows in the forms `llmgan data prompt-pairs --from` draws (a different seed than training's)."""
+    once more by its name alone, and n_train train rows in the forms `llmgan data prompt-pairs --from` draws (a
+    different seed than training's)."""
     from llmgan.data.game_icons import TRANSPARENT, background_words, icon_words
     from llmgan.data.prompt_pairs import draw_prompt
 

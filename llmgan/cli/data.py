@@ -253,13 +253,14 @@ def game_icons_command(
     background) pairings, captioned from their names ("crossed swords icon, red on a black background")."""
     setup_logging()
     from llmgan.data.game_icons import build_game_icons_dataset, check_config, parse_icons
-    cfg = GameIconsConfig(size=size, split=split, pairings=pairings, heldout_rows=heldout_rows,
-                          icons=parse_icons(icons))
-    target = ParquetOut(out)
     from llmgan.data.tables import write_dataset
     from llmgan.io.packages import GAME_ICONS_PACKAGE as pin
     from llmgan.io.packages import fetch_package, registry_url
     from llmgan.io.storage import Storage
+
+    cfg = GameIconsConfig(size=size, split=split, pairings=pairings, heldout_rows=heldout_rows,
+                          icons=parse_icons(icons))
+    target = ParquetOut(out)
 
     check_config(cfg)
     storage = Storage(s3_endpoint)

@@ -37,7 +37,7 @@ TRAINING_STATE = "training_state.pt"
 MATCHER_CONFIG = "matcher.json"  # llmgan.gan.matcher's files, present when a matcher was trained alongside
 
 
-def _state_bytes(module: nn.Module, half: bool = False) -> bytes:
+def state_bytes(module: nn.Module, half: bool = False) -> bytes:
     """safetensors bytes of a module's state; `half` stores floating tensors as float16 (loading casts them back)."""
     return st_save({k: (v.half() if half and v.is_floating_point() else v).detach().cpu().contiguous()
                     for k, v in unwrap(module).state_dict().items()})
@@ -55,8 +55,8 @@ def save_checkpoint(
 ) -> None:
     """Write a checkpoint directory at `url`; config.json goes last so a half-written directory is never used."""
     storage = storage or Storage()
-    storage.write_bytes(join(url, GENERATOR), _state_bytes(state.G_ema))
-    storage.write_bytes(join(url, DISCRIMINATOR), _state_bytes(state.D))
+    storage.write_bytes(join(url, GENERATOR), state_bytes(state.G_ema))
+    storage.write_bytes(join(url, DISCRIMINATOR), state_bytes(state.D))
     if training_state:
         buf = io.BytesIO()
         torch.save(
@@ -195,7 +195,7 @@ def export_checkpoint(src: str, dst: str, storage: Storage | None = None, half: 
     nets: dict[str, nn.Module] = {GENERATOR: Generator(config), DISCRIMINATOR: Discriminator(config)}
     weights = {name: load_weights(src, name, net, storage) for name, net in nets.items()}
     for name, data in weights.items():
-        storage.write_bytes(join(dst, name), _state_bytes(nets[name], half=True) if half else data)
+        storage.write_bytes(join(dst, name), state_bytes(nets[name], half=True) if half else data)
     if storage.exists(join(src, MATCHER_CONFIG)):  # the matcher trained alongside scores this GAN's consistency
         from llmgan.gan.matcher import Matcher
 

@@ -246,12 +246,10 @@ class Matcher:
 
     def save(self, url: str, storage: Storage | None = None, half: bool = False) -> None:
         """`half`: floating weights stored as float16 (loading casts them back to the network's float32)."""
-        from safetensors.torch import save as save_tensors
+        from llmgan.gan.checkpoint import state_bytes
 
         storage = storage or Storage()
-        state = {k: (v.half() if half and v.is_floating_point() else v).detach().cpu().contiguous()
-                 for k, v in self.net.state_dict().items()}
-        storage.write_bytes(join(url, WEIGHTS_FILE), save_tensors(state))
+        storage.write_bytes(join(url, WEIGHTS_FILE), state_bytes(self.net, half))
         meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "config": self.config.to_dict(),
                 "calibration": {"a": self.calibration[0], "b": self.calibration[1]},
                 "text_encoder": self.text_encoder, "info": self.info}
