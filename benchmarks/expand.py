@@ -317,6 +317,15 @@ def _sub(row: dict[str, Any]) -> str:
     return str(row["subcategory"]).replace("-", " ")  # as the caption writes it
 
 
+def _states(word: str, text: str) -> bool:
+    """`word` appears in `text` as a whole word (not inside a hyphenated name)."""
+    return re.search(rf"(?<![\w-]){re.escape(word)}(?![\w-])", text) is not None
+
+
+def _share(k: int, d: int) -> float:
+    return round(k / max(d, 1), 4)
+
+
 def captioned_prompt_sets(rows: Sequence[dict[str, Any]], n_train: int, seed: int = 0) -> dict[str, list[dict]]:
     """Prompt sets from a captioned dataset's rows (name, style, subcategory, split): every held-out row as
     "<name>, <style> style" and once more in another form that states the style ("<style> style <name>", ...), and
@@ -337,7 +346,7 @@ def captioned_prompt_sets(rows: Sequence[dict[str, Any]], n_train: int, seed: in
     for j, k in enumerate(pick):
         r = train[int(k)]
         text = draw_prompt(r, np.random.default_rng([seed, 33, j]))
-        stated = next((s for s in styles if re.search(rf"(?<![\w-]){re.escape(s)}(?![\w-])", text)), None)
+        stated = next((s for s in styles if _states(s, text)), None)
         items["train sample"].append({"prompt": text, "name": r["name"], "style": stated, "sub": _sub(r)})
     return items
 
@@ -359,10 +368,9 @@ def caption_figures(items: Sequence[dict], captions: Sequence[Sequence[str]], su
             if item["style"]:
                 style_n += 1
                 styled += bool(m) and m["style"] == item["style"]
-    share = lambda k, d: round(k / max(d, 1), 4)  # noqa: E731
-    return {"captions": n, "name_kept": share(kept, n), "name_exact": share(exact, n),
-            "style_prompts": style_n, "style_kept": share(styled, style_n), "well_formed": share(formed, n),
-            "subcategory_right": share(sub_ok, n)}
+    return {"captions": n, "name_kept": _share(kept, n), "name_exact": _share(exact, n),
+            "style_prompts": style_n, "style_kept": _share(styled, style_n), "well_formed": _share(formed, n),
+            "subcategory_right": _share(sub_ok, n)}
 
 
 # "crossed swords icon, red on a black background" (categories may follow the name): llmgan.data.game_icons.caption_of
@@ -388,8 +396,7 @@ def icon_prompt_sets(rows: Sequence[dict[str, Any]], n_train: int, seed: int = 0
     for j, k in enumerate(pick):
         r = train[int(k)]
         text = draw_prompt(r, np.random.default_rng([seed, 33, j]))
-        stated = {a: r[a] if re.search(rf"(?<![\w-]){re.escape(r[a])}(?![\w-])", text) else None
-                  for a in ("color", "background")}
+        stated = {a: r[a] if _states(r[a], text) else None for a in ("color", "background")}
         items["train sample"].append({"prompt": text, "name": icon_words(r["label"]), **stated})
     return items
 
@@ -410,11 +417,10 @@ def icon_caption_figures(items: Sequence[dict], captions: Sequence[Sequence[str]
                 if item[attr]:
                     count[0] += 1
                     count[1] += bool(m) and m[attr] == item[attr]
-    share = lambda k, d: round(k / max(d, 1), 4)  # noqa: E731
-    return {"captions": n, "name_exact": share(exact, n), "color_prompts": stated["color"][0],
-            "color_kept": share(stated["color"][1], stated["color"][0]),
+    return {"captions": n, "name_exact": _share(exact, n), "color_prompts": stated["color"][0],
+            "color_kept": _share(stated["color"][1], stated["color"][0]),
             "background_prompts": stated["background"][0],
-            "background_kept": share(stated["background"][1], stated["background"][0]), "well_formed": share(formed, n)}
+            "background_kept": _share(stated["background"][1], stated["background"][0]), "well_formed": _share(formed, n)}
 
 
 def _emoji_line(f: dict[str, Any]) -> str:
